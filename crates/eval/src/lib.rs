@@ -1,0 +1,1 @@
+//! Recipes to derivations (see issue: recipes and evaluation).

@@ -1,0 +1,372 @@
+//! The metadata database: which store paths are valid, their NAR hashes,
+//! references and derivers. Same tables as Nix's `db.sqlite` (2.8), so the
+//! data can be read by tools that know Nix's; versioned with
+//! `PRAGMA user_version` and migrated forward on open.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::formats::hash::Sha256;
+use crate::formats::path::{ContentAddress, StoreDir, StorePath};
+use crate::StoreError;
+
+/// Schema of version 1: Nix 2.8's tables.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE ValidPaths (
+    id               integer primary key autoincrement not null,
+    path             text unique not null,
+    hash             text not null,
+    registrationTime integer not null,
+    deriver          text,
+    narSize          integer,
+    ultimate         integer,
+    sigs             text,
+    ca               text
+);
+CREATE TABLE Refs (
+    referrer  integer not null,
+    reference integer not null,
+    primary key (referrer, reference),
+    foreign key (referrer) references ValidPaths(id) on delete cascade,
+    foreign key (reference) references ValidPaths(id) on delete restrict
+);
+CREATE INDEX IndexReferrer on Refs(referrer);
+CREATE INDEX IndexReference on Refs(reference);
+CREATE TRIGGER DeleteSelfRefs before delete on ValidPaths
+  begin
+    delete from Refs where referrer = old.id and reference = old.id;
+  end;
+CREATE TABLE DerivationOutputs (
+    drv  integer not null,
+    id   text not null,
+    path text not null,
+    primary key (drv, id),
+    foreign key (drv) references ValidPaths(id) on delete cascade
+);
+CREATE INDEX IndexDerivationOutputs on DerivationOutputs(path);
+"#;
+
+/// Migrations in order; entry `i` takes the schema from version `i` to `i+1`.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// The version this build of drv reads and writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Everything the store knows about one valid path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathInfo {
+    pub path: StorePath,
+    pub nar_hash: Sha256,
+    pub nar_size: u64,
+    pub references: BTreeSet<StorePath>,
+    pub deriver: Option<StorePath>,
+    /// Seconds since the Unix epoch.
+    pub registration_time: i64,
+    pub ca: Option<ContentAddress>,
+    /// `key-name:base64` signatures.
+    pub signatures: Vec<String>,
+}
+
+pub(crate) struct Db {
+    conn: Connection,
+    store_dir: StoreDir,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl Db {
+    pub(crate) fn open(file: &Path, store_dir: StoreDir) -> Result<Self, StoreError> {
+        let conn = Connection::open(file).map_err(|e| StoreError::Database(format!("{}: {e}", file.display())))?;
+        Self::init(conn, store_dir)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn open_in_memory(store_dir: StoreDir) -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?, store_dir)
+    }
+
+    fn init(mut conn: Connection, store_dir: StoreDir) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(600)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Database(format!(
+                "the database has schema version {version}, newer than this drv understands ({SCHEMA_VERSION}); upgrade drv"
+            )));
+        }
+        for migration in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(migration).map_err(db_err)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Self { conn, store_dir })
+    }
+
+    fn render(&self, p: &StorePath) -> String {
+        self.store_dir.display(p)
+    }
+
+    fn parse(&self, s: &str) -> Result<StorePath, StoreError> {
+        self.store_dir
+            .parse_path(s)
+            .map_err(|e| StoreError::Database(format!("corrupt path in database: {e}")))
+    }
+
+    pub(crate) fn is_valid(&self, p: &StorePath) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM ValidPaths WHERE path = ?1")
+            .and_then(|mut s| s.exists([self.render(p)]))
+            .map_err(db_err)
+    }
+
+    pub(crate) fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT id, hash, narSize, registrationTime, deriver, ca, sigs FROM ValidPaths WHERE path = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([self.render(p)], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        let Some((id, hash, size, time, deriver, ca, sigs)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Database(format!("corrupt {what} for {}: {e}", self.render(p)))
+        };
+        let references = self
+            .conn
+            .prepare_cached(
+                "SELECT v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference WHERE r.referrer = ?1",
+            )
+            .and_then(|mut s| s.query_map([id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>())
+            .map_err(db_err)?
+            .iter()
+            .map(|s| self.parse(s))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(PathInfo {
+            path: p.clone(),
+            nar_hash: Sha256::parse(&hash).map_err(|e| corrupt("hash", &e))?,
+            nar_size: size.unwrap_or(0) as u64,
+            references,
+            deriver: deriver.map(|d| self.parse(&d)).transpose()?,
+            registration_time: time,
+            ca: ca.map(|c| ContentAddress::parse(&c)).transpose().map_err(|e| corrupt("ca", &e))?,
+            signatures: sigs
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Register paths in one transaction. References must be valid already
+    /// or among `infos`; re-registering a valid path updates its metadata.
+    pub(crate) fn register(&mut self, infos: &[PathInfo]) -> Result<(), StoreError> {
+        let store_dir = self.store_dir.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut ids = BTreeMap::new();
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO ValidPaths (path, hash, registrationTime, deriver, narSize, sigs, ca)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(path) DO UPDATE SET hash = excluded.hash, deriver = excluded.deriver,
+                       narSize = excluded.narSize, sigs = excluded.sigs, ca = excluded.ca
+                     RETURNING id",
+                )
+                .map_err(db_err)?;
+            for info in infos {
+                let id: i64 = upsert
+                    .query_row(
+                        params![
+                            store_dir.display(&info.path),
+                            format!("sha256:{}", info.nar_hash.to_hex()),
+                            info.registration_time,
+                            info.deriver.as_ref().map(|d| store_dir.display(d)),
+                            info.nar_size as i64,
+                            (!info.signatures.is_empty()).then(|| info.signatures.join(" ")),
+                            info.ca.map(|c| c.to_nix_string()),
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                ids.insert(info.path.clone(), id);
+            }
+            let mut lookup = tx.prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1").map_err(db_err)?;
+            let mut add_ref = tx
+                .prepare_cached("INSERT OR IGNORE INTO Refs (referrer, reference) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for info in infos {
+                let referrer = ids[&info.path];
+                for r in &info.references {
+                    let reference = match ids.get(r) {
+                        Some(id) => *id,
+                        None => lookup
+                            .query_row([store_dir.display(r)], |row| row.get(0))
+                            .optional()
+                            .map_err(db_err)?
+                            .ok_or_else(|| StoreError::InvalidReference {
+                                path: store_dir.display(&info.path),
+                                reference: store_dir.display(r),
+                            })?,
+                    };
+                    add_ref.execute([referrer, reference]).map_err(db_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Record which output paths a derivation (already valid) has.
+    pub(crate) fn register_derivation_outputs(
+        &mut self,
+        drv: &StorePath,
+        outputs: &BTreeMap<String, StorePath>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let id: i64 = tx
+            .query_row("SELECT id FROM ValidPaths WHERE path = ?1", [self.store_dir.display(drv)], |r| r.get(0))
+            .map_err(db_err)?;
+        for (name, path) in outputs {
+            tx.execute(
+                "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
+                params![id, name, self.store_dir.display(path)],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    pub(crate) fn all_valid_paths(&self) -> Result<Vec<StorePath>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached("SELECT path FROM ValidPaths ORDER BY path")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>())
+            .map_err(db_err)?;
+        rows.iter().map(|s| self.parse(s)).collect()
+    }
+
+    /// The whole reference graph in one query: `referrer → references`.
+    pub(crate) fn reference_graph(&self) -> Result<BTreeMap<StorePath, BTreeSet<StorePath>>, StoreError> {
+        let mut graph: BTreeMap<StorePath, BTreeSet<StorePath>> = BTreeMap::new();
+        for p in self.all_valid_paths()? {
+            graph.entry(p).or_default();
+        }
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT a.path, b.path FROM Refs r JOIN ValidPaths a ON a.id = r.referrer JOIN ValidPaths b ON b.id = r.reference",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db_err)?;
+        for (a, b) in rows {
+            graph.entry(self.parse(&a)?).or_default().insert(self.parse(&b)?);
+        }
+        Ok(graph)
+    }
+
+    pub(crate) fn referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT a.path FROM Refs r JOIN ValidPaths a ON a.id = r.referrer
+                 JOIN ValidPaths b ON b.id = r.reference WHERE b.path = ?1",
+            )
+            .and_then(|mut s| s.query_map([self.render(p)], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>())
+            .map_err(db_err)?;
+        rows.iter().map(|s| self.parse(s)).collect()
+    }
+
+    pub(crate) fn derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT o.id, o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map([self.render(drv)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db_err)?;
+        rows.into_iter().map(|(n, p)| Ok((n, self.parse(&p)?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(base: &str, refs: &[&str]) -> PathInfo {
+        PathInfo {
+            path: base.parse().unwrap(),
+            nar_hash: Sha256::digest(base.as_bytes()),
+            nar_size: 120,
+            references: refs.iter().map(|r| r.parse().unwrap()).collect(),
+            deriver: None,
+            registration_time: 1700000000,
+            ca: None,
+            signatures: vec![],
+        }
+    }
+
+    const A: &str = "ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-a";
+    const B: &str = "sa54706c73s1kg3sswp5ym9rhmdvj6c7-b";
+
+    #[test]
+    fn registration_round_trips_and_checks_references() {
+        let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
+        let a = info(A, &[A]);
+        let b = info(B, &[A]);
+        db.register(&[b.clone(), a.clone()]).unwrap();
+        assert_eq!(db.path_info(&a.path).unwrap().unwrap(), a);
+        assert_eq!(db.path_info(&b.path).unwrap().unwrap(), b);
+        assert_eq!(db.referrers(&a.path).unwrap().len(), 2);
+        let graph = db.reference_graph().unwrap();
+        assert_eq!(graph[&b.path], BTreeSet::from([a.path.clone()]));
+    }
+
+    #[test]
+    fn a_dangling_reference_rolls_back_the_whole_batch() {
+        let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
+        let err = db.register(&[info(A, &[]), info(B, &["zwx6xaxcggwglfv7x2x1xblw5w2w6877-c"])]).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidReference { .. }), "{err}");
+        assert!(db.all_valid_paths().unwrap().is_empty());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("db.sqlite");
+        drop(Db::open(&f, StoreDir::default()).unwrap());
+        Connection::open(&f).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Db::open(&f, StoreDir::default()).err().unwrap();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,34 @@
+//! Nix's data formats, pure (no I/O beyond the trees being archived).
+//!
+//! This is the only module that touches cachix's `nix-derivation`,
+//! `nix-archive` and `nix-narinfo` crates: everything else in drv speaks the
+//! types defined here, so a change of those crates stays local.
+
+pub mod derivation;
+pub mod hash;
+pub mod nar;
+pub mod narinfo;
+pub mod path;
+
+/// A value that is not valid in one of Nix's formats.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{0}")]
+    Hash(String),
+    #[error("invalid store path {path:?}: {reason}")]
+    StorePath { path: String, reason: String },
+    #[error("NAR {path}: {reason}")]
+    Nar { path: String, reason: String },
+    #[error("derivation {name:?}: {reason}")]
+    Derivation { name: String, reason: String },
+    #[error("narinfo: {0}")]
+    NarInfo(String),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+impl FormatError {
+    fn name(name: &str, e: impl std::fmt::Display) -> Self {
+        FormatError::StorePath { path: name.to_owned(), reason: e.to_string() }
+    }
+}

@@ -1,0 +1,317 @@
+//! NAR (Nix ARchive): streaming serialisation, hashing, safe restore and
+//! reference scanning.
+//!
+//! All walking and decoding is `nix-archive`'s; this module fixes drv's
+//! choices (no case hack: drv's store is Linux-only and Nix disables the hack
+//! there) and adds what drv needs on top (clean-up of a failed restore).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use nix_archive::nar::{self as cnar, CaseHack};
+
+use super::hash::Sha256;
+use super::path::StorePath;
+use super::FormatError;
+
+const CASE_HACK: CaseHack = CaseHack::Disabled;
+
+/// NAR hash and size of a tree: what a store path's metadata records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NarHash {
+    pub sha256: Sha256,
+    pub size: u64,
+}
+
+impl From<cnar::NarHash> for NarHash {
+    fn from(h: cnar::NarHash) -> Self {
+        Self {
+            sha256: Sha256(h.sha256),
+            size: h.size,
+        }
+    }
+}
+
+fn nar_error(path: &Path, e: cnar::Error) -> FormatError {
+    FormatError::Nar {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Serialise the file system object at `path` (file, directory or symlink;
+/// symlinks are not followed) as a NAR into `writer`, streaming.
+pub fn dump_path(path: &Path, writer: &mut (impl Write + ?Sized)) -> Result<(), FormatError> {
+    cnar::encode_path(writer, path, CASE_HACK).map_err(|e| nar_error(path, e))
+}
+
+/// NAR hash and size of `path`, without keeping the NAR.
+pub fn hash_path(path: &Path) -> Result<NarHash, FormatError> {
+    cnar::hash_path(path, CASE_HACK)
+        .map(NarHash::from)
+        .map_err(|e| nar_error(path, e))
+}
+
+/// NAR hash and size of a single in-memory regular file.
+pub fn hash_regular(contents: &[u8], executable: bool) -> NarHash {
+    cnar::hash_regular(contents, executable).into()
+}
+
+/// Write a NAR holding a single regular file.
+pub fn dump_regular(
+    contents: &[u8],
+    executable: bool,
+    writer: &mut (impl Write + ?Sized),
+) -> Result<(), FormatError> {
+    cnar::encode_regular(writer, contents, executable).map_err(|e| FormatError::Nar {
+        path: "<memory>".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Unpack a NAR read from `reader` at `destination`, which must not exist.
+///
+/// Malformed archives (bad magic, unsorted or duplicate entries, names that
+/// are empty, `.`, `..` or contain `/` or NUL, truncated or trailing data,
+/// unknown node types) are refused. Entries are created relative to
+/// directory handles, so nothing can be written outside `destination`; on
+/// any error whatever was unpacked is removed again, so a failed restore
+/// leaves nothing behind.
+pub fn restore(reader: &mut (impl Read + ?Sized), destination: &Path) -> Result<(), FormatError> {
+    if fs::symlink_metadata(destination).is_ok() {
+        return Err(FormatError::Nar {
+            path: destination.display().to_string(),
+            reason: "destination already exists".into(),
+        });
+    }
+    let mut buffered = io::BufReader::with_capacity(256 * 1024, reader);
+    match cnar::restore_reader(&mut buffered, destination, CASE_HACK) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = remove_tree(destination);
+            Err(nar_error(destination, e))
+        }
+    }
+}
+
+/// Remove a tree even where it was made read-only (store paths are).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        make_tree_writable(path)?;
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+fn make_tree_writable(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_tree_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Which of `candidates` a tree refers to (by the hash part occurring in any
+/// file contents, symlink target or name), together with its NAR hash: one
+/// pass over the tree serves both.
+pub fn scan_references(
+    path: &Path,
+    candidates: &BTreeSet<StorePath>,
+) -> Result<(NarHash, BTreeSet<StorePath>), FormatError> {
+    let candidates: Vec<&StorePath> = candidates.iter().collect();
+    let hash_parts: Vec<String> = candidates.iter().map(|p| p.hash_part()).collect();
+    let pattern = cnar::ReferencePattern::new(&hash_parts)
+        .expect("store path hash parts are 32 nixbase32 characters");
+    let scan = pattern
+        .scan_path(path, CASE_HACK)
+        .map_err(|e| nar_error(path, e))?;
+    let found = scan.matches.iter().map(|&i| candidates[i].clone()).collect();
+    Ok((
+        NarHash {
+            sha256: Sha256(scan.nar_sha256),
+            size: scan.nar_size,
+        },
+        found,
+    ))
+}
+
+/// A `Write` adaptor that records which candidates' hash parts pass
+/// through it: for scanning a NAR while it streams elsewhere.
+pub struct ReferenceScanningWriter<W> {
+    inner: cnar::ReferenceWriter<W>,
+    candidates: Vec<StorePath>,
+}
+
+impl<W: Write> ReferenceScanningWriter<W> {
+    pub fn new(inner: W, candidates: &BTreeSet<StorePath>) -> Self {
+        let candidates: Vec<StorePath> = candidates.iter().cloned().collect();
+        let parts: Vec<String> = candidates.iter().map(|p| p.hash_part()).collect();
+        let pattern = cnar::ReferencePattern::new(&parts)
+            .expect("store path hash parts are 32 nixbase32 characters");
+        Self {
+            inner: pattern.writer(inner),
+            candidates,
+        }
+    }
+
+    pub fn finish(self) -> (W, BTreeSet<StorePath>) {
+        let (w, scanner) = self.inner.into_parts();
+        let found = scanner
+            .matches()
+            .map(|i| self.candidates[i].clone())
+            .collect();
+        (w, found)
+    }
+}
+
+impl<W: Write> Write for ReferenceScanningWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// NAR token: u64 length, bytes, zero padding to 8.
+    fn tok(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s);
+        out.resize(out.len() + (8 - s.len() % 8) % 8, 0);
+    }
+
+    fn nar_dir(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut n = Vec::new();
+        for t in [&b"nix-archive-1"[..], b"(", b"type", b"directory"] {
+            tok(&mut n, t);
+        }
+        for (name, contents) in entries {
+            for t in [&b"entry"[..], b"(", b"name", name, b"node", b"(", b"type", b"regular", b"contents", contents, b")", b")"] {
+                tok(&mut n, t);
+            }
+        }
+        tok(&mut n, b")");
+        n
+    }
+
+    fn sample_tree(dir: &Path) {
+        fs::create_dir_all(dir.join("sub/empty")).unwrap();
+        fs::write(dir.join("a"), b"hello").unwrap();
+        fs::write(dir.join("sub/exe"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(dir.join("sub/exe"), fs::Permissions::from_mode(0o755)).unwrap();
+        symlink("../a", dir.join("sub/link")).unwrap();
+        symlink("/does/not/exist", dir.join("dangling")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1");
+        fs::write(dir.join(odd), b"not utf-8 name").unwrap();
+    }
+
+    #[test]
+    fn dump_restore_dump_is_identity_with_non_utf8_names() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        sample_tree(&src);
+        let mut nar = Vec::new();
+        dump_path(&src, &mut nar).unwrap();
+        let dst = t.path().join("dst");
+        restore(&mut &nar[..], &dst).unwrap();
+        let mut again = Vec::new();
+        dump_path(&dst, &mut again).unwrap();
+        assert_eq!(nar, again);
+        assert_eq!(hash_path(&dst).unwrap().size, nar.len() as u64);
+        assert!(dst.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1")).exists());
+        assert_eq!(fs::read_link(dst.join("dangling")).unwrap(), Path::new("/does/not/exist"));
+    }
+
+    #[test]
+    fn malformed_archives_are_refused_and_leave_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let good = nar_dir(&[(b"a", b"1"), (b"b", b"2")]);
+        restore(&mut &good[..], &t.path().join("ok")).unwrap();
+
+        let mut bad_magic = good.clone();
+        bad_magic[8] = b'X';
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("bad magic", bad_magic),
+            ("unsorted", nar_dir(&[(b"b", b"1"), (b"a", b"2")])),
+            ("duplicate", nar_dir(&[(b"a", b"1"), (b"a", b"2")])),
+            ("slash", nar_dir(&[(b"a/b", b"1")])),
+            ("dot", nar_dir(&[(b".", b"1")])),
+            ("dotdot", nar_dir(&[(b"..", b"1")])),
+            ("nul", nar_dir(&[(b"a\0b", b"1")])),
+            ("empty name", nar_dir(&[(b"", b"1")])),
+            ("truncated", good[..good.len() - 12].to_vec()),
+            ("trailing", [good.clone(), vec![0; 8]].concat()),
+        ];
+        for (what, nar) in cases {
+            let dst = t.path().join(what);
+            assert!(restore(&mut &nar[..], &dst).is_err(), "{what} accepted");
+            assert!(fs::symlink_metadata(&dst).is_err(), "{what} left files behind");
+        }
+        // nothing escaped next to the targets either
+        let names: Vec<_> = fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn symlink_entries_cannot_redirect_later_writes() {
+        // a symlink "a" pointing outside, followed by a directory entry
+        // that tries to write through it, is refused (names must be unique
+        // and sorted, and creation is relative to directory handles).
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let mut n = Vec::new();
+        for tk in [&b"nix-archive-1"[..], b"(", b"type", b"directory",
+                   b"entry", b"(", b"name", b"a", b"node", b"(", b"type", b"symlink", b"target", outside.as_os_str().as_bytes(), b")", b")",
+                   b"entry", b"(", b"name", b"a", b"node", b"(", b"type", b"directory",
+                   b"entry", b"(", b"name", b"pwned", b"node", b"(", b"type", b"regular", b"contents", b"x", b")", b")",
+                   b")", b")", b")"] {
+            tok(&mut n, tk);
+        }
+        let dst = t.path().join("dst");
+        assert!(restore(&mut &n[..], &dst).is_err());
+        assert!(!outside.join("pwned").exists());
+        assert!(!dst.exists());
+    }
+
+    #[test]
+    fn scanning_finds_exactly_the_references_present() {
+        let t = tempfile::tempdir().unwrap();
+        let a: StorePath = "ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-a".parse().unwrap();
+        let b: StorePath = "sa54706c73s1kg3sswp5ym9rhmdvj6c7-b".parse().unwrap();
+        let c: StorePath = "zwx6xaxcggwglfv7x2x1xblw5w2w6877-c".parse().unwrap();
+        let dir = t.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), format!("xx/store/{a}/bin yy")).unwrap();
+        symlink(format!("/store/{b}"), dir.join("l")).unwrap();
+        let candidates = BTreeSet::from([a.clone(), b.clone(), c]);
+        let (hash, refs) = scan_references(&dir, &candidates).unwrap();
+        assert_eq!(refs, BTreeSet::from([a, b]));
+        assert_eq!(hash, hash_path(&dir).unwrap());
+    }
+}

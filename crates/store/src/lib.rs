@@ -1,0 +1,52 @@
+//! drv's store layer.
+//!
+//! - [`formats`]: Nix's data formats, pure: store paths, sha256 spellings,
+//!   NAR, derivations (ATerm), narinfo and signing keys.
+//! - [`LocalStore`]: the local store — files under a physical root, SQLite
+//!   metadata, atomic and idempotent adds, canonical permissions and
+//!   timestamps, verification.
+//!
+//! Everything above (evaluation, the CLI) speaks these types only.
+
+pub mod formats;
+
+mod db;
+mod local;
+mod lock;
+
+use std::path::{Path, PathBuf};
+
+pub use db::{PathInfo, SCHEMA_VERSION};
+pub use formats::derivation::{Derivation, DerivationBuilder, DerivationHash, DerivationOutput};
+pub use formats::hash::{nixbase32, HashEncoding, Sha256};
+pub use formats::nar::NarHash;
+pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
+pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
+pub use formats::FormatError;
+pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
+pub use lock::FileLock;
+
+/// What can go wrong in the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("store database: {0}")]
+    Database(String),
+    #[error("{0} is not a valid store path in this store")]
+    NotValid(String),
+    #[error("{arg:?} is not a store path (store directory {store_dir})")]
+    NotAStorePath { arg: String, store_dir: String },
+    #[error("cannot register {path}: its reference {reference} is not valid")]
+    InvalidReference { path: String, reference: String },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io { path: path.to_owned(), source }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

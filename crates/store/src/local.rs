@@ -1,0 +1,540 @@
+//! The local store: files under a physical root, metadata in SQLite.
+//!
+//! A store has a *logical* store directory (`/store`), which every hash
+//! depends on, and a *physical root* under which its files live: `ROOT/store`
+//! holds what is logically `/store`, `ROOT/var/drv` the database, locks,
+//! roots and logs. With root `/` the two coincide.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::db::{Db, PathInfo};
+use crate::formats::hash::{Sha256, Sha256Writer};
+use crate::formats::nar::{self, NarHash};
+use crate::formats::path::{ContentAddress, StoreDir, StorePath};
+use crate::lock::FileLock;
+use crate::StoreError;
+
+/// How a file system object is hashed when it is added by content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingestion {
+    /// sha256 of a regular file's bytes.
+    Flat,
+    /// sha256 of the NAR serialisation (any file, directory or symlink).
+    Recursive,
+}
+
+/// Something wrong with a valid path, found by [`LocalStore::verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyProblem {
+    /// Registered as valid but absent from disk.
+    Missing(StorePath),
+    /// Contents no longer match the registered NAR hash or size.
+    Modified { path: StorePath, expected: NarHash, actual: NarHash },
+    /// Refers to a path that is not in the store.
+    DanglingReference { path: StorePath, reference: StorePath },
+}
+
+impl std::fmt::Display for VerifyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing(p) => write!(f, "{p}: registered but missing from disk"),
+            Self::Modified { path, expected, actual } => write!(
+                f,
+                "{path}: contents modified (NAR hash {} size {}, expected {} size {})",
+                actual.sha256, actual.size, expected.sha256, expected.size
+            ),
+            Self::DanglingReference { path, reference } => {
+                write!(f, "{path}: refers to {reference}, which is missing")
+            }
+        }
+    }
+}
+
+/// A store on local disk. One SQLite connection per value; open one per
+/// thread that needs it.
+pub struct LocalStore {
+    store_dir: StoreDir,
+    root: PathBuf,
+    real_store: PathBuf,
+    state_dir: PathBuf,
+    db: Db,
+}
+
+/// The mtime Nix gives every store file (1 second after the epoch).
+pub const CANONICAL_MTIME: i64 = 1;
+
+impl LocalStore {
+    /// Open (creating if needed) the store under physical root `root` for
+    /// the logical store directory `store_dir`.
+    pub fn open(root: &Path, store_dir: StoreDir) -> Result<Self, StoreError> {
+        let root = if root.as_os_str().is_empty() { Path::new("/") } else { root };
+        let real_store = root.join(store_dir.as_str().trim_start_matches('/'));
+        let state_dir = root.join("var/drv");
+        for dir in [&real_store, &state_dir.join("db"), &state_dir.join("locks")] {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let db = Db::open(&state_dir.join("db/db.sqlite"), store_dir.clone())?;
+        Ok(Self { store_dir, root: root.to_owned(), real_store, state_dir, db })
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.store_dir
+    }
+
+    /// The physical root (`/` for the system store).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where `/store` physically is.
+    pub fn real_store_dir(&self) -> &Path {
+        &self.real_store
+    }
+
+    /// `ROOT/var/drv`: database, locks, roots, logs.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The file system location of a store path's files.
+    pub fn real_path(&self, path: &StorePath) -> PathBuf {
+        self.real_store.join(path.to_basename())
+    }
+
+    /// Parse a store path given as an absolute logical path (`/store/…`),
+    /// a physical path under this root, or a base name; a trailing
+    /// subpath is not allowed. Symlinks outside the store (a `result` link)
+    /// are followed once.
+    pub fn parse_path_arg(&self, arg: &str) -> Result<StorePath, StoreError> {
+        if let Ok(p) = self.store_dir.parse_path(arg.trim_end_matches('/')) {
+            return Ok(p);
+        }
+        let real = format!("{}/", self.real_store.display());
+        if let Some(rest) = arg.strip_prefix(&real) {
+            return Ok(StorePath::from_basename(rest.trim_end_matches('/'))?);
+        }
+        let as_path = Path::new(arg);
+        if let Ok(target) = fs::read_link(as_path) {
+            if let Some(t) = target.to_str() {
+                if t != arg {
+                    return self.parse_path_arg(t);
+                }
+            }
+        }
+        StorePath::from_basename(arg).map_err(|_| StoreError::NotAStorePath {
+            arg: arg.to_owned(),
+            store_dir: self.store_dir.to_string(),
+        })
+    }
+
+    pub fn display(&self, path: &StorePath) -> String {
+        self.store_dir.display(path)
+    }
+
+    pub fn is_valid(&self, path: &StorePath) -> Result<bool, StoreError> {
+        self.db.is_valid(path)
+    }
+
+    pub fn path_info(&self, path: &StorePath) -> Result<Option<PathInfo>, StoreError> {
+        self.db.path_info(path)
+    }
+
+    /// Like [`Self::path_info`], but a path that is not valid is an error.
+    pub fn require_path_info(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
+        self.db
+            .path_info(path)?
+            .ok_or_else(|| StoreError::NotValid(self.display(path)))
+    }
+
+    pub fn all_valid_paths(&self) -> Result<Vec<StorePath>, StoreError> {
+        self.db.all_valid_paths()
+    }
+
+    pub fn referrers(&self, path: &StorePath) -> Result<BTreeSet<StorePath>, StoreError> {
+        self.db.referrers(path)
+    }
+
+    /// Every valid path and its references, from one query.
+    pub fn reference_graph(&self) -> Result<BTreeMap<StorePath, BTreeSet<StorePath>>, StoreError> {
+        self.db.reference_graph()
+    }
+
+    pub fn derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>, StoreError> {
+        self.db.derivation_outputs(drv)
+    }
+
+    /// The closure of `paths` over references (the paths included); every
+    /// path must be valid.
+    pub fn closure(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>, StoreError> {
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<StorePath> = paths.iter().cloned().collect();
+        while let Some(p) = queue.pop_front() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            let info = self.require_path_info(&p)?;
+            queue.extend(info.references.into_iter().filter(|r| !seen.contains(r)));
+        }
+        Ok(seen)
+    }
+
+    /// Register paths whose files are complete and canonical, in one
+    /// transaction.
+    pub fn register(&mut self, infos: &[PathInfo]) -> Result<(), StoreError> {
+        self.db.register(infos)
+    }
+
+    pub fn register_derivation_outputs(
+        &mut self,
+        drv: &StorePath,
+        outputs: &BTreeMap<String, StorePath>,
+    ) -> Result<(), StoreError> {
+        self.db.register_derivation_outputs(drv, outputs)
+    }
+
+    /// Lock a store path against concurrent creation.
+    pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
+        FileLock::exclusive(&self.state_dir.join("locks").join(format!("{}.lock", path.hash_part())))
+    }
+
+    /// A fresh staging directory inside the store's file system (so the
+    /// final `rename` is atomic), removed again unless committed.
+    pub fn staging(&self) -> Result<Staging, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.real_store)
+            .map_err(|e| StoreError::io(&self.real_store, e))?;
+        Ok(Staging { dir: Some(dir) })
+    }
+
+    /// Add a file system object by content, as `nix-store --add` (recursive)
+    /// or `nix-store --add-fixed` (flat) do: copy it in, make it canonical,
+    /// and register it with no references. Adding existing content again
+    /// changes nothing and returns the same path.
+    pub fn add_path(&mut self, src: &Path, name: &str, ingestion: Ingestion) -> Result<StorePath, StoreError> {
+        StorePath::validate_name(name)?;
+        let meta = fs::symlink_metadata(src).map_err(|e| StoreError::io(src, e))?;
+        if ingestion == Ingestion::Flat && !meta.is_file() {
+            return Err(StoreError::Io {
+                path: src.to_owned(),
+                source: io::Error::other("flat ingestion needs a regular file"),
+            });
+        }
+        let staging = self.staging()?;
+        let staged = staging.path();
+        let nar_hash = copy_as_nar(src, &staged)?;
+        let ca = match ingestion {
+            Ingestion::Recursive => ContentAddress::Recursive(nar_hash.sha256),
+            Ingestion::Flat => ContentAddress::Flat(hash_file(&staged)?),
+        };
+        let path = self.store_dir.fixed_output_path(name, &ca)?;
+        self.commit(staging, &path, nar_hash, BTreeSet::new(), None, Some(ca))?;
+        Ok(path)
+    }
+
+    /// Add a text file with references (how `.drv` files are stored).
+    pub fn add_text(
+        &mut self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath, StoreError> {
+        let path = self.store_dir.text_path(name, contents, references)?;
+        if self.is_valid(&path)? {
+            return Ok(path);
+        }
+        let staging = self.staging()?;
+        let staged = staging.path();
+        fs::write(&staged, contents).map_err(|e| StoreError::io(&staged, e))?;
+        let nar_hash = nar::hash_regular(contents, false);
+        let ca = ContentAddress::Text(Sha256::digest(contents));
+        self.commit(staging, &path, nar_hash, references.clone(), None, Some(ca))?;
+        Ok(path)
+    }
+
+    /// Move a staged object into place as `path` and register it: the one
+    /// way anything becomes valid. Canonicalises first; if `path` is already
+    /// valid the staged copy is discarded.
+    pub fn commit(
+        &mut self,
+        staging: Staging,
+        path: &StorePath,
+        nar_hash: NarHash,
+        references: BTreeSet<StorePath>,
+        deriver: Option<StorePath>,
+        ca: Option<ContentAddress>,
+    ) -> Result<(), StoreError> {
+        if self.is_valid(path)? {
+            return Ok(());
+        }
+        let _lock = self.lock_path(path)?;
+        if self.is_valid(path)? {
+            return Ok(());
+        }
+        let staged = staging.path();
+        canonicalise(&staged)?;
+        let dest = self.real_path(path);
+        // A leftover from an interrupted add or a deleted-but-not-removed
+        // path: not valid, so not anybody's.
+        nar::remove_tree(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        fs::rename(&staged, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        let info = PathInfo {
+            path: path.clone(),
+            nar_hash: nar_hash.sha256,
+            nar_size: nar_hash.size,
+            references,
+            deriver,
+            registration_time: now(),
+            ca,
+            signatures: vec![],
+        };
+        if let Err(e) = self.db.register(&[info]) {
+            let _ = nar::remove_tree(&dest);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Write the NAR of a valid path.
+    pub fn dump(&self, path: &StorePath, out: &mut (impl Write + ?Sized)) -> Result<(), StoreError> {
+        self.require_path_info(path)?;
+        Ok(nar::dump_path(&self.real_path(path), out)?)
+    }
+
+    /// Check every valid path: present on disk, references present, and
+    /// with `check_contents` the NAR hash and size as registered.
+    pub fn verify(&self, check_contents: bool) -> Result<Vec<VerifyProblem>, StoreError> {
+        let mut problems = Vec::new();
+        let graph = self.db.reference_graph()?;
+        let mut missing = BTreeSet::new();
+        for path in graph.keys() {
+            if fs::symlink_metadata(self.real_path(path)).is_err() {
+                missing.insert(path.clone());
+                problems.push(VerifyProblem::Missing(path.clone()));
+            }
+        }
+        for (path, refs) in &graph {
+            for r in refs {
+                if missing.contains(r) || !graph.contains_key(r) {
+                    problems.push(VerifyProblem::DanglingReference { path: path.clone(), reference: r.clone() });
+                }
+            }
+            if check_contents && !missing.contains(path) {
+                let info = self.require_path_info(path)?;
+                let expected = NarHash { sha256: info.nar_hash, size: info.nar_size };
+                let actual = nar::hash_path(&self.real_path(path))?;
+                if actual != expected {
+                    problems.push(VerifyProblem::Modified { path: path.clone(), expected, actual });
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// A staging location in the store's file system. Dropping it removes
+/// whatever is there (read-only or not).
+pub struct Staging {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Staging {
+    /// Where to put the object (does not exist until the caller creates it).
+    pub fn path(&self) -> PathBuf {
+        self.dir.as_ref().expect("staging is live").path().join("object")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = nar::remove_tree(&dir.path().join("object"));
+            let _ = dir.close();
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Copy `src` to `dest` through the NAR format (so exactly what a NAR can
+/// hold is kept: contents, the executable bit, symlinks) and return the
+/// NAR's hash. Reads `src` once: one thread serialises, the other unpacks.
+pub fn copy_as_nar(src: &Path, dest: &Path) -> Result<NarHash, StoreError> {
+    let (mut reader, writer) = io::pipe().map_err(|e| StoreError::io(src, e))?;
+    std::thread::scope(|s| {
+        let dumper = s.spawn(move || -> Result<NarHash, StoreError> {
+            let mut counted = HashingWriter { inner: io::BufWriter::with_capacity(256 * 1024, writer), hash: Sha256Writer::new(), size: 0 };
+            nar::dump_path(src, &mut counted)?;
+            counted.inner.flush().map_err(|e| StoreError::io(src, e))?;
+            Ok(NarHash { sha256: counted.hash.finish(), size: counted.size })
+        });
+        let restored = nar::restore(&mut reader, dest);
+        drop(reader);
+        let dumped = dumper.join().expect("NAR dump thread panicked");
+        match (dumped, restored) {
+            (Ok(hash), Ok(())) => Ok(hash),
+            // The dump's error is the cause; the restore only saw the pipe break.
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    })
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256Writer,
+    size: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// sha256 of a file's bytes (`nix-hash --flat`).
+pub fn hash_file(path: &Path) -> Result<Sha256, StoreError> {
+    let mut f = fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut h = Sha256Writer::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+/// Make a tree what a store path must be: no write bits, no setuid/setgid
+/// or sticky bits, files 0444 or 0555 (executable if any x bit was set),
+/// directories 0555, every mtime 1, owned by us.
+pub fn canonicalise(path: &Path) -> Result<(), StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        let gid = rustix::process::getegid().as_raw();
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| StoreError::io(path, e))?;
+    }
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        for entry in fs::read_dir(path).map_err(|e| StoreError::io(path, e))? {
+            let entry = entry.map_err(|e| StoreError::io(path, e))?;
+            canonicalise(&entry.path())?;
+        }
+        set_mode(path, 0o555)?;
+    } else if ft.is_file() {
+        let mode = if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 };
+        set_mode(path, mode)?;
+    } else if !ft.is_symlink() {
+        return Err(StoreError::Io {
+            path: path.to_owned(),
+            source: io::Error::other("only regular files, directories and symlinks can be in the store"),
+        });
+    }
+    let t = filetime::FileTime::from_unix_time(CANONICAL_MTIME, 0);
+    filetime::set_symlink_file_times(path, t, t).map_err(|e| StoreError::io(path, e))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| StoreError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let t = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(t.path(), StoreDir::default()).unwrap();
+        (t, s)
+    }
+
+    #[test]
+    fn added_paths_are_canonical_valid_and_idempotent() {
+        let (t, mut s) = store();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("d")).unwrap();
+        fs::write(src.join("d/f"), "x").unwrap();
+        fs::set_permissions(src.join("d/f"), fs::Permissions::from_mode(0o6775)).unwrap();
+        symlink("d/f", src.join("l")).unwrap();
+        let p = s.add_path(&src, "src", Ingestion::Recursive).unwrap();
+        let real = s.real_path(&p);
+        for (rel, mode) in [("", 0o555), ("d", 0o555), ("d/f", 0o555)] {
+            let m = fs::symlink_metadata(real.join(rel)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, mode, "{rel}");
+            assert_eq!(m.mtime(), 1, "{rel}");
+        }
+        assert_eq!(fs::symlink_metadata(real.join("l")).unwrap().mtime(), 1);
+        let info = s.require_path_info(&p).unwrap();
+        assert_eq!(info.nar_hash, nar::hash_path(&src).unwrap().sha256);
+        assert_eq!(info.ca, Some(ContentAddress::Recursive(info.nar_hash)));
+        // again: same path, nothing new, no staging left behind
+        assert_eq!(s.add_path(&src, "src", Ingestion::Recursive).unwrap(), p);
+        assert_eq!(s.all_valid_paths().unwrap(), vec![p.clone()]);
+        let leftovers: Vec<_> = fs::read_dir(s.real_store_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(p.to_basename())]);
+        assert!(s.verify(true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn flat_add_of_a_directory_fails_and_changes_nothing() {
+        let (t, mut s) = store();
+        assert!(s.add_path(t.path(), "x", Ingestion::Flat).is_err());
+        assert!(s.add_path(&t.path().join("missing"), "x", Ingestion::Recursive).is_err());
+        assert!(s.add_path(t.path(), "bad name", Ingestion::Recursive).is_err());
+        assert!(s.all_valid_paths().unwrap().is_empty());
+        assert_eq!(fs::read_dir(s.real_store_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn verify_finds_modified_and_missing_paths() {
+        let (t, mut s) = store();
+        let f = t.path().join("f");
+        fs::write(&f, "one").unwrap();
+        let a = s.add_path(&f, "a", Ingestion::Recursive).unwrap();
+        fs::write(&f, "two").unwrap();
+        let b = s.add_path(&f, "b", Ingestion::Recursive).unwrap();
+        let real_a = s.real_path(&a);
+        fs::set_permissions(&real_a, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&real_a, "tampered").unwrap();
+        nar::remove_tree(&s.real_path(&b)).unwrap();
+        let problems = s.verify(true).unwrap();
+        assert!(problems.iter().any(|p| matches!(p, VerifyProblem::Modified { path, .. } if *path == a)), "{problems:?}");
+        assert!(problems.contains(&VerifyProblem::Missing(b)), "{problems:?}");
+        assert!(s.verify(false).unwrap().iter().all(|p| !matches!(p, VerifyProblem::Modified { .. })));
+    }
+
+    #[test]
+    fn text_paths_match_nix() {
+        // v2-dependent's script: builtins.toFile with a reference to the source
+        let fx = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/nix-vectors");
+        let (t, mut s) = store();
+        let src_file = t.path().join("v2-src.txt");
+        fs::copy(format!("{fx}/v2-src.txt"), &src_file).unwrap();
+        let src = s.add_path(&src_file, "v2-src.txt", Ingestion::Recursive).unwrap();
+        assert_eq!(s.display(&src), "/store/bm6aj076fszq7syzar1a74n1nkjwpjwv-v2-src.txt");
+        let script = fs::read(format!("{fx}/v2-script.sh.storecopy")).unwrap();
+        let p = s.add_text("v2-script.sh", &script, &BTreeSet::from([src.clone()])).unwrap();
+        assert_eq!(s.display(&p), "/store/19xw62ral316k1y03gj3xy31m6jmik0h-v2-script.sh");
+        let info = s.require_path_info(&p).unwrap();
+        assert_eq!(info.nar_hash.to_string(), "sha256:1gv28xp6i8f64s9lwixlx751jvhbcj8ds7bjbc0i8y8pc87vrpmv");
+        assert_eq!(info.nar_size, 248);
+        assert_eq!(s.closure(&BTreeSet::from([p])).unwrap().len(), 2);
+    }
+}
