@@ -1,1 +1,76 @@
-fn main() {}
+//! `drv`: the command-line interface. Parses arguments, opens the store,
+//! and prints; all the work is in `drv-store` and `drv-eval`.
+
+mod commands;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "drv", version, about = "A declarative, Nix-style derivation store")]
+pub struct Cli {
+    /// Keep the whole store under DIR (DIR/store holds what is logically
+    /// /store; DIR/var/drv the database, roots and logs).
+    #[arg(long, global = true, env = "DRV_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// The logical store directory that store paths (and their hashes) use.
+    #[arg(long, global = true, env = "DRV_STORE_DIR", default_value = drv_store::DEFAULT_STORE_DIR, hide = true)]
+    store_dir: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Operate on the store directly.
+    #[command(subcommand)]
+    Store(commands::store::StoreCommand),
+    /// Compute hashes the way Nix does.
+    #[command(subcommand)]
+    Hash(commands::hash::HashCommand),
+    /// Show metadata of valid store paths.
+    PathInfo(commands::path_info::PathInfoArgs),
+}
+
+impl Cli {
+    fn open_store(&self) -> anyhow::Result<drv_store::LocalStore> {
+        use anyhow::Context as _;
+        let store_dir: drv_store::StoreDir = self.store_dir.parse()?;
+        let root = self.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        drv_store::LocalStore::open(&root, store_dir)
+            .with_context(|| format!("cannot open the store under {}", root.display()))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Store(c) => commands::store::run(&cli, c),
+        Command::Hash(c) => commands::hash::run(c),
+        Command::PathInfo(a) => commands::path_info::run(&cli, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`drv store dump | head`) is the reader's choice.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "error: {e}");
+            for cause in e.chain().skip(1) {
+                let _ = write!(stderr, ": {cause}");
+            }
+            let _ = writeln!(stderr);
+            ExitCode::FAILURE
+        }
+    }
+}

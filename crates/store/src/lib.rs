@@ -31,8 +31,8 @@ pub use lock::FileLock;
 pub enum StoreError {
     #[error(transparent)]
     Format(#[from] FormatError),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("store database: {0}")]
     Database(String),
     #[error("{0} is not a valid store path in this store")]
@@ -45,7 +45,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.to_owned(), source }
+        StoreError::Io { path: path.to_owned(), error: source }
     }
 }
 

@@ -114,15 +114,20 @@ impl LocalStore {
         if let Ok(p) = self.store_dir.parse_path(arg.trim_end_matches('/')) {
             return Ok(p);
         }
-        let real = format!("{}/", self.real_store.display());
-        if let Some(rest) = arg.strip_prefix(&real) {
-            return Ok(StorePath::from_basename(rest.trim_end_matches('/'))?);
-        }
         let as_path = Path::new(arg);
         if let Ok(target) = fs::read_link(as_path) {
+            // Relative link targets are relative to the link's directory.
+            let target = as_path.parent().unwrap_or(Path::new("")).join(target);
             if let Some(t) = target.to_str() {
                 if t != arg {
                     return self.parse_path_arg(t);
+                }
+            }
+        }
+        if let (Ok(abs), Ok(real_store)) = (fs::canonicalize(as_path), fs::canonicalize(&self.real_store)) {
+            if let Ok(rest) = abs.strip_prefix(&real_store) {
+                if let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) {
+                    return Ok(StorePath::from_basename(first)?);
                 }
             }
         }
@@ -222,7 +227,7 @@ impl LocalStore {
         if ingestion == Ingestion::Flat && !meta.is_file() {
             return Err(StoreError::Io {
                 path: src.to_owned(),
-                source: io::Error::other("flat ingestion needs a regular file"),
+                error: io::Error::other("flat ingestion needs a regular file"),
             });
         }
         let staging = self.staging()?;
@@ -443,7 +448,7 @@ pub fn canonicalise(path: &Path) -> Result<(), StoreError> {
     } else if !ft.is_symlink() {
         return Err(StoreError::Io {
             path: path.to_owned(),
-            source: io::Error::other("only regular files, directories and symlinks can be in the store"),
+            error: io::Error::other("only regular files, directories and symlinks can be in the store"),
         });
     }
     let t = filetime::FileTime::from_unix_time(CANONICAL_MTIME, 0);

@@ -1,0 +1,65 @@
+//! `drv hash`: the hashes `nix-hash --type sha256` computes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use drv_store::{formats::nar, hash_file, HashEncoding};
+
+#[derive(Subcommand)]
+pub enum HashCommand {
+    /// sha256 of the NAR serialisation of a path (`nix-hash --type sha256`).
+    Path {
+        path: PathBuf,
+        #[command(flatten)]
+        encoding: EncodingArgs,
+    },
+    /// sha256 of a file's bytes (`nix-hash --type sha256 --flat`).
+    File {
+        path: PathBuf,
+        #[command(flatten)]
+        encoding: EncodingArgs,
+    },
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+pub struct EncodingArgs {
+    /// Print hexadecimal (the default).
+    #[arg(long)]
+    base16: bool,
+    /// Print Nix's base-32.
+    #[arg(long, alias = "nix32")]
+    base32: bool,
+    /// Print SRI (`sha256-<base64>`).
+    #[arg(long)]
+    sri: bool,
+}
+
+impl EncodingArgs {
+    fn encoding(&self) -> HashEncoding {
+        if self.base32 {
+            HashEncoding::Nix32
+        } else if self.sri {
+            HashEncoding::Sri
+        } else {
+            HashEncoding::Base16
+        }
+    }
+}
+
+pub fn run(cmd: &HashCommand) -> anyhow::Result<ExitCode> {
+    let (hash, encoding) = match cmd {
+        HashCommand::Path { path, encoding } => (
+            nar::hash_path(path).with_context(|| format!("cannot hash {}", path.display()))?.sha256,
+            encoding,
+        ),
+        HashCommand::File { path, encoding } => (
+            hash_file(path).with_context(|| format!("cannot hash {}", path.display()))?,
+            encoding,
+        ),
+    };
+    println!("{}", hash.encode(encoding.encoding()));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,3 @@
+pub mod hash;
+pub mod path_info;
+pub mod store;

@@ -1,0 +1,91 @@
+//! `drv path-info`: metadata of valid paths, like `nix path-info`.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use clap::Args;
+use drv_store::{LocalStore, StorePath};
+use serde_json::json;
+
+use crate::Cli;
+
+#[derive(Args)]
+pub struct PathInfoArgs {
+    /// Store paths (`/store/…`, a base name, or a `result` link).
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Include the closure of the paths.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print the NAR size of each path.
+    #[arg(short, long)]
+    size: bool,
+    /// Print the total NAR size of each path's closure.
+    #[arg(short = 'S', long)]
+    closure_size: bool,
+}
+
+fn closure_size(store: &LocalStore, p: &StorePath) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for q in store.closure(&BTreeSet::from([p.clone()]))? {
+        total += store.require_path_info(&q)?.nar_size;
+    }
+    Ok(total)
+}
+
+pub fn run(cli: &Cli, args: &PathInfoArgs) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store()?;
+    let mut paths = BTreeSet::new();
+    for a in &args.paths {
+        let p = store.parse_path_arg(a)?;
+        store.require_path_info(&p)?;
+        paths.insert(p);
+    }
+    if args.recursive {
+        paths = store.closure(&paths)?;
+    }
+    if args.json {
+        let mut out = Vec::new();
+        for p in &paths {
+            let info = store.require_path_info(p)?;
+            let mut v = json!({
+                "path": store.display(p),
+                "narHash": info.nar_hash.to_string(),
+                "narSize": info.nar_size,
+                "references": info.references.iter().map(|r| store.display(r)).collect::<Vec<_>>(),
+                "registrationTime": info.registration_time,
+                "valid": true,
+            });
+            if let Some(d) = &info.deriver {
+                v["deriver"] = json!(store.display(d));
+            }
+            if let Some(ca) = info.ca {
+                v["ca"] = json!(ca.to_nix_string());
+            }
+            if !info.signatures.is_empty() {
+                v["signatures"] = json!(info.signatures);
+            }
+            if args.closure_size {
+                v["closureSize"] = json!(closure_size(&store, p)?);
+            }
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = paths.iter().map(|p| store.display(p).len()).max().unwrap_or(0);
+    for p in &paths {
+        let mut line = format!("{:width$}", store.display(p));
+        if args.size {
+            line.push_str(&format!("\t{:>12}", store.require_path_info(p)?.nar_size));
+        }
+        if args.closure_size {
+            line.push_str(&format!("\t{:>12}", closure_size(&store, p)?));
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}

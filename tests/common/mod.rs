@@ -1,0 +1,125 @@
+//! Shared test support: run the built `drv` against a temporary root, and
+//! real Nix (Debian's `nix-bin`) as a reference where it is installed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+
+/// A temporary drv root; `drv` commands run against it.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A scratch path next to the store.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drv"));
+        c.arg("--root").arg(self.root());
+        c.env_remove("DRV_ROOT");
+        c
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert_success(&out, args);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(!out.status.success(), "drv {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Everything under the root, for "nothing changed" checks.
+    pub fn snapshot(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        walk(&self.root(), &mut out);
+        out.retain(|(p, _)| !p.to_string_lossy().contains("/var/drv/db/"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd {
+        let e = e.unwrap();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        out.push((e.path(), m.len()));
+        if m.is_dir() {
+            walk(&e.path(), out);
+        }
+    }
+}
+
+pub fn assert_success(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "drv {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Real Nix with store dir /store whose files live in a scratch folder, as
+/// `tests/fixtures/nix-vectors/README.md` describes. `None` when nix is not
+/// installed (`.ci/run` installs it, so CI always compares).
+pub struct Nix {
+    pub dir: tempfile::TempDir,
+}
+
+impl Nix {
+    pub fn find() -> Option<Self> {
+        let found = Command::new("nix-store").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("nix-store not on PATH: skipping the comparison with real Nix");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+        std::fs::copy(format!("{FIXTURES}/nix-vectors/nix.conf"), dir.path().join("conf/nix.conf")).unwrap();
+        Some(Self { dir })
+    }
+
+    pub fn cmd(&self, program: &str) -> Command {
+        let r = self.dir.path();
+        let mut c = Command::new(program);
+        c.env("NIX_CONF_DIR", r.join("conf"))
+            .env("NIX_STORE_DIR", "/store")
+            .env("NIX_STATE_DIR", r.join("state"))
+            .env("NIX_LOG_DIR", r.join("log"))
+            .env("NIX_REMOTE", "")
+            .env("NIX_PATH", "")
+            .env("XDG_CACHE_HOME", r.join("xdgcache"));
+        c
+    }
+
+    /// `--store` argument for a store whose files are in the scratch dir.
+    pub fn store_arg(&self) -> String {
+        let r = self.dir.path().display();
+        format!("local?store=/store&state={r}/state&log={r}/log&real={r}/real")
+    }
+
+    pub fn output(&self, program: &str, args: &[&str]) -> Vec<u8> {
+        let out = self.cmd(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+}
