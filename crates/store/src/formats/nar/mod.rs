@@ -16,6 +16,8 @@ use super::hash::Sha256;
 use super::path::StorePath;
 use super::FormatError;
 
+mod walk;
+
 const CASE_HACK: CaseHack = CaseHack::Disabled;
 
 /// NAR hash and size of a tree: what a store path's metadata records.
@@ -44,14 +46,75 @@ fn nar_error(path: &Path, e: cnar::Error) -> FormatError {
 /// Serialise the file system object at `path` (file, directory or symlink;
 /// symlinks are not followed) as a NAR into `writer`, streaming.
 pub fn dump_path(path: &Path, writer: &mut (impl Write + ?Sized)) -> Result<(), FormatError> {
-    cnar::encode_path(writer, path, CASE_HACK).map_err(|e| nar_error(path, e))
+    walk::encode(path, writer)
 }
 
 /// NAR hash and size of `path`, without keeping the NAR.
+///
+/// Pipelined: one thread walks the tree and reads the files, the calling
+/// thread only hashes, so on two cores the time is that of SHA-256 alone
+/// rather than hashing plus file system work (`nix-hash` does both in one
+/// thread).
 pub fn hash_path(path: &Path) -> Result<NarHash, FormatError> {
-    cnar::hash_path(path, CASE_HACK)
-        .map(NarHash::from)
-        .map_err(|e| nar_error(path, e))
+    // Up to 64 MiB of read-ahead: enough for the walker to bank time on
+    // large files and spend it on stretches of small ones, where it is
+    // slower than SHA-256.
+    const CHUNK: usize = 1 << 18;
+    const IN_FLIGHT: usize = 256;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    // Spent chunks go back to the walker; it allocates only while there is
+    // none to reuse, so memory stays bounded by the channel's capacity.
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let walker = s.spawn(move || {
+            let mut sink = ChunkSender { current: Vec::with_capacity(CHUNK), full: full_tx, empty: empty_rx };
+            let result = walk::encode(path, &mut sink);
+            if result.is_ok() {
+                let last = std::mem::take(&mut sink.current);
+                let _ = sink.full.send(last);
+            }
+            result
+        });
+        let mut hasher = super::hash::Sha256Writer::new();
+        let mut size = 0u64;
+        for mut chunk in full_rx.iter() {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            chunk.clear();
+            // The walker may have finished and dropped its receiver.
+            let _ = empty_tx.send(chunk);
+        }
+        walker.join().expect("NAR walker panicked")?;
+        Ok(NarHash { sha256: hasher.finish(), size })
+    })
+}
+
+/// Collects NAR bytes into large chunks and hands them to the hasher.
+struct ChunkSender {
+    current: Vec<u8>,
+    full: std::sync::mpsc::SyncSender<Vec<u8>>,
+    empty: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let written = buf.len();
+        while !buf.is_empty() {
+            let room = self.current.capacity() - self.current.len();
+            let n = room.min(buf.len());
+            self.current.extend_from_slice(&buf[..n]);
+            buf = &buf[n..];
+            if self.current.len() == self.current.capacity() {
+                let next = self.empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.current.capacity()));
+                let full = std::mem::replace(&mut self.current, next);
+                self.full.send(full).map_err(|_| io::Error::other("NAR hasher stopped"))?;
+            }
+        }
+        Ok(written)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// NAR hash and size of a single in-memory regular file.
@@ -137,21 +200,28 @@ pub fn scan_references(
     path: &Path,
     candidates: &BTreeSet<StorePath>,
 ) -> Result<(NarHash, BTreeSet<StorePath>), FormatError> {
-    let candidates: Vec<&StorePath> = candidates.iter().collect();
-    let hash_parts: Vec<String> = candidates.iter().map(|p| p.hash_part()).collect();
-    let pattern = cnar::ReferencePattern::new(&hash_parts)
-        .expect("store path hash parts are 32 nixbase32 characters");
-    let scan = pattern
-        .scan_path(path, CASE_HACK)
-        .map_err(|e| nar_error(path, e))?;
-    let found = scan.matches.iter().map(|&i| candidates[i].clone()).collect();
-    Ok((
-        NarHash {
-            sha256: Sha256(scan.nar_sha256),
-            size: scan.nar_size,
-        },
-        found,
-    ))
+    let counter = CountingHasher::default();
+    let mut scanner = ReferenceScanningWriter::new(counter, candidates);
+    walk::encode(path, &mut scanner)?;
+    let (counter, found) = scanner.finish();
+    Ok((NarHash { sha256: counter.hash.finish(), size: counter.size }, found))
+}
+
+#[derive(Default)]
+struct CountingHasher {
+    hash: super::hash::Sha256Writer,
+    size: u64,
+}
+
+impl Write for CountingHasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hash.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A `Write` adaptor that records which candidates' hash parts pass
