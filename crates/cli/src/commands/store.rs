@@ -92,7 +92,8 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
         }
         StoreCommand::Dump { path } => {
             let stdout = io::stdout().lock();
-            let mut out = io::BufWriter::with_capacity(1 << 20, stdout);
+            // The size of a pipe's buffer: larger writes only make the reader wait.
+            let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
             nar::dump_path(path, &mut out).with_context(|| format!("cannot dump {}", path.display()))?;
             out.flush()?;
         }
