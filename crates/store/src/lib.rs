@@ -13,6 +13,7 @@ pub mod formats;
 mod db;
 mod local;
 mod lock;
+pub mod reporter;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
+pub use reporter::{Reporter, SilentReporter};
 
 /// What can go wrong in the store layer.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,31 @@
+//! Progress reporting. Libraries report events through [`Reporter`]; only
+//! the CLI decides how to show them (bars on a terminal, plain lines
+//! otherwise). Every method has a no-op default, so a reporter implements
+//! only what it shows.
+
+use crate::StorePath;
+
+/// Receives progress events. Implementations must be cheap and must not
+/// block: they are called from download and build threads.
+pub trait Reporter: Send + Sync {
+    /// A download of `url` for `what` (a store path name) began; `total`
+    /// is its size when the server said.
+    fn download_started(&self, _what: &str, _url: &str, _total: Option<u64>) {}
+    /// `bytes` more bytes of `what` arrived.
+    fn download_progress(&self, _what: &str, _bytes: u64) {}
+    /// The download of `what` ended (successfully or not).
+    fn download_finished(&self, _what: &str) {}
+    /// Building the derivation `drv` began.
+    fn build_started(&self, _drv: &StorePath) {}
+    /// One line of `drv`'s build log.
+    fn build_log_line(&self, _drv: &StorePath, _line: &str) {}
+    /// Building `drv` ended.
+    fn build_finished(&self, _drv: &StorePath, _success: bool) {}
+    /// Anything else worth telling the user (a retry, a fallback).
+    fn message(&self, _text: &str) {}
+}
+
+/// Shows nothing.
+pub struct SilentReporter;
+
+impl Reporter for SilentReporter {}
