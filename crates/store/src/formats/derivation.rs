@@ -390,3 +390,35 @@ mod tests {
         assert!(err.to_string().contains("v1-noinputs.drv"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any derivation drv builds prints to ATerm that parses back to
+        /// the same derivation with the same `.drv` path.
+        #[test]
+        fn aterm_round_trips(
+            name in "[a-z][a-z0-9-]{0,15}",
+            args in proptest::collection::vec(".*", 0..4),
+            env in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,10}", ".*", 0..6),
+            outputs in proptest::collection::btree_set("[a-z]{1,6}", 1..3),
+        ) {
+            let dir = StoreDir::default();
+            let mut b = Derivation::builder(&dir, &name, "x86_64-linux", "/bin/sh");
+            for a in &args { b = b.arg(a.clone()); }
+            for (k, v) in &env {
+                if !outputs.contains(k) { b = b.env(k.clone(), v.clone()); }
+            }
+            for o in &outputs { b = b.output(o.clone()); }
+            let drv = b.build(|_| None).unwrap();
+            let aterm = drv.to_aterm();
+            let back = Derivation::parse_file(&dir, &drv.drv_path(), &aterm).unwrap();
+            prop_assert_eq!(back.to_aterm(), aterm);
+            prop_assert_eq!(back.drv_path(), drv.drv_path());
+            prop_assert_eq!(back.outputs().unwrap(), drv.outputs().unwrap());
+        }
+    }
+}

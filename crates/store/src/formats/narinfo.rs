@@ -297,3 +297,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn store_path() -> impl Strategy<Value = StorePath> {
+        (proptest::array::uniform20(any::<u8>()), "[a-z0-9][a-z0-9.+_-]{0,20}")
+            .prop_map(|(d, n)| format!("{}-{n}", crate::formats::hash::nixbase32::encode(&d)).parse().unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn narinfo_text_round_trips(
+            path in store_path(),
+            refs in proptest::collection::btree_set(store_path(), 0..5),
+            deriver in proptest::option::of(store_path()),
+            nar in proptest::array::uniform32(any::<u8>()),
+            file in proptest::option::of(proptest::array::uniform32(any::<u8>())),
+            size in 1u64..1 << 40,
+            compression in prop_oneof![Just("zstd"), Just("xz"), Just("none")],
+        ) {
+            let dir = StoreDir::default();
+            let mut info = NarInfo {
+                store_path: path, url: format!("nar/x.nar.{compression}"), compression: compression.into(),
+                file_hash: file.map(Sha256), file_size: file.map(|_| size / 2), nar_hash: Sha256(nar), nar_size: size,
+                references: refs, deriver, signatures: vec![], ca: None,
+            };
+            let key = SecretKey::generate("k-1").unwrap();
+            info.sign(&dir, &key);
+            let text = info.to_text(&dir).unwrap();
+            let back = NarInfo::parse(&dir, text.as_bytes()).unwrap();
+            prop_assert_eq!(&back, &info);
+            prop_assert!(back.has_valid_signature(&dir, &[key.public()]));
+        }
+    }
+}
