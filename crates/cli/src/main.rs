@@ -2,6 +2,7 @@
 //! and prints; all the work is in `drv-store` and `drv-eval`.
 
 mod commands;
+mod toolchains;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -35,6 +36,12 @@ enum Command {
     Hash(commands::hash::HashCommand),
     /// Show metadata of valid store paths.
     PathInfo(commands::path_info::PathInfoArgs),
+    /// Evaluate a recipe: write its derivations and print the .drv path.
+    Eval(commands::eval::EvalArgs),
+    /// Show a derivation (of a recipe, or a .drv path) as JSON, like `nix derivation show`.
+    ShowDerivation(commands::eval::ShowDerivationArgs),
+    /// Print a recipe's derivation graph (dot or JSON).
+    Graph(commands::eval::GraphArgs),
 }
 
 impl Cli {
@@ -53,6 +60,9 @@ fn main() -> ExitCode {
         Command::Store(c) => commands::store::run(&cli, c),
         Command::Hash(c) => commands::hash::run(c),
         Command::PathInfo(a) => commands::path_info::run(&cli, a),
+        Command::Eval(a) => commands::eval::run_eval(&cli, a),
+        Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
+        Command::Graph(a) => commands::eval::run_graph(&cli, a),
     };
     match result {
         Ok(code) => code,

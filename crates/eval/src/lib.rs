@@ -1,1 +1,33 @@
-//! Recipes to derivations (see issue: recipes and evaluation).
+//! drv's evaluator: recipes (TOML) to derivations.
+//!
+//! [`load`] finds and checks a recipe and every recipe it reaches
+//! ([`RecipeSet`]); [`lower`] turns them into Nix derivations, writes the
+//! `.drv` files to the store and returns the DAG ([`Evaluation`]).
+//! [`evaluate`] does both. Errors in recipes are [`Diagnostic`]s that point
+//! at file, line and column.
+
+mod error;
+mod graph;
+mod load;
+mod lower;
+pub mod recipe;
+
+pub use error::{Diagnostic, EvalError};
+pub use graph::{Evaluation, Node, NodeKind};
+pub use load::{load, RecipeSet};
+pub use lower::{lower, ToolchainProvider, FETCH_BUILDER, SYSTEM, TOOLCHAIN_ENV};
+pub use recipe::{Recipe, Source};
+
+use std::path::Path;
+
+use drv_store::LocalStore;
+
+/// Load `recipe` and everything it reaches, and lower it into `store`.
+pub fn evaluate(
+    recipe: &Path,
+    store: &mut LocalStore,
+    toolchains: &mut dyn ToolchainProvider,
+) -> Result<Evaluation, EvalError> {
+    let set = load(recipe)?;
+    lower(&set, store, toolchains)
+}

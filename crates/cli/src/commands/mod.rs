@@ -1,3 +1,4 @@
+pub mod eval;
 pub mod hash;
 pub mod path_info;
 pub mod store;

@@ -1,0 +1,118 @@
+//! `drv eval`, `drv show-derivation`, `drv graph`: recipes to derivations.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use drv_eval::Evaluation;
+use drv_store::{Derivation, LocalStore, StorePath};
+use serde_json::json;
+
+use crate::toolchains::HostToolchains;
+use crate::Cli;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The recipe file.
+    recipe: PathBuf,
+    /// Print every derivation with its outputs as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowDerivationArgs {
+    /// A recipe file or a `.drv` store path.
+    target: String,
+    /// Also show the input derivations, recursively.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Accepted for symmetry with other commands: the output is always JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Json,
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    recipe: PathBuf,
+    #[arg(long, value_enum, default_value = "dot")]
+    format: GraphFormat,
+}
+
+/// Evaluate a recipe into the store.
+pub fn evaluate(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<Evaluation> {
+    let mut toolchains = HostToolchains::default();
+    Ok(drv_eval::evaluate(recipe, store, &mut toolchains)?)
+}
+
+pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let eval = evaluate(&mut store, &args.recipe)?;
+    if args.json {
+        let mut all = serde_json::Map::new();
+        for p in eval.build_order() {
+            let (drv, node) = &eval.derivations[&p];
+            let outputs: serde_json::Map<String, serde_json::Value> =
+                drv.outputs()?.into_iter().map(|(k, o)| (k, json!(store.display(&o.path)))).collect();
+            all.insert(store.display(&p), json!({ "name": drv.name(), "recipe": node.recipe, "outputs": outputs }));
+        }
+        println!("{}", serde_json::to_string_pretty(&json!({
+            "drvPath": store.display(&eval.root),
+            "tests": eval.tests.iter().map(|t| store.display(t)).collect::<Vec<_>>(),
+            "derivations": all,
+        }))?);
+    } else {
+        println!("{}", store.display(&eval.root));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read a `.drv` that is valid in the store.
+pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> anyhow::Result<Derivation> {
+    store.require_path_info(drv_path)?;
+    let real = store.real_path(drv_path);
+    let text = std::fs::read(&real).with_context(|| format!("cannot read {}", real.display()))?;
+    Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
+}
+
+pub fn run_show(cli: &Cli, args: &ShowDerivationArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let roots: Vec<StorePath> = if args.target.ends_with(".toml") {
+        vec![evaluate(&mut store, Path::new(&args.target))?.root]
+    } else {
+        let p = store.parse_path_arg(&args.target)?;
+        anyhow::ensure!(p.is_derivation(), "{} is not a derivation (.drv)", store.display(&p));
+        vec![p]
+    };
+    let mut out = serde_json::Map::new();
+    let mut queue = roots;
+    while let Some(p) = queue.pop() {
+        if out.contains_key(&store.display(&p)) {
+            continue;
+        }
+        let drv = read_derivation(&store, &p)?;
+        if args.recursive {
+            queue.extend(drv.input_derivations().into_keys());
+        }
+        out.insert(store.display(&p), drv.to_show_json(store.store_dir())?);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_graph(cli: &Cli, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let eval = evaluate(&mut store, &args.recipe)?;
+    match args.format {
+        GraphFormat::Dot => print!("{}", eval.to_dot(&store)),
+        GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&eval.to_json(&store)?)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,309 @@
+//! Lowering checked recipes into derivations, the way Nix's `derivation`
+//! builtin does: every input by store path, output paths from
+//! `hashDerivationModulo`, the `.drv` files written to the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use drv_store::{ContentAddress, Derivation, DerivationHash, Ingestion, LocalStore, StorePath};
+
+use crate::error::EvalError;
+use crate::graph::{Evaluation, GraphBuilder, Node, NodeKind};
+use crate::load::RecipeSet;
+use crate::recipe::{Phases, Recipe, Source};
+
+/// The platform every derivation is built for.
+pub const SYSTEM: &str = "x86_64-linux";
+
+/// The builder of fixed-output downloads, realised by drv itself.
+pub const FETCH_BUILDER: &str = "builtin:fetchurl";
+
+/// Environment variable naming the toolchain root file system of a build.
+pub const TOOLCHAIN_ENV: &str = "drvToolchain";
+
+/// Supplies the store path of a toolchain root file system made of the
+/// named Debian packages (see `drv_store::toolchain`).
+pub trait ToolchainProvider {
+    fn toolchain(&mut self, store: &mut LocalStore, debian_packages: &[String]) -> Result<StorePath, String>;
+}
+
+/// Lower every recipe of `set` and write the derivations to `store`.
+pub fn lower(
+    set: &RecipeSet,
+    store: &mut LocalStore,
+    toolchains: &mut dyn ToolchainProvider,
+) -> Result<Evaluation, EvalError> {
+    let mut l = Lowering { store, toolchains, hashes: BTreeMap::new(), eval: GraphBuilder::default(), packages: BTreeMap::new() };
+    for file in &set.order {
+        l.recipe(&set.recipes[file], set)?;
+    }
+    let root = l.packages[&set.root].0.clone();
+    let tests = set.recipes[&set.root]
+        .tests
+        .iter()
+        .map(|t| l.eval.tests_by_recipe[&(set.root.clone(), t.name.clone())].clone())
+        .collect();
+    Ok(l.eval.finish(root, tests))
+}
+
+struct Lowering<'a> {
+    store: &'a mut LocalStore,
+    toolchains: &'a mut dyn ToolchainProvider,
+    hashes: BTreeMap<StorePath, DerivationHash>,
+    eval: GraphBuilder,
+    /// Recipe file → (package `.drv`, its `out` path).
+    packages: BTreeMap<PathBuf, (StorePath, StorePath)>,
+}
+
+/// A recipe's run-time dependencies, transitively: what its dependents get too.
+fn propagated(set: &RecipeSet, recipe: &Recipe, into: &mut BTreeSet<PathBuf>) {
+    for d in &recipe.run_dependencies {
+        if into.insert(d.clone()) {
+            propagated(set, &set.recipes[d], into);
+        }
+    }
+}
+
+/// Shell variable name for a dependency: `my-lib` → `my_lib`.
+fn var_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+impl Lowering<'_> {
+    /// Write `drv` to the store, remember its modulo hash, add it to the graph.
+    fn add(&mut self, drv: Derivation, node: Node) -> Result<StorePath, EvalError> {
+        let path = self.store.add_text(&format!("{}.drv", drv.name()), &drv.to_aterm(), &drv.references())?;
+        let h = drv.hash_modulo(|p| self.hashes.get(p).copied())?;
+        self.hashes.insert(path.clone(), h);
+        self.eval.insert(path.clone(), drv, node);
+        Ok(path)
+    }
+
+    fn recipe(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(), EvalError> {
+        let mut input_drvs: BTreeSet<StorePath> = BTreeSet::new();
+        let mut input_srcs: BTreeSet<StorePath> = BTreeSet::new();
+        let mut srcs = Vec::new();
+        for source in &recipe.sources {
+            let out = match source {
+                Source::Local { path, name } => {
+                    let p = self.store.add_path(path, name, Ingestion::Recursive).map_err(|e| {
+                        EvalError::Store(e)
+                    })?;
+                    input_srcs.insert(p.clone());
+                    p
+                }
+                Source::Url { url, sha256, name } => {
+                    let (drv, out) = self.fetch(name, *sha256, &[("url", url.as_str())], &recipe.file)?;
+                    input_drvs.insert(drv);
+                    out
+                }
+                Source::PythonIndex { project, version, file, sha256 } => {
+                    let env = [("pythonIndexProject", project.as_str()), ("pythonIndexVersion", version.as_str()), ("pythonIndexFile", file.as_str())];
+                    let (drv, out) = self.fetch(file, *sha256, &env, &recipe.file)?;
+                    input_drvs.insert(drv);
+                    out
+                }
+            };
+            srcs.push(self.store.display(&out));
+        }
+
+        let toolchain = if recipe.toolchain.is_empty() {
+            None
+        } else {
+            let p = self
+                .toolchains
+                .toolchain(self.store, &recipe.toolchain)
+                .map_err(|reason| EvalError::Toolchain { recipe: recipe.file.display().to_string(), reason })?;
+            input_srcs.insert(p.clone());
+            Some(p)
+        };
+
+        // Dependencies: declared ones plus what they propagate.
+        let mut deps: BTreeSet<PathBuf> = recipe.build_dependencies.iter().chain(&recipe.run_dependencies).cloned().collect();
+        for d in deps.clone() {
+            propagated(set, &set.recipes[&d], &mut deps);
+        }
+        let env = self.common_env(recipe, &deps, set, toolchain.as_ref(), &mut input_drvs);
+
+        let mut b = Derivation::builder(self.store.store_dir(), &recipe.full_name(), SYSTEM, "/bin/sh")
+            .arg("-e")
+            .arg("-c")
+            .arg(build_script(&recipe.phases, !srcs.is_empty()));
+        for o in &recipe.outputs {
+            b = b.output(o.clone());
+        }
+        let mut env = env;
+        env.insert("name".into(), recipe.full_name());
+        env.insert("system".into(), SYSTEM.into());
+        env.insert("builder".into(), "/bin/sh".into());
+        if !srcs.is_empty() {
+            env.insert("src".into(), srcs[0].clone());
+            env.insert("srcs".into(), srcs.join(" "));
+        }
+        env.insert("outputs".into(), recipe.outputs.join(" "));
+        for (k, v) in &recipe.env {
+            env.insert(k.clone(), v.clone());
+        }
+        for (k, v) in env {
+            b = b.env(k, v);
+        }
+        for d in &input_drvs {
+            b = b.input_derivation(d.clone(), ["out".to_owned()]);
+        }
+        for s in &input_srcs {
+            b = b.input_source(s.clone());
+        }
+        let drv = b.build(|p| self.hashes.get(p).copied())?;
+        let out = drv.outputs()?["out"].path.clone();
+        let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Package, main: recipe.main.clone() };
+        let drv_path = self.add(drv, node)?;
+        self.packages.insert(recipe.file.clone(), (drv_path.clone(), out.clone()));
+
+        for test in &recipe.tests {
+            let mut test_deps: BTreeSet<PathBuf> = test.dependencies.iter().cloned().collect();
+            for d in test_deps.clone() {
+                propagated(set, &set.recipes[&d], &mut test_deps);
+            }
+            // The package under test and what it needs at run time.
+            let mut tested: BTreeSet<PathBuf> = BTreeSet::from([recipe.file.clone()]);
+            propagated(set, recipe, &mut tested);
+            test_deps.extend(tested);
+            let mut t_inputs = BTreeSet::new();
+            let mut env = self.common_env(recipe, &test_deps, set, toolchain.as_ref(), &mut t_inputs);
+            let name = format!("{}-test-{}", recipe.full_name(), test.name);
+            env.insert("name".into(), name.clone());
+            env.insert("system".into(), SYSTEM.into());
+            env.insert("builder".into(), "/bin/sh".into());
+            for (k, v) in &test.env {
+                env.insert(k.clone(), v.clone());
+            }
+            let script = format!("mkdir -p \"$out\"\ncd \"$out\"\n{}\n", test.script);
+            let mut b = Derivation::builder(self.store.store_dir(), &name, SYSTEM, "/bin/sh")
+                .arg("-e")
+                .arg("-c")
+                .arg(script)
+                .output("out");
+            for (k, v) in env {
+                b = b.env(k, v);
+            }
+            for d in &t_inputs {
+                b = b.input_derivation(d.clone(), ["out".to_owned()]);
+            }
+            if let Some(t) = &toolchain {
+                b = b.input_source(t.clone());
+            }
+            let drv = b.build(|p| self.hashes.get(p).copied())?;
+            let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Test(test.name.clone()), main: None };
+            let p = self.add(drv, node)?;
+            self.eval.tests_by_recipe.insert((recipe.file.clone(), test.name.clone()), p);
+        }
+        Ok(())
+    }
+
+    /// Environment shared by a package and its tests: dependency paths,
+    /// search paths, determinism settings. Adds the dependencies'
+    /// derivations to `input_drvs`.
+    fn common_env(
+        &self,
+        recipe: &Recipe,
+        deps: &BTreeSet<PathBuf>,
+        set: &RecipeSet,
+        toolchain: Option<&StorePath>,
+        input_drvs: &mut BTreeSet<StorePath>,
+    ) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let mut bin = Vec::new();
+        let (mut cppflags, mut ldflags, mut pkgconfig) = (Vec::new(), Vec::new(), Vec::new());
+        // Sorted by recipe name so the order does not depend on file paths.
+        let mut named: Vec<(&str, &StorePath, &StorePath)> = deps
+            .iter()
+            .map(|d| {
+                let (drv, out) = &self.packages[d];
+                (set.recipes[d].name.as_str(), drv, out)
+            })
+            .collect();
+        named.sort();
+        for (name, drv, out) in named {
+            input_drvs.insert(drv.clone());
+            let o = self.store.display(out);
+            env.insert(var_name(name), o.clone());
+            bin.push(format!("{o}/bin"));
+            cppflags.push(format!("-I{o}/include"));
+            ldflags.push(format!("-L{o}/lib -Wl,-rpath,{o}/lib"));
+            pkgconfig.push(format!("{o}/lib/pkgconfig"));
+        }
+        if toolchain.is_some() {
+            bin.extend(["/usr/bin".to_owned(), "/bin".to_owned()]);
+        }
+        env.insert("PATH".into(), bin.join(":"));
+        if !cppflags.is_empty() {
+            env.insert("CPPFLAGS".into(), cppflags.join(" "));
+            env.insert("LDFLAGS".into(), ldflags.join(" "));
+            env.insert("PKG_CONFIG_PATH".into(), pkgconfig.join(":"));
+        }
+        if let Some(t) = toolchain {
+            env.insert(TOOLCHAIN_ENV.into(), self.store.display(t));
+        }
+        env.insert("SOURCE_DATE_EPOCH".into(), recipe.source_date_epoch.to_string());
+        env
+    }
+
+    /// A fixed-output derivation that downloads one file.
+    fn fetch(
+        &mut self,
+        name: &str,
+        sha256: drv_store::Sha256,
+        env: &[(&str, &str)],
+        recipe: &std::path::Path,
+    ) -> Result<(StorePath, StorePath), EvalError> {
+        let mut b = Derivation::builder(self.store.store_dir(), name, "builtin", FETCH_BUILDER)
+            .fixed_output(ContentAddress::Flat(sha256))
+            .env("builder", FETCH_BUILDER)
+            .env("name", name)
+            .env("system", "builtin");
+        for (k, v) in env {
+            b = b.env(*k, *v);
+        }
+        let drv = b.build(|_| None)?;
+        let out = drv.outputs()?["out"].path.clone();
+        let node = Node { recipe: recipe.to_owned(), kind: NodeKind::Fetch, main: None };
+        let p = self.add(drv, node)?;
+        Ok((p, out))
+    }
+}
+
+/// The builder's script: the recipe's own, or its phases around drv's
+/// default unpacking.
+fn build_script(phases: &Phases, has_sources: bool) -> String {
+    if let Some(script) = &phases.script {
+        return script.clone();
+    }
+    let mut s = String::new();
+    let mut phase = |name: &str, body: &str| {
+        s.push_str(&format!("echo 'drv: {name} phase'\n{}\n", body.trim_end()));
+    };
+    match &phases.unpack {
+        Some(u) => phase("unpack", u),
+        None if has_sources => phase("unpack", DEFAULT_UNPACK),
+        None => {}
+    }
+    for (name, body) in [("configure", &phases.configure), ("build", &phases.build), ("check", &phases.check), ("install", &phases.install)] {
+        if let Some(b) = body {
+            phase(name, b);
+        }
+    }
+    s
+}
+
+/// Unpack archives among the sources into `/build`, copy the rest under
+/// their names (without the store hash), and enter the single directory
+/// an archive created.
+const DEFAULT_UNPACK: &str = r#"for s in $srcs; do
+  b=${s##*/}; b=${b#*-}
+  case "$b" in
+    *.tar|*.tar.gz|*.tgz|*.tar.xz|*.txz|*.tar.bz2|*.tbz2|*.tar.zst) tar -xf "$s" --no-same-owner --no-same-permissions ;;
+    *) cp -R "$s" "$b"; chmod -R u+w "$b" ;;
+  esac
+done
+n=0; for d in */; do [ -d "$d" ] && n=$((n+1)) && last=$d; done
+if [ "$n" -eq 1 ]; then cd "$last"; fi"#;

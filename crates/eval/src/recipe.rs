@@ -1,0 +1,449 @@
+//! The recipe format (see `docs/recipes.md`): its serde schema, and the
+//! checks that turn a parsed file into a [`Recipe`] whose every value is
+//! valid, with errors that point into the file.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use drv_store::{Sha256, StorePath};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::Diagnostic;
+
+// ---- the file as written -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RecipeFile {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    source: Vec<Spanned<SourceEntry>>,
+    #[serde(default)]
+    dependencies: DependenciesEntry,
+    toolchain: Option<ToolchainEntry>,
+    #[serde(default)]
+    build: BuildEntry,
+    outputs: Option<Spanned<Vec<String>>>,
+    source_date_epoch: Option<u64>,
+    main: Option<Spanned<String>>,
+    #[serde(default)]
+    test: Vec<Spanned<TestEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SourceEntry {
+    url: Option<Spanned<String>>,
+    pypi: Option<Spanned<PypiEntry>>,
+    path: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PypiEntry {
+    project: String,
+    version: String,
+    file: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DependenciesEntry {
+    #[serde(default)]
+    build: Vec<Spanned<String>>,
+    #[serde(default)]
+    run: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ToolchainEntry {
+    debian: Spanned<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BuildEntry {
+    script: Option<String>,
+    unpack: Option<String>,
+    configure: Option<String>,
+    build: Option<String>,
+    install: Option<String>,
+    check: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TestEntry {
+    name: Spanned<String>,
+    script: String,
+    #[serde(default)]
+    dependencies: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+// ---- the checked recipe ----------------------------------------------------
+
+/// A source of a recipe, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A download: `https://`, `http://`, `file://` or `mirror://NAME/path`,
+    /// pinned by the sha256 of the file.
+    Url { url: String, sha256: Sha256, name: String },
+    /// A file of the Python package index, found through its simple API.
+    PythonIndex { project: String, version: String, file: String, sha256: Sha256 },
+    /// A file or directory next to the recipe, added to the store by content.
+    Local { path: PathBuf, name: String },
+}
+
+/// How the package is built: one script, or Nix-style phases.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Phases {
+    pub script: Option<String>,
+    pub unpack: Option<String>,
+    pub configure: Option<String>,
+    pub build: Option<String>,
+    pub install: Option<String>,
+    pub check: Option<String>,
+}
+
+/// A test of the package: a derivation whose output is the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Test {
+    pub name: String,
+    pub script: String,
+    pub dependencies: Vec<PathBuf>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A recipe whose every value has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// The recipe file, absolute.
+    pub file: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub sources: Vec<Source>,
+    /// Recipes (absolute paths) needed only to build.
+    pub build_dependencies: Vec<PathBuf>,
+    /// Recipes needed to build and at run time; propagated to dependents.
+    pub run_dependencies: Vec<PathBuf>,
+    /// Debian packages whose files form the build's root file system.
+    pub toolchain: Vec<String>,
+    pub phases: Phases,
+    pub env: BTreeMap<String, String>,
+    pub outputs: Vec<String>,
+    pub source_date_epoch: u64,
+    /// The program `drv run` starts, relative to the `out` output.
+    pub main: Option<String>,
+    pub tests: Vec<Test>,
+}
+
+/// Where in the file each dependency was named, for errors found later
+/// (a missing file, a cycle).
+#[derive(Debug, Clone, Default)]
+pub struct Spans {
+    pub dependencies: BTreeMap<PathBuf, Range<usize>>,
+}
+
+impl Recipe {
+    /// The derivation name: `<name>-<version>`.
+    pub fn full_name(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+
+    /// Every recipe this one refers to.
+    pub fn all_dependencies(&self) -> impl Iterator<Item = &PathBuf> {
+        self.build_dependencies
+            .iter()
+            .chain(&self.run_dependencies)
+            .chain(self.tests.iter().flat_map(|t| &t.dependencies))
+    }
+}
+
+/// Parse and check the recipe in `text`, read from `file` (absolute).
+pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
+    let raw: RecipeFile = toml::from_str(text).map_err(|e| toml_diagnostic(file, text, &e))?;
+    let at = |span: Range<usize>, msg: String| Diagnostic::at(file, text, span.start, msg);
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    let mut spans = Spans::default();
+
+    let name = raw.name.get_ref().clone();
+    let version = raw.version.get_ref().clone();
+    for (what, value) in [("name", &raw.name), ("version", &raw.version)] {
+        let v = value.get_ref();
+        if v.is_empty() || StorePath::validate_name(v).is_err() || v.contains('/') {
+            return Err(at(value.span(), format!("invalid {what} {v:?}: use letters, digits and `+-._?=`")));
+        }
+    }
+    StorePath::validate_name(&format!("{name}-{version}"))
+        .map_err(|_| at(raw.name.span(), format!("{name}-{version} is too long for a store path name")))?;
+
+    let mut sources = Vec::new();
+    for entry in &raw.source {
+        sources.push(check_source(file, text, dir, entry)?);
+    }
+
+    let mut dep = |s: &Spanned<String>| -> Result<PathBuf, Diagnostic> {
+        let rel = s.get_ref();
+        if !rel.ends_with(".toml") {
+            return Err(at(s.span(), format!("dependency {rel:?} is not a recipe file (*.toml)")));
+        }
+        let path = normalize(&dir.join(rel));
+        spans.dependencies.entry(path.clone()).or_insert(s.span());
+        Ok(path)
+    };
+    let build_dependencies = raw.dependencies.build.iter().map(&mut dep).collect::<Result<Vec<_>, _>>()?;
+    let run_dependencies = raw.dependencies.run.iter().map(&mut dep).collect::<Result<Vec<_>, _>>()?;
+
+    let mut tests = Vec::new();
+    for t in &raw.test {
+        let t_ref = t.get_ref();
+        let tname = t_ref.name.get_ref();
+        if StorePath::validate_name(tname).is_err() || tname.is_empty() {
+            return Err(at(t_ref.name.span(), format!("invalid test name {tname:?}")));
+        }
+        if tests.iter().any(|x: &Test| &x.name == tname) {
+            return Err(at(t_ref.name.span(), format!("a second test named {tname:?}")));
+        }
+        tests.push(Test {
+            name: tname.clone(),
+            script: t_ref.script.clone(),
+            dependencies: t_ref.dependencies.iter().map(&mut dep).collect::<Result<Vec<_>, _>>()?,
+            env: check_env(file, text, &t_ref.env)?,
+        });
+    }
+
+    let outputs = match &raw.outputs {
+        None => vec!["out".to_owned()],
+        Some(o) => {
+            let list = o.get_ref().clone();
+            if !list.iter().any(|x| x == "out") {
+                return Err(at(o.span(), "outputs must include \"out\"".into()));
+            }
+            for x in &list {
+                if x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(at(o.span(), format!("invalid output name {x:?}")));
+                }
+            }
+            list
+        }
+    };
+
+    let toolchain = match &raw.toolchain {
+        None => vec![],
+        Some(t) => {
+            let list = t.debian.get_ref().clone();
+            if list.is_empty() {
+                return Err(at(t.debian.span(), "toolchain.debian is empty: name the Debian packages the build needs".into()));
+            }
+            for p in &list {
+                let ok = !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:".contains(c));
+                if !ok {
+                    return Err(at(t.debian.span(), format!("{p:?} is not a Debian package name")));
+                }
+            }
+            list
+        }
+    };
+
+    let b = &raw.build;
+    if b.script.is_some() && [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) {
+        return Err(Diagnostic::at(file, text, text.find("[build]").unwrap_or(0), "[build] has both `script` and phases: use one or the other"));
+    }
+    let phases = Phases {
+        script: b.script.clone(),
+        unpack: b.unpack.clone(),
+        configure: b.configure.clone(),
+        build: b.build.clone(),
+        install: b.install.clone(),
+        check: b.check.clone(),
+    };
+
+    let main = match &raw.main {
+        None => None,
+        Some(m) => {
+            let v = m.get_ref();
+            if v.starts_with('/') || v.split('/').any(|c| c == ".." || c.is_empty()) {
+                return Err(at(m.span(), format!("main {v:?} must be a path relative to the output, like \"bin/app\"")));
+            }
+            Some(v.clone())
+        }
+    };
+
+    Ok((
+        Recipe {
+            file: file.to_owned(),
+            name,
+            version,
+            sources,
+            build_dependencies,
+            run_dependencies,
+            toolchain,
+            phases,
+            env: check_env(file, text, &b.env)?,
+            outputs,
+            source_date_epoch: raw.source_date_epoch.unwrap_or(1),
+            main,
+            tests,
+        },
+        spans,
+    ))
+}
+
+/// Environment variables the build sets itself and a recipe may not.
+const RESERVED_ENV: &[&str] = &[
+    "name", "system", "builder", "out", "src", "srcs", "PATH", "HOME", "TMPDIR", "TZ", "LC_ALL",
+    "SOURCE_DATE_EPOCH", "NIX_BUILD_CORES", "PYTHONHASHSEED", "outputHash", "outputHashMode", "drvToolchain",
+];
+
+fn check_env(
+    file: &Path,
+    text: &str,
+    env: &BTreeMap<Spanned<String>, String>,
+) -> Result<BTreeMap<String, String>, Diagnostic> {
+    let mut out = BTreeMap::new();
+    for (k, v) in env {
+        let key = k.get_ref();
+        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Diagnostic::at(file, text, k.span().start, format!("{key:?} is not a valid environment variable name")));
+        }
+        if RESERVED_ENV.contains(&key.as_str()) {
+            return Err(Diagnostic::at(file, text, k.span().start, format!("{key} is set by drv itself and cannot be overridden")));
+        }
+        out.insert(key.clone(), v.clone());
+    }
+    Ok(out)
+}
+
+fn check_source(file: &Path, text: &str, dir: &Path, entry: &Spanned<SourceEntry>) -> Result<Source, Diagnostic> {
+    let at = |span: Range<usize>, msg: String| Diagnostic::at(file, text, span.start, msg);
+    let s = entry.get_ref();
+    let kinds = [s.url.is_some(), s.pypi.is_some(), s.path.is_some()].iter().filter(|k| **k).count();
+    if kinds != 1 {
+        return Err(at(entry.span(), "a [[source]] has exactly one of `url`, `pypi` or `path`".into()));
+    }
+    let sha256 = |what: &str| -> Result<Sha256, Diagnostic> {
+        match &s.sha256 {
+            Some(h) => Sha256::parse(h.get_ref()).map_err(|e| at(h.span(), format!("invalid sha256: {e}"))),
+            None => {
+                let hint = match what {
+                    w if w.starts_with("file://") => match drv_store::hash_file(Path::new(&w["file://".len()..])) {
+                        Ok(h) => format!("add sha256 = \"{}\"", h.to_sri()),
+                        Err(_) => format!("run `drv prefetch {w}` and add the hash it prints"),
+                    },
+                    w => format!("run `drv prefetch {w}` and add the hash it prints"),
+                };
+                Err(at(entry.span(), format!("source {what} has no sha256")).with_help(hint))
+            }
+        }
+    };
+    let name_override = match &s.name {
+        Some(n) => {
+            StorePath::validate_name(n.get_ref()).map_err(|_| at(n.span(), format!("invalid source name {:?}", n.get_ref())))?;
+            Some(n.get_ref().clone())
+        }
+        None => None,
+    };
+    if let Some(url) = &s.url {
+        let u = url.get_ref();
+        let scheme_ok = ["https://", "http://", "file://", "mirror://"].iter().any(|p| u.starts_with(p));
+        if !scheme_ok {
+            return Err(at(url.span(), format!("unsupported URL {u:?}: use https://, http://, file:// or mirror://NAME/path")));
+        }
+        if let Some(rest) = u.strip_prefix("mirror://") {
+            if !rest.contains('/') || rest.starts_with('/') {
+                return Err(at(url.span(), format!("{u:?}: a mirror URL is mirror://NAME/path")));
+            }
+        }
+        let h = sha256(u)?;
+        let name = match name_override {
+            Some(n) => n,
+            None => {
+                let last = u.trim_end_matches('/').rsplit('/').next().unwrap_or("source");
+                let last = last.split(['?', '#']).next().unwrap_or(last);
+                let sanitized: String = last
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || "+-._?=".contains(c) { c } else { '_' })
+                    .collect();
+                let sanitized = sanitized.trim_start_matches('.').to_owned();
+                if sanitized.is_empty() { "source".to_owned() } else { sanitized }
+            }
+        };
+        StorePath::validate_name(&name).map_err(|_| at(url.span(), format!("cannot derive a store name from {u:?}; add name = \"...\"")))?;
+        return Ok(Source::Url { url: u.clone(), sha256: h, name });
+    }
+    if let Some(p) = &s.pypi {
+        let pr = p.get_ref();
+        if !pr.file.ends_with(".whl") && !pr.file.ends_with(".tar.gz") && !pr.file.ends_with(".zip") {
+            return Err(at(p.span(), format!("{:?} is not a wheel or source distribution file name", pr.file)));
+        }
+        StorePath::validate_name(&pr.file).map_err(|_| at(p.span(), format!("{:?} is not a valid store name", pr.file)))?;
+        let h = sha256(&format!("the Python package index file {}", pr.file))?;
+        return Ok(Source::PythonIndex { project: pr.project.clone(), version: pr.version.clone(), file: pr.file.clone(), sha256: h });
+    }
+    let p = s.path.as_ref().expect("one kind");
+    if s.sha256.is_some() {
+        return Err(at(entry.span(), "a local `path` source is hashed by content; remove sha256".into()));
+    }
+    let path = normalize(&dir.join(p.get_ref()));
+    let name = match name_override {
+        Some(n) => n,
+        None => path.file_name().and_then(|n| n.to_str()).unwrap_or("source").to_owned(),
+    };
+    StorePath::validate_name(&name).map_err(|_| at(p.span(), format!("cannot use {name:?} as a store name; add name = \"...\"")))?;
+    Ok(Source::Local { path, name })
+}
+
+/// Lexically normalise `a/./b/../c` (no symlinks resolved, so a recipe's
+/// identity is the path the user wrote).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Turn a TOML or schema error into a diagnostic, with the near miss for
+/// an unknown key.
+fn toml_diagnostic(file: &Path, text: &str, e: &toml::de::Error) -> Diagnostic {
+    let offset = e.span().map_or(0, |s| s.start);
+    let message = e.message().trim().to_owned();
+    let mut d = Diagnostic::at(file, text, offset, message.clone());
+    // serde: "unknown field `sha265`, expected one of `url`, `pypi`, ..."
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            d.message = format!("unknown key `{field}`");
+            let best = candidates
+                .iter()
+                .map(|c| (strsim::jaro_winkler(field, c), *c))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            d.help = Some(match best {
+                Some((_, c)) => format!("did you mean `{c}`?"),
+                None => format!("expected one of {}", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
+            });
+        }
+    }
+    d
+}

@@ -1,0 +1,70 @@
+//! `drv eval` and friends on malformed recipes: one clear error with file,
+//! line and column, a non-zero exit, and nothing written.
+
+mod common;
+
+use std::fs;
+
+use common::TestStore;
+
+const BAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes/bad");
+
+fn eval_error(s: &TestStore, recipe: &str) -> String {
+    let err = s.fails(&["eval", recipe]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+#[test]
+fn malformed_recipes_give_one_located_error() {
+    let s = TestStore::new();
+    let cases = [
+        ("bad-toml.toml", "bad-toml.toml:3:7:", "expected `]`"),
+        ("unknown-key.toml", "unknown-key.toml:6:1:", "unknown key `sha265` (help: did you mean `sha256`?)"),
+        ("bad-hash.toml", "bad-hash.toml:6:10:", "only sha256 is supported"),
+        ("missing-sha.toml", "missing-sha.toml:4:1:", "has no sha256 (help: run `drv prefetch https://127.0.0.1:9/a.tar.gz`"),
+        ("missing-dep.toml", "missing-dep.toml:5:26:", "nowhere.toml"),
+    ];
+    for (file, location, message) in cases {
+        let err = eval_error(&s, &format!("{BAD}/{file}"));
+        assert!(err.contains(location), "{file}: {err}");
+        assert!(err.contains(message), "{file}: {err}");
+    }
+    let err = eval_error(&s, &format!("{BAD}/cycle-a.toml"));
+    assert!(err.contains("dependency cycle:") && err.contains("cycle-a.toml -> ") && err.contains("cycle-b.toml -> "), "{err}");
+    assert!(err.trim_end().ends_with("cycle-a.toml"), "{err}");
+    // nothing of any of them reached the store
+    let store = s.root().join("store");
+    assert_eq!(fs::read_dir(&store).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn missing_sha256_of_a_local_file_suggests_the_hash() {
+    let s = TestStore::new();
+    let data = s.scratch("data.bin");
+    fs::write(&data, b"hello").unwrap();
+    let recipe = s.scratch("r.toml");
+    fs::write(&recipe, format!("name = \"r\"\nversion = \"1\"\n[[source]]\nurl = \"file://{}\"\n", data.display())).unwrap();
+    let err = eval_error(&s, recipe.to_str().unwrap());
+    assert!(err.contains("add sha256 = \"sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=\""), "{err}");
+}
+
+#[test]
+fn semantic_errors_point_at_the_value() {
+    let s = TestStore::new();
+    let cases = [
+        ("name = \"a b\"\nversion = \"1\"\n", "r.toml:1:8:", "invalid name"),
+        ("name = \"a\"\nversion = \"1\"\n[build]\nenv = { PATH = \"/x\" }\n", "r.toml:4:9:", "PATH is set by drv itself"),
+        ("name = \"a\"\nversion = \"1\"\noutputs = [\"dev\"]\n", "r.toml:3:11:", "outputs must include \"out\""),
+        ("name = \"a\"\nversion = \"1\"\n[[source]]\nurl = \"ftp://x/y\"\nsha256 = \"sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=\"\n", "r.toml:4:7:", "unsupported URL"),
+        ("name = \"a\"\nversion = \"1\"\n[dependencies]\nbiuld = [\"x.toml\"]\n", "r.toml:4:1:", "did you mean `build`?"),
+        ("name = \"a\"\nversion = \"1\"\n[toolchain]\ndebian = [\"GCC!\"]\n", "r.toml:4:10:", "not a Debian package name"),
+    ];
+    for (text, location, message) in cases {
+        let recipe = s.scratch("r.toml");
+        fs::write(&recipe, text).unwrap();
+        let err = eval_error(&s, recipe.to_str().unwrap());
+        assert!(err.contains(location) && err.contains(message), "{text:?}: {err}");
+    }
+}
