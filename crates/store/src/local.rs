@@ -209,12 +209,18 @@ impl LocalStore {
 
     /// A fresh staging directory inside the store's file system (so the
     /// final `rename` is atomic), removed again unless committed.
+    ///
+    /// The directory's lock is taken before the directory exists, so
+    /// [`Self::remove_stale_staging`] never removes a live one.
     pub fn staging(&self) -> Result<Staging, StoreError> {
-        let dir = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&self.real_store)
-            .map_err(|e| StoreError::io(&self.real_store, e))?;
-        Ok(Staging { dir: Some(dir) })
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random).map_err(|e| StoreError::io(&self.real_store, io::Error::other(e.to_string())))?;
+        let name = format!(".tmp-{}-{}", std::process::id(), crate::nixbase32::encode(&random));
+        let lock_file = self.state_dir.join("locks").join(format!("{name}.lock"));
+        let lock = FileLock::exclusive(&lock_file)?;
+        let dir = self.real_store.join(&name);
+        fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        Ok(Staging { dir: Some(dir), _lock: Some(lock) })
     }
 
     /// Add a file system object by content, as `nix-store --add` (recursive)
@@ -262,9 +268,9 @@ impl LocalStore {
         Ok(path)
     }
 
-    /// Move a staged object into place as `path` and register it: the one
-    /// way anything becomes valid. Canonicalises first; if `path` is already
-    /// valid the staged copy is discarded.
+    /// Move a staged object into place as `path` and register it, under
+    /// the path's lock. If `path` is already valid the staged copy is
+    /// discarded.
     pub fn commit(
         &mut self,
         staging: Staging,
@@ -278,16 +284,6 @@ impl LocalStore {
             return Ok(());
         }
         let _lock = self.lock_path(path)?;
-        if self.is_valid(path)? {
-            return Ok(());
-        }
-        let staged = staging.path();
-        canonicalise(&staged)?;
-        let dest = self.real_path(path);
-        // A leftover from an interrupted add or a deleted-but-not-removed
-        // path: not valid, so not anybody's.
-        nar::remove_tree(&dest).map_err(|e| StoreError::io(&dest, e))?;
-        fs::rename(&staged, &dest).map_err(|e| StoreError::io(&dest, e))?;
         let info = PathInfo {
             path: path.clone(),
             nar_hash: nar_hash.sha256,
@@ -298,11 +294,69 @@ impl LocalStore {
             ca,
             signatures: vec![],
         };
-        if let Err(e) = self.db.register(&[info]) {
-            let _ = nar::remove_tree(&dest);
-            return Err(e);
+        self.install(vec![(staging, info)])
+    }
+
+    /// Make staged objects valid together: the one way anything becomes
+    /// valid. Each is canonicalised and renamed to its path, then all are
+    /// registered in one transaction (so outputs that refer to each other
+    /// appear at once). Objects whose path is valid already are discarded.
+    /// The caller holds the paths' locks ([`Self::lock_path`]).
+    pub fn install(&mut self, items: Vec<(Staging, PathInfo)>) -> Result<(), StoreError> {
+        let mut todo = Vec::new();
+        for (staging, mut info) in items {
+            if self.is_valid(&info.path)? {
+                continue;
+            }
+            if info.registration_time == 0 {
+                info.registration_time = now();
+            }
+            todo.push((staging, info));
         }
-        Ok(())
+        let mut placed = Vec::new();
+        let result = (|| {
+            for (staging, info) in &todo {
+                let staged = staging.path();
+                canonicalise(&staged)?;
+                let dest = self.real_path(&info.path);
+                // A leftover of an interrupted build or of a collection: not
+                // valid, so nobody's.
+                nar::remove_tree(&dest).map_err(|e| StoreError::io(&dest, e))?;
+                fs::rename(&staged, &dest).map_err(|e| StoreError::io(&dest, e))?;
+                placed.push(dest);
+            }
+            let infos: Vec<PathInfo> = todo.iter().map(|(_, i)| i.clone()).collect();
+            self.db.register(&infos)
+        })();
+        if result.is_err() {
+            for dest in placed {
+                let _ = nar::remove_tree(&dest);
+            }
+        }
+        result
+    }
+
+    /// Remove staging directories left by killed processes (their lock is
+    /// free), so an interrupted add or build leaves no partial files behind
+    /// for long.
+    pub fn remove_stale_staging(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let entries = fs::read_dir(&self.real_store).map_err(|e| StoreError::io(&self.real_store, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&self.real_store, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(".tmp-") {
+                continue;
+            }
+            let lock_file = self.state_dir.join("locks").join(format!("{name}.lock"));
+            if let Some(_lock) = FileLock::try_exclusive(&lock_file)? {
+                nar::remove_tree(&entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+                let _ = fs::remove_file(&lock_file);
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Write the NAR of a valid path.
@@ -345,21 +399,24 @@ impl LocalStore {
 /// A staging location in the store's file system. Dropping it removes
 /// whatever is there (read-only or not).
 pub struct Staging {
-    dir: Option<tempfile::TempDir>,
+    dir: Option<PathBuf>,
+    _lock: Option<FileLock>,
 }
 
 impl Staging {
     /// Where to put the object (does not exist until the caller creates it).
     pub fn path(&self) -> PathBuf {
-        self.dir.as_ref().expect("staging is live").path().join("object")
+        self.dir.as_ref().expect("staging is live").join("object")
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
-            let _ = nar::remove_tree(&dir.path().join("object"));
-            let _ = dir.close();
+            let _ = nar::remove_tree(&dir);
+        }
+        if let Some(lock) = self._lock.take() {
+            let _ = fs::remove_file(lock.path());
         }
     }
 }
@@ -541,5 +598,29 @@ mod tests {
         assert_eq!(info.nar_hash.to_string(), "sha256:1gv28xp6i8f64s9lwixlx751jvhbcj8ds7bjbc0i8y8pc87vrpmv");
         assert_eq!(info.nar_size, 248);
         assert_eq!(s.closure(&BTreeSet::from([p])).unwrap().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[test]
+    fn stale_staging_is_removed_but_live_staging_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(t.path(), StoreDir::default()).unwrap();
+        let live = s.staging().unwrap();
+        fs::write(live.path(), "partial").unwrap();
+        // what a killed process leaves: a directory whose lock nobody holds
+        let dead = s.real_store_dir().join(".tmp-999999-deadbeef");
+        fs::create_dir_all(dead.join("object/sub")).unwrap();
+        fs::set_permissions(dead.join("object/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        assert_eq!(s.remove_stale_staging().unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(live.path().exists());
+        let dir = live.path().parent().unwrap().to_owned();
+        drop(live);
+        assert!(!dir.exists());
+        assert_eq!(fs::read_dir(s.real_store_dir()).unwrap().count(), 0);
     }
 }
