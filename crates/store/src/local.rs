@@ -483,7 +483,7 @@ pub fn hash_file(path: &Path) -> Result<Sha256, StoreError> {
 }
 
 /// Make a tree what a store path must be: no write bits, no setuid/setgid
-/// or sticky bits, files 0444 or 0555 (executable if any x bit was set),
+/// or sticky bits, files 0444 or 0555 (executable if the owner could execute it),
 /// directories 0555, every mtime 1, owned by us.
 pub fn canonicalise(path: &Path) -> Result<(), StoreError> {
     let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
@@ -500,7 +500,9 @@ pub fn canonicalise(path: &Path) -> Result<(), StoreError> {
         }
         set_mode(path, 0o555)?;
     } else if ft.is_file() {
-        let mode = if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 };
+        // The owner's execute bit decides, as in NAR serialisation: anything
+        // else would change the NAR hash computed before canonicalising.
+        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o555 } else { 0o444 };
         set_mode(path, mode)?;
     } else if !ft.is_symlink() {
         return Err(StoreError::Io {
@@ -534,10 +536,12 @@ mod tests {
         fs::create_dir_all(src.join("d")).unwrap();
         fs::write(src.join("d/f"), "x").unwrap();
         fs::set_permissions(src.join("d/f"), fs::Permissions::from_mode(0o6775)).unwrap();
+        fs::write(src.join("d/g"), "y").unwrap();
+        fs::set_permissions(src.join("d/g"), fs::Permissions::from_mode(0o671)).unwrap();
         symlink("d/f", src.join("l")).unwrap();
         let p = s.add_path(&src, "src", Ingestion::Recursive).unwrap();
         let real = s.real_path(&p);
-        for (rel, mode) in [("", 0o555), ("d", 0o555), ("d/f", 0o555)] {
+        for (rel, mode) in [("", 0o555), ("d", 0o555), ("d/f", 0o555), ("d/g", 0o444)] {
             let m = fs::symlink_metadata(real.join(rel)).unwrap();
             assert_eq!(m.permissions().mode() & 0o7777, mode, "{rel}");
             assert_eq!(m.mtime(), 1, "{rel}");
