@@ -35,6 +35,9 @@ enum Command {
     Hash(commands::hash::HashCommand),
     /// Show metadata of valid store paths.
     PathInfo(commands::path_info::PathInfoArgs),
+    /// Download a file, print its sha256 (SRI) and keep it in the store as
+    /// a fixed-output path (`nix-prefetch-url`).
+    Prefetch(commands::prefetch::PrefetchArgs),
 }
 
 impl Cli {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Store(c) => commands::store::run(&cli, c),
         Command::Hash(c) => commands::hash::run(c),
         Command::PathInfo(a) => commands::path_info::run(&cli, a),
+        Command::Prefetch(a) => commands::prefetch::run(&cli, a),
     };
     match result {
         Ok(code) => code,

@@ -252,8 +252,9 @@ pub fn debian_from_apt(apt_dir: &Path) -> Result<Option<String>> {
     Ok(pick_debian_archive(&read_apt_sources(apt_dir)))
 }
 
-/// The index URL in `pip config list` output: `install.index-url` wins
-/// over `global.index-url`, as in pip.
+/// The index URL in `pip config list` output: the environment's
+/// (`:env:.index-url`) wins over `install.index-url`, which wins over
+/// `global.index-url`, as in pip.
 pub fn parse_pip_config_list(output: &str) -> Option<String> {
     let mut found = BTreeMap::new();
     for line in output.lines() {
@@ -263,7 +264,9 @@ pub fn parse_pip_config_list(output: &str) -> Option<String> {
             found.insert(key.trim().to_owned(), value.to_owned());
         }
     }
-    found.remove("install.index-url").or_else(|| found.remove("global.index-url"))
+    [":env:.index-url", "install.index-url", "global.index-url"]
+        .iter()
+        .find_map(|key| found.remove(*key))
 }
 
 fn pypi_from_pip(system: &SystemSources) -> Result<String> {
@@ -372,6 +375,8 @@ Components: contrib main
         assert_eq!(parse_pip_config_list(out).as_deref(), Some("https://i.example/simple"));
         assert_eq!(parse_pip_config_list("global.index-url='https://g.example/simple'\n").as_deref(), Some("https://g.example/simple"));
         assert_eq!(parse_pip_config_list("global.cert='/etc/ssl/x.pem'\n"), None);
+        let with_env = ":env:.index-url='https://e.example/simple'\ninstall.index-url='https://i.example/simple'\n";
+        assert_eq!(parse_pip_config_list(with_env).as_deref(), Some("https://e.example/simple"));
         assert_eq!(parse_pip_config_list(""), None);
     }
 

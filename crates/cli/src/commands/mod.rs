@@ -1,3 +1,4 @@
 pub mod hash;
 pub mod path_info;
+pub mod prefetch;
 pub mod store;
