@@ -263,14 +263,14 @@ mod tests {
     fn unknown_keys_name_file_and_key() {
         let t = tempfile::tempdir().unwrap();
         let f = write(t.path(), "c.toml", "cores = 1\nmax_jobs = 2\n");
-        match Config::load_from(&[f.clone()], &BTreeMap::new()) {
+        match Config::load_from(std::slice::from_ref(&f), &BTreeMap::new()) {
             Err(ConfigError::UnknownKey { file, key }) => {
                 assert_eq!(file, f);
                 assert_eq!(key, "max_jobs");
             }
             other => panic!("{other:?}"),
         }
-        let err = Config::load_from(&[f.clone()], &BTreeMap::new()).unwrap_err().to_string();
+        let err = Config::load_from(std::slice::from_ref(&f), &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("c.toml") && err.contains("max_jobs"), "{err}");
     }
 
