@@ -42,6 +42,9 @@ enum Command {
     ShowDerivation(commands::eval::ShowDerivationArgs),
     /// Print a recipe's derivation graph (dot or JSON).
     Graph(commands::eval::GraphArgs),
+    /// Download a file, print its sha256 (SRI) and keep it in the store as
+    /// a fixed-output path (`nix-prefetch-url`).
+    Prefetch(commands::prefetch::PrefetchArgs),
 }
 
 impl Cli {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run_eval(&cli, a),
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),
+        Command::Prefetch(a) => commands::prefetch::run(&cli, a),
     };
     match result {
         Ok(code) => code,

@@ -5,10 +5,18 @@
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
+//! - [`config`]: drv's configuration ([`Config`]), layered TOML files and
+//!   environment variables.
+//! - [`mirrors`]: `mirror://NAME/path` resolution ([`Mirrors`]): configured
+//!   names first, then the system's apt and pip settings.
+//! - [`fetch`]: downloads pinned by sha256 ([`Fetcher`], [`FetchSource`]).
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
+pub mod config;
+pub mod fetch;
 pub mod formats;
+pub mod mirrors;
 
 mod db;
 mod local;
@@ -17,6 +25,9 @@ pub mod reporter;
 
 use std::path::{Path, PathBuf};
 
+pub use config::{Config, ConfigError};
+pub use fetch::{FetchError, FetchOptions, FetchSource, Fetcher, Prefetched};
+pub use mirrors::{MirrorError, Mirrors, SystemSources};
 pub use db::{PathInfo, SCHEMA_VERSION};
 pub use formats::derivation::{Derivation, DerivationBuilder, DerivationHash, DerivationOutput};
 pub use formats::hash::{nixbase32, HashEncoding, Sha256};
