@@ -5,6 +5,8 @@
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
+//! - [`import_toolchain`]: host tools named as Debian packages, imported
+//!   with their dependencies as one content-addressed root file system.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -13,6 +15,7 @@ pub mod formats;
 mod db;
 mod local;
 mod lock;
+mod toolchain;
 pub mod reporter;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +30,10 @@ pub use formats::FormatError;
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};
+pub use toolchain::{
+    import_toolchain, DebianPackages, InstalledPackage, ToolchainError, DOCUMENTATION_DIRS, TOOLCHAIN_FORMAT_VERSION,
+    TOOLCHAIN_MANIFEST,
+};
 
 /// What can go wrong in the store layer.
 #[derive(Debug, thiserror::Error)]
