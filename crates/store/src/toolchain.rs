@@ -231,6 +231,7 @@ impl Relation {
     /// Parse one alternative as written in a control field
     /// (`libc6:any (>= 2.34) [amd64] <!nocheck>`).
     fn parse_alternative(text: &str) -> Option<Self> {
+        let text = text.trim_start();
         let end = text.find(|c: char| c.is_whitespace() || c == '(' || c == '[' || c == '<').unwrap_or(text.len());
         let word = text[..end].trim();
         if word.is_empty() {
@@ -741,4 +742,301 @@ fn components(path: &Path) -> VecDeque<OsString> {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::path::StoreDir;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A fake host: a dpkg admin directory and a root file system, both in
+    /// a temporary directory.
+    struct FakeHost {
+        _dir: tempfile::TempDir,
+        admin: PathBuf,
+        root: PathBuf,
+    }
+
+    impl FakeHost {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let admin = dir.path().join("dpkg");
+            let root = dir.path().join("root");
+            fs::create_dir_all(admin.join("info")).unwrap();
+            fs::create_dir_all(&root).unwrap();
+            Self { _dir: dir, admin, root }
+        }
+
+        fn packages(&self) -> DebianPackages {
+            DebianPackages::new(&self.admin, &self.root)
+        }
+
+        fn status(&self, stanzas: &[String]) {
+            fs::write(self.admin.join("status"), stanzas.concat()).unwrap();
+        }
+
+        fn list(&self, key: &str, paths: &[&str]) {
+            let mut text = String::from("/.\n");
+            for p in paths {
+                text.push_str(p);
+                text.push('\n');
+            }
+            fs::write(self.admin.join("info").join(format!("{key}.list")), text).unwrap();
+        }
+
+        fn file(&self, path: &str, contents: &str, mode: u32) {
+            let p = self.root.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, contents).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        fn link(&self, path: &str, target: &str) {
+            let p = self.root.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            symlink(target, p).unwrap();
+        }
+    }
+
+    /// An installed package's stanza, with the multi-line fields real
+    /// status files have.
+    fn installed(name: &str, arch: &str, version: &str, extra: &str) -> String {
+        format!(
+            "Package: {name}\nStatus: install ok installed\nPriority: optional\nArchitecture: {arch}\n\
+             Version: {version}\n{extra}Conffiles:\n /etc/{name}.conf 0123\nDescription: {name}\n fake.\n\n"
+        )
+    }
+
+    fn keys(packages: &[InstalledPackage]) -> Vec<String> {
+        packages.iter().map(InstalledPackage::key).collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn resolution_host() -> FakeHost {
+        let host = FakeHost::new();
+        host.status(&[
+            installed("dpkg", "amd64", "1.21.22", "Multi-Arch: foreign\n"),
+            installed(
+                "tool",
+                "amd64",
+                "1.0-1",
+                "Depends: libfoo (>= 1.0), missing-pkg | alt-b (>= 2), awk, helper\nPre-Depends: libpre:any (>= 1)\n",
+            ),
+            installed("libfoo", "amd64", "1.0-1", "Multi-Arch: same\n"),
+            installed("libfoo", "i386", "1.0-1", "Multi-Arch: same\n"),
+            installed("alt-b", "all", "2.0", ""),
+            // Removed, configuration files left: not installed.
+            "Package: gawk\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 5\nProvides: awk\n\n".into(),
+            installed("mawk", "amd64", "1.3.4", "Provides: awk (= 1.3.4)\n"),
+            installed("libpre", "i386", "1", "Multi-Arch: same\n"),
+            installed("helper", "i386", "3", "Multi-Arch: foreign\n"),
+            installed("needs-native-libpre", "amd64", "1", "Depends: libpre\n"),
+            installed("unrelated", "amd64", "1", "Depends: libfoo\n"),
+        ]);
+        host
+    }
+
+    #[test]
+    fn resolve_closes_over_depends_pre_depends_alternatives_and_provides() {
+        let host = resolution_host();
+        let pkgs = host.packages();
+        assert_eq!(
+            keys(&pkgs.resolve(&names(&["tool"])).unwrap()),
+            [
+                "alt-b:all",    // second alternative: the first is not installed
+                "helper:i386",  // unqualified, but Multi-Arch: foreign
+                "libfoo:amd64", // the depender's architecture, not i386
+                "libpre:i386",  // Pre-Depends, `:any`
+                "mawk:amd64",   // provides `awk`; gawk is only config files
+                "tool:amd64",
+            ]
+        );
+        assert_eq!(keys(&pkgs.resolve(&names(&["libfoo:i386"])).unwrap()), ["libfoo:i386"]);
+        assert_eq!(keys(&pkgs.resolve(&names(&["libfoo"])).unwrap()), ["libfoo:amd64"]);
+        assert_eq!(keys(&pkgs.resolve(&names(&["awk"])).unwrap()), ["mawk:amd64"]);
+        // libpre is only installed for i386 and is not Multi-Arch: foreign,
+        // so it does not satisfy an amd64 package's unqualified dependency.
+        let err = pkgs.resolve(&names(&["needs-native-libpre"])).unwrap_err();
+        assert!(
+            matches!(&err, ToolchainError::UnsatisfiedDependency { package, dependency }
+                if package == "needs-native-libpre:amd64" && dependency == "libpre"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_package_that_is_not_installed_is_named_with_how_to_install_it() {
+        let host = resolution_host();
+        let pkgs = host.packages();
+        for missing in ["nope", "gawk", "libfoo:arm64"] {
+            let err = pkgs.resolve(&names(&["tool", missing])).unwrap_err();
+            assert!(matches!(&err, ToolchainError::NotInstalled { name } if name == missing), "{err}");
+            assert!(err.to_string().contains(&format!("apt-get install {missing}")), "{err}");
+        }
+        for invalid in ["Tool", "a b", "tool:", "x"] {
+            let err = pkgs.resolve(&names(&[invalid])).unwrap_err();
+            assert!(matches!(err, ToolchainError::InvalidPackageName { .. }), "{invalid}: {err}");
+        }
+    }
+
+    /// A merged-/usr host with a diversion, documentation, a file excluded
+    /// from installation and files of packages that are not asked for.
+    fn import_host(libfoo_version: &str) -> FakeHost {
+        let host = FakeHost::new();
+        host.status(&[
+            installed("dpkg", "amd64", "1.21.22", ""),
+            installed("tool", "amd64", "1.0-1", "Depends: libfoo, shell\n"),
+            installed("libfoo", "amd64", libfoo_version, "Multi-Arch: same\n"),
+            installed("shell", "all", "0.5", ""),
+            installed("wrapper", "amd64", "1", ""),
+            installed("unrelated", "amd64", "1", ""),
+        ]);
+        for dir in ["bin", "lib", "lib64"] {
+            host.link(dir, &format!("usr/{dir}"));
+        }
+        fs::create_dir_all(host.root.join("usr/lib64")).unwrap();
+        host.list(
+            "tool",
+            &[
+                "/bin",
+                "/bin/tool",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/cc",
+                "/usr/share",
+                "/usr/share/doc",
+                "/usr/share/doc/tool",
+                "/usr/share/doc/tool/copyright",
+                "/usr/share/man/man1/tool.1.gz",
+                "/usr/share/tool",
+                "/usr/share/tool/data.txt",
+                "/usr/share/tool/excluded.txt",
+                "/opt/tool/only-via-link.txt",
+                "/etc",
+                "/etc/tool.conf",
+            ],
+        );
+        host.file("usr/bin/tool", "#!/bin/sh\necho tool\n", 0o755);
+        host.file("usr/bin/cc.real", "tool's cc", 0o750);
+        host.file("usr/share/doc/tool/copyright", "GPL", 0o644);
+        host.file("usr/share/man/man1/tool.1.gz", "man", 0o644);
+        host.file("usr/share/tool/data.txt", "data", 0o600);
+        host.file("usr/share/tool/only-via-link.txt", "via link", 0o644);
+        // An absolute link: resolved inside the fake root, not on this machine.
+        host.link("opt/tool", "/usr/share/tool");
+        host.file("etc/tool.conf", "conf", 0o644);
+        host.list(
+            "libfoo:amd64",
+            &["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu/libfoo.so.1", "/lib/x86_64-linux-gnu/libfoo.so.1.0"],
+        );
+        host.link("usr/lib/x86_64-linux-gnu/libfoo.so.1", "libfoo.so.1.0");
+        host.file("usr/lib/x86_64-linux-gnu/libfoo.so.1.0", "ELF foo", 0o644);
+        // The shell diverts /bin/sh itself: its own file stays in place.
+        host.list("shell", &["/bin", "/bin/sh"]);
+        host.link("usr/bin/sh", "tool");
+        // The wrapper diverts tool's /usr/bin/cc to /usr/bin/cc.real.
+        host.list("wrapper", &["/usr/bin/cc"]);
+        host.file("usr/bin/cc", "wrapper's cc", 0o755);
+        fs::write(
+            host.admin.join("diversions"),
+            "/usr/bin/cc\n/usr/bin/cc.real\nwrapper\n/bin/sh\n/bin/sh.distrib\nshell\n",
+        )
+        .unwrap();
+        host.list("unrelated", &["/usr/bin/other"]);
+        host.file("usr/bin/other", "other", 0o755);
+        host.file("usr/bin/stray", "owned by nobody", 0o755);
+        host.list("dpkg", &[]);
+        host
+    }
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let t = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(t.path(), StoreDir::default()).unwrap();
+        (t, s)
+    }
+
+    /// Every entry under `dir`: `f` regular, `x` executable, `d`
+    /// directory, `-> target` symlink.
+    fn tree_listing(dir: &Path) -> BTreeMap<String, String> {
+        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let kind = if meta.is_symlink() {
+                    format!("-> {}", fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    walk(base, &path, out);
+                    "d".into()
+                } else if meta.mode() & 0o111 != 0 {
+                    "x".into()
+                } else {
+                    "f".into()
+                };
+                out.insert(rel, kind);
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_imported_tree_holds_exactly_the_listed_files_at_their_real_locations() {
+        let host = import_host("1.0-1");
+        let (_t, mut store) = store();
+        let path = import_toolchain(&mut store, &host.packages(), &names(&["tool"])).unwrap();
+        assert_eq!(path.name(), "toolchain-tool-3pkgs");
+        let real = store.real_path(&path);
+        let expected: BTreeMap<String, String> = [
+            (".drv-toolchain.json", "f"),
+            ("bin", "-> usr/bin"),
+            ("lib", "-> usr/lib"),
+            ("lib64", "-> usr/lib64"),
+            ("etc", "d"),
+            ("etc/tool.conf", "f"),
+            ("usr", "d"),
+            ("usr/bin", "d"),
+            ("usr/bin/tool", "x"),
+            ("usr/bin/cc.real", "x"),
+            ("usr/bin/sh", "-> tool"),
+            ("usr/lib", "d"),
+            ("usr/lib/x86_64-linux-gnu", "d"),
+            ("usr/lib/x86_64-linux-gnu/libfoo.so.1", "-> libfoo.so.1.0"),
+            ("usr/lib/x86_64-linux-gnu/libfoo.so.1.0", "f"),
+            ("usr/share", "d"),
+            ("usr/share/tool", "d"),
+            ("usr/share/tool/data.txt", "f"),
+            ("usr/share/tool/only-via-link.txt", "f"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(tree_listing(&real), expected);
+        assert_eq!(fs::read_to_string(real.join("usr/bin/cc.real")).unwrap(), "tool's cc");
+        assert_eq!(fs::read_to_string(real.join("bin/tool")).unwrap(), "#!/bin/sh\necho tool\n");
+        assert_eq!(fs::symlink_metadata(real.join("usr/share/tool/data.txt")).unwrap().mode() & 0o7777, 0o444);
+
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(real.join(TOOLCHAIN_MANIFEST)).unwrap()).unwrap();
+        assert_eq!(manifest["format"], TOOLCHAIN_FORMAT_VERSION);
+        assert_eq!(manifest["requested"], serde_json::json!(["tool"]));
+        let listed: Vec<String> = manifest["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}:{}={}", p["name"].as_str().unwrap(), p["architecture"].as_str().unwrap(), p["version"].as_str().unwrap()))
+            .collect();
+        assert_eq!(listed, ["libfoo:amd64=1.0-1", "shell:all=0.5", "tool:amd64=1.0-1"]);
+
+        let info = store.require_path_info(&path).unwrap();
+        assert_eq!(info.ca, Some(ContentAddress::Recursive(info.nar_hash)));
+        assert!(info.references.is_empty());
+        assert!(store.verify(true).unwrap().is_empty());
+    }
 }
