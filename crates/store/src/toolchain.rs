@@ -888,14 +888,7 @@ mod tests {
     /// from installation and files of packages that are not asked for.
     fn import_host(libfoo_version: &str) -> FakeHost {
         let host = FakeHost::new();
-        host.status(&[
-            installed("dpkg", "amd64", "1.21.22", ""),
-            installed("tool", "amd64", "1.0-1", "Depends: libfoo, shell\n"),
-            installed("libfoo", "amd64", libfoo_version, "Multi-Arch: same\n"),
-            installed("shell", "all", "0.5", ""),
-            installed("wrapper", "amd64", "1", ""),
-            installed("unrelated", "amd64", "1", ""),
-        ]);
+        host.status(&import_status(libfoo_version));
         for dir in ["bin", "lib", "lib64"] {
             host.link(dir, &format!("usr/{dir}"));
         }
@@ -954,7 +947,18 @@ mod tests {
         host
     }
 
-    fn store() -> (tempfile::TempDir, LocalStore) {
+    fn import_status(libfoo_version: &str) -> Vec<String> {
+        vec![
+            installed("dpkg", "amd64", "1.21.22", ""),
+            installed("tool", "amd64", "1.0-1", "Depends: libfoo, shell\n"),
+            installed("libfoo", "amd64", libfoo_version, "Multi-Arch: same\n"),
+            installed("shell", "all", "0.5", ""),
+            installed("wrapper", "amd64", "1", ""),
+            installed("unrelated", "amd64", "1", ""),
+        ]
+    }
+
+    fn temp_store() -> (tempfile::TempDir, LocalStore) {
         let t = tempfile::tempdir().unwrap();
         let s = LocalStore::open(t.path(), StoreDir::default()).unwrap();
         (t, s)
@@ -989,7 +993,7 @@ mod tests {
     #[test]
     fn the_imported_tree_holds_exactly_the_listed_files_at_their_real_locations() {
         let host = import_host("1.0-1");
-        let (_t, mut store) = store();
+        let (_t, mut store) = temp_store();
         let path = import_toolchain(&mut store, &host.packages(), &names(&["tool"])).unwrap();
         assert_eq!(path.name(), "toolchain-tool-3pkgs");
         let real = store.real_path(&path);
@@ -1038,5 +1042,113 @@ mod tests {
         assert_eq!(info.ca, Some(ContentAddress::Recursive(info.nar_hash)));
         assert!(info.references.is_empty());
         assert!(store.verify(true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_same_packages_give_the_same_path_and_a_second_import_reads_no_package_file() {
+        let host = import_host("1.0-1");
+        let (_t, mut store) = temp_store();
+        let first = import_toolchain(&mut store, &host.packages(), &names(&["shell", "tool"])).unwrap();
+        // Another machine (a fresh store) with the same package versions,
+        // the names in another order and repeated.
+        let (_t2, mut other_store) = temp_store();
+        let elsewhere = import_toolchain(&mut other_store, &host.packages(), &names(&["tool", "shell", "tool"])).unwrap();
+        assert_eq!(elsewhere, first);
+
+        // A cache entry naming a path that is not valid is only a miss.
+        let cache_dir = store.state_dir().join("toolchains");
+        let entries: Vec<PathBuf> = fs::read_dir(&cache_dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 1);
+        fs::write(&entries[0], "00000000000000000000000000000000-gone\n").unwrap();
+        assert_eq!(import_toolchain(&mut store, &host.packages(), &names(&["tool", "shell"])).unwrap(), first);
+        assert_eq!(fs::read_to_string(&entries[0]).unwrap(), format!("{first}\n"));
+
+        // Without file lists or files, only a cache hit can succeed.
+        fs::remove_dir_all(host.admin.join("info")).unwrap();
+        fs::remove_dir_all(host.root.join("usr")).unwrap();
+        assert_eq!(import_toolchain(&mut store, &host.packages(), &names(&["tool", "shell"])).unwrap(), first);
+        assert_eq!(store.all_valid_paths().unwrap(), vec![first.clone()]);
+        let leftovers: Vec<_> = fs::read_dir(store.real_store_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(first.to_basename())]);
+    }
+
+    #[test]
+    fn another_version_of_one_package_gives_another_path() {
+        let host = import_host("1.0-1");
+        let (_t, mut store) = temp_store();
+        let old = import_toolchain(&mut store, &host.packages(), &names(&["tool"])).unwrap();
+        // Same files, new version: the manifest and the key both change.
+        host.status(&import_status("1.0-2"));
+        let new = import_toolchain(&mut store, &host.packages(), &names(&["tool"])).unwrap();
+        assert_ne!(new, old);
+        let manifest = fs::read_to_string(store.real_path(&new).join(TOOLCHAIN_MANIFEST)).unwrap();
+        assert!(manifest.contains("\"1.0-2\""), "{manifest}");
+        assert_eq!(fs::read_dir(store.state_dir().join("toolchains")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_file_a_store_path_cannot_hold_is_refused_with_its_name() {
+        let host = FakeHost::new();
+        host.status(&[installed("daemon", "amd64", "1", "")]);
+        host.list("daemon", &["/run", "/run/daemon.sock", "/usr/bin/daemon"]);
+        host.file("usr/bin/daemon", "d", 0o755);
+        fs::create_dir_all(host.root.join("run")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(host.root.join("run/daemon.sock")).unwrap();
+        let (_t, mut store) = temp_store();
+        let err = import_toolchain(&mut store, &host.packages(), &names(&["daemon"])).unwrap_err();
+        assert!(
+            matches!(&err, ToolchainError::UnsupportedFileType { package, path }
+                if package == "daemon" && path.ends_with("run/daemon.sock")),
+            "{err}"
+        );
+        // Nothing registered, no staging left behind.
+        assert!(store.all_valid_paths().unwrap().is_empty());
+        assert_eq!(fs::read_dir(store.real_store_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named() {
+        if rustix::process::geteuid().is_root() {
+            // root reads files whatever their mode: nothing to observe.
+            return;
+        }
+        let host = FakeHost::new();
+        host.status(&[installed("secret", "amd64", "1", "")]);
+        host.list("secret", &["/etc/secret"]);
+        host.file("etc/secret", "s", 0o000);
+        let (_t, mut store) = temp_store();
+        let err = import_toolchain(&mut store, &host.packages(), &names(&["secret"])).unwrap_err();
+        assert!(
+            matches!(&err, ToolchainError::Unreadable { package, path, .. }
+                if package == "secret" && path.ends_with("etc/secret")),
+            "{err}"
+        );
+    }
+
+    /// The real dpkg database of this machine: `dash` and its dependencies
+    /// (a few dozen packages, well under a second).
+    #[test]
+    fn imports_dash_from_the_host_dpkg_database() {
+        let pkgs = DebianPackages::host();
+        if !pkgs.admin_dir().join("status").exists() {
+            eprintln!("no dpkg database on this host; skipped");
+            return;
+        }
+        let (_t, mut store) = temp_store();
+        let started = std::time::Instant::now();
+        let path = import_toolchain(&mut store, &pkgs, &names(&["dash"])).unwrap();
+        eprintln!("imported {path} in {:?}", started.elapsed());
+        let real = store.real_path(&path);
+        let dash = fs::metadata(real.join("usr/bin/dash")).unwrap();
+        assert!(dash.is_file() && dash.mode() & 0o111 != 0);
+        // Through the merged-/usr link and dash's `sh -> dash`, as on the host.
+        if fs::read_link("/bin").is_ok() {
+            assert!(fs::symlink_metadata(real.join("bin")).unwrap().is_symlink());
+        }
+        assert!(fs::metadata(real.join("bin/sh")).unwrap().is_file());
+        assert!(!real.join("usr/share/doc").exists());
+        let resolved = pkgs.resolve(&names(&["dash"])).unwrap();
+        assert!(resolved.iter().any(|p| p.name == "libc6"), "{resolved:?}");
+        assert_eq!(import_toolchain(&mut store, &pkgs, &names(&["dash"])).unwrap(), path);
     }
 }
