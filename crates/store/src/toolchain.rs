@@ -66,7 +66,7 @@ pub enum ToolchainError {
     UnsatisfiedDependency { package: String, dependency: String },
     #[error("dpkg database {}: {reason}", path.display())]
     Database { path: PathBuf, reason: String },
-    #[error("{package} has no file list in {} (neither {package}.list nor NAME.list)", info_dir.display())]
+    #[error("no file list for {package} in {}", info_dir.display())]
     NoFileList { package: String, info_dir: PathBuf },
     #[error("cannot read {} (a file of {package}): {error}", path.display())]
     Unreadable { package: String, path: PathBuf, error: io::Error },
@@ -186,10 +186,7 @@ impl DebianPackages {
     /// The host's merged-/usr symlinks: `(name, target)` for each of
     /// [`USRMERGE_LINKS`] that is a symlink at the host root.
     fn usrmerge_links(&self) -> Vec<(&'static str, PathBuf)> {
-        USRMERGE_LINKS
-            .iter()
-            .filter_map(|name| fs::read_link(self.root.join(name)).ok().map(|t| (*name, t)))
-            .collect()
+        USRMERGE_LINKS.iter().filter_map(|name| fs::read_link(self.root.join(name)).ok().map(|t| (*name, t))).collect()
     }
 }
 
@@ -200,12 +197,7 @@ struct Diversions(HashMap<String, (String, String)>);
 impl Diversions {
     fn parse(text: &str) -> Self {
         let lines: Vec<&str> = text.lines().collect();
-        Self(
-            lines
-                .chunks_exact(3)
-                .map(|t| (t[0].to_owned(), (t[1].to_owned(), t[2].to_owned())))
-                .collect(),
-        )
+        Self(lines.chunks_exact(3).map(|t| (t[0].to_owned(), (t[1].to_owned(), t[2].to_owned()))).collect())
     }
 
     /// Where `package`'s file listed as `listed` is on disk: a diversion by
@@ -245,7 +237,6 @@ impl Relation {
 
     /// Parse a package name given by a user: `NAME` or `NAME:ARCH`.
     fn parse_request(text: &str) -> Result<Self> {
-        let invalid = || ToolchainError::InvalidPackageName { name: text.to_owned() };
         let (name, qualifier) = match text.split_once(':') {
             Some((n, q)) => (n, Some(q)),
             None => (text, None),
@@ -253,10 +244,12 @@ impl Relation {
         let name_ok = name.len() >= 2
             && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-        let qualifier_ok =
-            qualifier.map_or(true, |q| !q.is_empty() && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let qualifier_ok = match qualifier {
+            None => true,
+            Some(q) => !q.is_empty() && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        };
         if !(name_ok && qualifier_ok) {
-            return Err(invalid());
+            return Err(ToolchainError::InvalidPackageName { name: text.to_owned() });
         }
         Ok(Self { name: name.to_owned(), qualifier: qualifier.map(str::to_owned) })
     }
@@ -357,8 +350,11 @@ impl Database {
                 ),
             })
         };
-        let package =
-            InstalledPackage { name: field("package")?, architecture: field("architecture")?, version: field("version")? };
+        let package = InstalledPackage {
+            name: field("package")?,
+            architecture: field("architecture")?,
+            version: field("version")?,
+        };
         let mut depends = Vec::new();
         for f in ["depends", "pre-depends"] {
             for group in fields.get(f).map_or("", String::as_str).split(',') {
@@ -628,8 +624,11 @@ impl<'a> TreeBuilder<'a> {
         if ft.is_dir() {
             self.make_dir(&real)
         } else if ft.is_symlink() {
-            let target = fs::read_link(&src)
-                .map_err(|error| ToolchainError::Unreadable { package: package.to_owned(), path: src.clone(), error })?;
+            let target = fs::read_link(&src).map_err(|error| ToolchainError::Unreadable {
+                package: package.to_owned(),
+                path: src.clone(),
+                error,
+            })?;
             symlink(&target, &dest).map_err(|e| ToolchainError::io(&dest, e))
         } else if ft.is_file() {
             copy_regular(package, &src, &dest, meta.permissions().mode() & 0o111 != 0)
@@ -831,7 +830,8 @@ mod tests {
             installed("libfoo", "i386", "1.0-1", "Multi-Arch: same\n"),
             installed("alt-b", "all", "2.0", ""),
             // Removed, configuration files left: not installed.
-            "Package: gawk\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 5\nProvides: awk\n\n".into(),
+            "Package: gawk\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 5\nProvides: awk\n\n"
+                .into(),
             installed("mawk", "amd64", "1.3.4", "Provides: awk (= 1.3.4)\n"),
             installed("libpre", "i386", "1", "Multi-Arch: same\n"),
             installed("helper", "i386", "3", "Multi-Arch: foreign\n"),
@@ -925,7 +925,12 @@ mod tests {
         host.file("etc/tool.conf", "conf", 0o644);
         host.list(
             "libfoo:amd64",
-            &["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu/libfoo.so.1", "/lib/x86_64-linux-gnu/libfoo.so.1.0"],
+            &[
+                "/usr/lib",
+                "/usr/lib/x86_64-linux-gnu",
+                "/usr/lib/x86_64-linux-gnu/libfoo.so.1",
+                "/lib/x86_64-linux-gnu/libfoo.so.1.0",
+            ],
         );
         host.link("usr/lib/x86_64-linux-gnu/libfoo.so.1", "libfoo.so.1.0");
         host.file("usr/lib/x86_64-linux-gnu/libfoo.so.1.0", "ELF foo", 0o644);
@@ -1034,7 +1039,14 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| format!("{}:{}={}", p["name"].as_str().unwrap(), p["architecture"].as_str().unwrap(), p["version"].as_str().unwrap()))
+            .map(|p| {
+                format!(
+                    "{}:{}={}",
+                    p["name"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap(),
+                    p["version"].as_str().unwrap()
+                )
+            })
             .collect();
         assert_eq!(listed, ["libfoo:amd64=1.0-1", "shell:all=0.5", "tool:amd64=1.0-1"]);
 
@@ -1052,7 +1064,8 @@ mod tests {
         // Another machine (a fresh store) with the same package versions,
         // the names in another order and repeated.
         let (_t2, mut other_store) = temp_store();
-        let elsewhere = import_toolchain(&mut other_store, &host.packages(), &names(&["tool", "shell", "tool"])).unwrap();
+        let elsewhere =
+            import_toolchain(&mut other_store, &host.packages(), &names(&["tool", "shell", "tool"])).unwrap();
         assert_eq!(elsewhere, first);
 
         // A cache entry naming a path that is not valid is only a miss.
