@@ -10,6 +10,8 @@
 //! - [`mirrors`]: `mirror://NAME/path` resolution ([`Mirrors`]): configured
 //!   names first, then the system's apt and pip settings.
 //! - [`fetch`]: downloads pinned by sha256 ([`Fetcher`], [`FetchSource`]).
+//! - [`import_toolchain`]: host tools named as Debian packages, imported
+//!   with their dependencies as one content-addressed root file system.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -21,6 +23,7 @@ pub mod mirrors;
 mod db;
 mod local;
 mod lock;
+mod toolchain;
 pub mod reporter;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +41,10 @@ pub use formats::FormatError;
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};
+pub use toolchain::{
+    import_toolchain, DebianPackages, InstalledPackage, ToolchainError, DOCUMENTATION_DIRS, TOOLCHAIN_FORMAT_VERSION,
+    TOOLCHAIN_MANIFEST,
+};
 
 /// What can go wrong in the store layer.
 #[derive(Debug, thiserror::Error)]
