@@ -68,3 +68,53 @@ fn semantic_errors_point_at_the_value() {
         assert!(err.contains(location) && err.contains(message), "{text:?}: {err}");
     }
 }
+
+const RECIPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes");
+
+/// With the host's real Debian packages as the toolchain.
+#[test]
+fn eval_show_derivation_and_graph() {
+    let s = TestStore::new();
+    let top = format!("{RECIPES}/top.toml");
+    let drv = s.ok(&["eval", &top]);
+    let drv = drv.trim();
+    assert!(drv.starts_with("/store/") && drv.ends_with("-top-0.3.drv"), "{drv}");
+    // evaluating again gives the same path and writes nothing new
+    let before = s.snapshot();
+    assert_eq!(s.ok(&["eval", &top]).trim(), drv);
+    assert_eq!(s.snapshot(), before);
+
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["eval", "--json", &top])).unwrap();
+    assert_eq!(json["drvPath"], drv);
+    assert_eq!(json["derivations"].as_object().unwrap().len(), 6);
+    assert_eq!(json["tests"].as_array().unwrap().len(), 1);
+
+    let show: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv])).unwrap();
+    let me = &show[drv];
+    assert_eq!(me["builder"], "/bin/sh");
+    assert!(me["env"]["drvToolchain"].as_str().unwrap().contains("-toolchain-"));
+    assert_eq!(me["inputDrvs"].as_object().unwrap().len(), 3);
+    let from_recipe: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", &top])).unwrap();
+    assert_eq!(from_recipe, show);
+    let all: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", "-r", drv])).unwrap();
+    assert_eq!(all.as_object().unwrap().len(), 5, "top, middle, base and two downloads");
+
+    let graph: serde_json::Value = serde_json::from_str(&s.ok(&["graph", "--format", "json", &top])).unwrap();
+    assert_eq!(graph["nodes"].as_array().unwrap().len(), 6);
+    let dot = s.ok(&["graph", &top]);
+    assert!(dot.starts_with("digraph") && dot.contains("->"), "{dot}");
+    // the toolchain is in the store, with a manifest of what is inside
+    let toolchain = me["env"]["drvToolchain"].as_str().unwrap();
+    let manifest = s.root().join(toolchain.trim_start_matches('/')).join(".drv-toolchain.json");
+    let m = std::fs::read_to_string(manifest).unwrap();
+    assert!(m.contains("\"dash\"") || m.contains("dash"), "{m}");
+}
+
+#[test]
+fn an_unknown_debian_package_is_a_clear_error() {
+    let s = TestStore::new();
+    let recipe = s.scratch("r.toml");
+    fs::write(&recipe, "name = \"a\"\nversion = \"1\"\n[toolchain]\ndebian = [\"no-such-package-drv-test\"]\n").unwrap();
+    let err = eval_error(&s, recipe.to_str().unwrap());
+    assert!(err.contains("no-such-package-drv-test") && err.contains("apt-get install"), "{err}");
+}
