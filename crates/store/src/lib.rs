@@ -5,6 +5,8 @@
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
+//! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
+//!   mount, PID, network, UTS, IPC) with only its inputs visible.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -14,6 +16,7 @@ mod db;
 mod local;
 mod lock;
 pub mod reporter;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 
