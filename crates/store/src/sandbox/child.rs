@@ -22,15 +22,16 @@
 //! only async-signal-safe calls are sound between `fork` and `exec`. All
 //! paths, file contents and argv/envp are prepared before forking (see
 //! `plan.rs`), and what runs here is system calls through `nix` with
-//! stack-built C strings. The compromise: `nix::dir::Dir` (to find stray
-//! descriptors) allocates in the builder; glibc resets its allocator locks
-//! in a forked child, so this is safe there in practice.
+//! stack-built C strings (nix builds short paths on the stack). The
+//! compromise: nix's error and path helpers may allocate for paths longer
+//! than its stack buffer; glibc resets its allocator locks in a forked
+//! child, so this is safe there in practice.
 
 use std::ffi::{c_char, c_short, CStr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, open, FcntlArg, FdFlag, OFlag, AT_FDCWD};
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag, AT_FDCWD};
 use nix::libc;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -62,6 +63,7 @@ pub(super) enum Stage {
     SetGroups,
     UidMap,
     GidMap,
+    Descriptors,
     ForkInit,
     MakePrivate,
     IntermediateRoot,
@@ -80,12 +82,13 @@ pub(super) enum Stage {
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 20] = [
+    pub(super) const ALL: [Stage; 21] = [
         Stage::ParentDeathSignal,
         Stage::Unshare,
         Stage::SetGroups,
         Stage::UidMap,
         Stage::GidMap,
+        Stage::Descriptors,
         Stage::ForkInit,
         Stage::MakePrivate,
         Stage::IntermediateRoot,
@@ -114,6 +117,7 @@ impl Stage {
             Stage::SetGroups => "write /proc/self/setgroups",
             Stage::UidMap => "write /proc/self/uid_map",
             Stage::GidMap => "write /proc/self/gid_map",
+            Stage::Descriptors => "set up the sandbox's file descriptors",
             Stage::ForkInit => "fork the sandbox init",
             Stage::MakePrivate => "make the mount tree private",
             Stage::IntermediateRoot => "mount the intermediate root",
@@ -205,6 +209,7 @@ pub(super) fn outer(plan: &Plan, parent: Pid, report: RawFd, log: Option<RawFd>)
     if unistd::getppid() != parent {
         exit(1);
     }
+    let (report, log) = check(isolate_descriptors(report, log), report, Stage::Descriptors);
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -230,6 +235,51 @@ pub(super) fn outer(plan: &Plan, parent: Pid, report: RawFd, log: Option<RawFd>)
             while let Err(Errno::EINTR) = waitpid(child, None) {}
             exit(0)
         }
+    }
+}
+
+/// Keep only the descriptors the sandbox needs: `report` and `log` moved
+/// to fresh close-on-exec descriptors (returned), `/dev/null` as 0, 1 and
+/// 2, nothing else. This process and the init never `exec`, so they would
+/// otherwise hold, for the whole build, whatever `run`'s process had open
+/// at the fork: another build's log pipe (which would then never reach
+/// end-of-file), a file another thread is writing (`ETXTBSY` when it is
+/// executed), the caller's terminal.
+fn isolate_descriptors(report: RawFd, log: Option<RawFd>) -> nix::Result<(RawFd, Option<RawFd>)> {
+    // SAFETY: both are open in this process (inherited from `run`).
+    let fresh = |fd: RawFd| fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_DUPFD_CLOEXEC(10));
+    let new_report = fresh(report)?;
+    let new_log = log.map(fresh).transpose()?;
+    let null = open(c"/dev/null", OFlag::O_RDWR, Mode::empty())?;
+    unistd::dup2_stdin(&null)?;
+    unistd::dup2_stdout(&null)?;
+    unistd::dup2_stderr(&null)?;
+    // If it is above 2, the sweep below closes it; if not, it is now stdio.
+    let _ = null.into_raw_fd();
+    let mut keep = [new_report, new_log.unwrap_or(new_report)];
+    keep.sort_unstable();
+    close_between(3, keep[0] - 1);
+    close_between(keep[0] + 1, keep[1] - 1);
+    close_between(keep[1] + 1, RawFd::MAX);
+    Ok((new_report, new_log))
+}
+
+/// Close every descriptor in `first..=last`.
+fn close_between(first: RawFd, last: RawFd) {
+    if first > last {
+        return;
+    }
+    // Neither nix nor rustix wraps close_range(2); glibc does (2.34+).
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: closing descriptors this process will not use again.
+        if unsafe { libc::close_range(first as libc::c_uint, last as libc::c_uint, 0) } == 0 {
+            return;
+        }
+    }
+    // Kernels before 5.9, other C libraries: the low descriptors at least.
+    for fd in first..=last.min(4096) {
+        let _ = unistd::close(fd);
     }
 }
 
@@ -331,38 +381,14 @@ fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     let null = check(open(c"/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()), report, Stage::BuilderStdio);
     check(unistd::dup2_stdin(&null), report, Stage::BuilderStdio);
     check(unistd::chdir(c"/build"), report, Stage::BuilderCwd);
-    // Descriptors the drv process inherited without close-on-exec (a
-    // jobserver's, a caller's) must not reach the builder.
-    check(close_on_exec_above_stderr(), report, Stage::BuilderStdio);
+    // Only 0, 1 and 2 survive the exec: `log` and `report` are close-on-exec
+    // (see `isolate_descriptors`), and nothing else is open.
 
     let errno = match unistd::execve(plan.builder.as_c_str(), &plan.argv, &plan.envp) {
         Err(errno) => errno,
         Ok(never) => match never {},
     };
     fail(report, Stage::Exec as u32, errno)
-}
-
-fn close_on_exec_above_stderr() -> nix::Result<()> {
-    let mut dir = nix::dir::Dir::open(
-        c"/proc/self/fd",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dir_fd = dir.as_raw_fd();
-    for entry in dir.iter() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-            continue;
-        }
-        let fd = name.iter().fold(0i32, |n, d| n.saturating_mul(10).saturating_add(i32::from(d - b'0')));
-        if fd > 2 && fd != dir_fd {
-            // SAFETY: listed in /proc/self/fd, so open; only its flag changes.
-            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        }
-    }
-    Ok(())
 }
 
 fn run_step(step: &Step) -> nix::Result<()> {
