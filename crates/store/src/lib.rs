@@ -12,6 +12,8 @@
 //! - [`fetch`]: downloads pinned by sha256 ([`Fetcher`], [`FetchSource`]).
 //! - [`import_toolchain`]: host tools named as Debian packages, imported
 //!   with their dependencies as one content-addressed root file system.
+//! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
+//!   mount, PID, network, UTS, IPC) with only its inputs visible.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -25,6 +27,7 @@ mod local;
 mod lock;
 mod toolchain;
 pub mod reporter;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,561 @@
+//! The build sandbox: run one builder hermetically in Linux namespaces.
+//!
+//! [`run`] executes a [`SandboxSpec`]'s builder in new user, mount, PID,
+//! network, UTS and IPC namespaces, as root or as an unprivileged user
+//! (only the caller's own uid and gid are mapped, which needs no
+//! privilege). [`check_namespaces`] says up front whether the kernel
+//! allows that. [`Isolation::None`] is the explicit `--no-sandbox` mode.
+//!
+//! # What the builder sees
+//!
+//! | path | contents |
+//! |---|---|
+//! | `STORE/<hash>-<name>` per input | the input, bind-mounted read-only from its physical path |
+//! | `STORE` (e.g. `/store`) | the caller's scratch store directory, writable: outputs are created here |
+//! | `/build` | the caller's build directory, writable; the working directory |
+//! | `/tmp`, `/dev/shm` | fresh tmpfs |
+//! | `/dev` | `null zero full random urandom tty` from the host; `fd`, `stdin`, `stdout`, `stderr` links to `/proc/self/fd` |
+//! | `/proc` | a new procfs for the build's PID namespace |
+//! | `/etc` | `passwd`, `group` (the build user and `nobody`), `hosts` (localhost); the toolchain's `etc/*` |
+//! | `/usr`, `/bin`, `/lib`, … | the toolchain's top-level entries, read-only (its symlinks stay symlinks) |
+//!
+//! Nothing else of the host exists; the root itself is read-only. The
+//! builder runs as uid [`BUILD_UID`] / gid [`BUILD_GID`] ([`BUILD_USER`], as
+//! Nix's sandbox does), with no capabilities and `no_new_privs`; the host
+//! name is `localhost`, the domain name `(none)`; the network namespace has
+//! only `lo`, up. With [`SandboxSpec::network`] (fixed-output fetches) the
+//! host's network namespace is shared instead, with the host's
+//! `/etc/resolv.conf`, `/etc/hosts`, `/etc/services` and `/etc/ssl/certs`.
+//!
+//! # Outputs
+//!
+//! A builder creates each output itself, as a file or a directory, at its
+//! logical path (`$out` does not exist beforehand, as in Nix). So the store
+//! directory the builder sees must be writable, and it is a bind of one
+//! caller-provided, empty **scratch store directory** (put it on the store's
+//! file system, e.g. `ROOT/store/.tmp-build-…`, so outputs can be renamed
+//! into place). After [`run`] returns, the output with logical path
+//! `STORE/<b>` is at `scratch_store/<b>` on the host
+//! ([`SandboxSpec::host_path`]), owned by the caller; `run` does not
+//! check that the builder created it. Inputs appear in the scratch store
+//! only as mount points during the build; `run` removes them afterwards.
+//! The builder cannot modify an input (read-only mounts) nor the real
+//! store (not mounted); anything else it leaves in the scratch store is a
+//! hermeticity violation, and `run` fails with
+//! [`SandboxError::StrayStoreEntries`] naming it.
+//!
+//! # Processes and killing
+//!
+//! The builder is PID 2; PID 1 is a small init that reaps orphans and
+//! exits as soon as the builder does, which kills every process left in the
+//! namespace. If the drv process dies (even by SIGKILL), parent-death
+//! signals kill the sandbox's processes, and with them the namespace. The
+//! process that calls [`run`] must keep the calling thread alive until it
+//! returns (the parent-death signal follows the thread).
+
+mod child;
+mod plan;
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::prctl;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{self, ForkResult, Pid};
+
+use child::{Stage, KIND_FAILED, KIND_STATUS, PLAN_STAGE_BASE, REPORT_LEN};
+use plan::Plan;
+
+/// The builder's uid inside the sandbox; the caller's uid maps to it.
+pub const BUILD_UID: u32 = 1000;
+/// The builder's gid inside the sandbox; the caller's gid maps to it.
+pub const BUILD_GID: u32 = 100;
+/// The builder's user name in the sandbox's `/etc/passwd`.
+pub const BUILD_USER: &str = "drvbld";
+/// Where the build directory appears, and the builder's working directory.
+pub const BUILD_DIR: &str = "/build";
+
+/// How a build is isolated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Linux namespaces and a fresh root (the default).
+    #[default]
+    Namespaces,
+    /// No isolation (`--no-sandbox`): the builder runs on the host with the
+    /// same clean environment, in the physical build directory, and sees
+    /// the physical paths of inputs and outputs; the caller must compose
+    /// the arguments and environment with [`SandboxSpec::host_path`]. The
+    /// builder path is translated the same way. Never chosen implicitly.
+    None,
+}
+
+/// A store path the build reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// Where its files are on the host (`ROOT/store/<hash>-<name>`).
+    pub physical: PathBuf,
+    /// Its path in the logical store directory (`/store/<hash>-<name>`).
+    pub logical: PathBuf,
+}
+
+/// One build to run. See the module documentation for the file system
+/// the builder sees and the outputs contract.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    /// The program to execute, as the builder sees it (an absolute path
+    /// inside the sandbox, e.g. `/store/…-bash/bin/bash` or `/bin/sh`).
+    pub builder: PathBuf,
+    /// Arguments after argv\[0\] (which is `builder`).
+    pub args: Vec<OsString>,
+    /// The builder's entire environment, in this order; nothing is added
+    /// (not even `PATH` or `HOME`) and nothing of the host's leaks in.
+    pub env: Vec<(OsString, OsString)>,
+    /// The logical store directory (`/store`); every input and output is a
+    /// direct child of it.
+    pub store_dir: PathBuf,
+    /// Store paths visible read-only: the closure of the build's inputs.
+    pub inputs: Vec<Input>,
+    /// Logical paths of the outputs the builder creates.
+    pub outputs: Vec<PathBuf>,
+    /// An existing, empty host directory that the builder sees as the
+    /// store directory, writable; the outputs are found here afterwards.
+    pub scratch_store: PathBuf,
+    /// An existing host directory that appears as `/build`; the caller
+    /// creates and removes it, so logs and sources survive the build.
+    pub build_dir: PathBuf,
+    /// A tree (usually a store path) with `usr/`, `bin -> usr/bin`, `lib`,
+    /// `etc/`…, whose top-level entries appear read-only at `/`. Entries
+    /// named `build`, `tmp`, `dev`, `proc`, `homeless-shelter` or like the
+    /// store directory's first component are not used; `etc/` is merged
+    /// one level deep under the sandbox's own `/etc` files.
+    pub toolchain: Option<PathBuf>,
+    /// Share the host's network (fixed-output fetches only).
+    pub network: bool,
+    pub isolation: Isolation,
+    /// Kill the build after this long ([`SandboxError::TimedOut`]).
+    pub timeout: Option<Duration>,
+}
+
+impl SandboxSpec {
+    /// A spec with no arguments, environment, inputs, outputs or toolchain,
+    /// no network, namespaced, without timeout.
+    pub fn new(
+        builder: impl Into<PathBuf>,
+        store_dir: impl Into<PathBuf>,
+        scratch_store: impl Into<PathBuf>,
+        build_dir: impl Into<PathBuf>,
+    ) -> Self {
+        SandboxSpec {
+            builder: builder.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            store_dir: store_dir.into(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            scratch_store: scratch_store.into(),
+            build_dir: build_dir.into(),
+            toolchain: None,
+            network: false,
+            isolation: Isolation::Namespaces,
+            timeout: None,
+        }
+    }
+
+    /// Where a path the builder sees is on the host: inside an input, its
+    /// physical path; inside an output, under `scratch_store`; `/build/…`
+    /// under `build_dir`; anything else unchanged.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        for input in &self.inputs {
+            if let Ok(rest) = path.strip_prefix(&input.logical) {
+                return join_rest(&input.physical, rest);
+            }
+        }
+        for output in &self.outputs {
+            if let (Ok(rest), Some(name)) = (path.strip_prefix(output), output.file_name()) {
+                return join_rest(&self.scratch_store.join(name), rest);
+            }
+        }
+        if let Ok(rest) = path.strip_prefix(BUILD_DIR) {
+            return join_rest(&self.build_dir, rest);
+        }
+        path.to_owned()
+    }
+}
+
+fn join_rest(base: &Path, rest: &Path) -> PathBuf {
+    if rest.as_os_str().is_empty() {
+        base.to_owned()
+    } else {
+        base.join(rest)
+    }
+}
+
+/// What can go wrong running a build.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "Linux namespaces for the build sandbox are unavailable: {reason}. Enable unprivileged user \
+         namespaces (`sysctl kernel.unprivileged_userns_clone=1`, a non-zero `user.max_user_namespaces`) \
+         or pass --no-sandbox to build without isolation"
+    )]
+    NamespacesUnavailable { reason: String },
+    #[error("invalid sandbox spec: {value:?}: {reason}")]
+    InvalidSpec { value: String, reason: String },
+    #[error("scratch store directory {} is not empty", path.display())]
+    ScratchNotEmpty { path: PathBuf },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("cannot start the sandbox: {what}: {error}")]
+    Spawn { what: &'static str, error: io::Error },
+    #[error("sandbox setup failed: cannot {step}: {error}")]
+    Setup { step: String, error: io::Error },
+    #[error("cannot execute builder {}: {error}", builder.display())]
+    Exec { builder: PathBuf, error: io::Error },
+    #[error("build timed out after {timeout:?} and was killed")]
+    TimedOut { timeout: Duration },
+    #[error("the builder left undeclared entries {names:?} in the store directory (scratch {})", scratch.display())]
+    StrayStoreEntries { scratch: PathBuf, names: Vec<String> },
+    #[error("the sandbox exited without reporting the builder's status ({detail})")]
+    Lost { detail: String },
+}
+
+impl SandboxError {
+    fn io(path: &Path, error: io::Error) -> Self {
+        SandboxError::Io { path: path.to_owned(), error }
+    }
+
+    fn spawn(what: &'static str, errno: Errno) -> Self {
+        SandboxError::Spawn { what, error: io::Error::from(errno) }
+    }
+}
+
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// Run `spec`'s builder to completion and return its exit status (a
+/// non-zero status is `Ok`: the build failed, the sandbox did not).
+///
+/// The builder's stdout and stderr are `log` (a file, or the write end of a
+/// pipe that the caller drains from another thread: `run` blocks until the
+/// build ends). `run` closes its copy of `log` once the sandbox has started,
+/// so a pipe reaches end-of-file when the build and everything it started
+/// are gone. Stdin is `/dev/null`.
+pub fn run(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
+    validate(spec)?;
+    match spec.isolation {
+        Isolation::Namespaces => run_namespaced(spec, log),
+        Isolation::None => run_unisolated(spec, log),
+    }
+}
+
+/// Check that this process may create the namespaces [`run`] needs; the
+/// error is [`SandboxError::NamespacesUnavailable`] with the kernel's
+/// reason and the settings involved.
+pub fn check_namespaces() -> Result<()> {
+    let plan = Plan::probe();
+    let outcome = spawn(&plan, None, None)?;
+    if let Some((stage, errno)) = outcome.failure {
+        return Err(failure(&plan, Path::new(""), stage, errno));
+    }
+    match outcome.outer {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        other => Err(SandboxError::Lost { detail: format!("{other:?}") }),
+    }
+}
+
+fn invalid(value: impl AsRef<OsStr>, reason: impl Into<String>) -> SandboxError {
+    SandboxError::InvalidSpec { value: value.as_ref().to_string_lossy().into_owned(), reason: reason.into() }
+}
+
+fn validate(spec: &SandboxSpec) -> Result<()> {
+    let store_dir = &spec.store_dir;
+    let normal = |p: &Path| p.is_absolute() && p.components().skip(1).all(|c| matches!(c, Component::Normal(_)));
+    if !normal(store_dir) || store_dir == Path::new("/") {
+        return Err(invalid(store_dir, "the store directory must be an absolute path below / without . or .."));
+    }
+    if !normal(&spec.builder) {
+        return Err(invalid(&spec.builder, "the builder must be an absolute path without . or .."));
+    }
+    let mut names = BTreeSet::new();
+    let logicals = spec.inputs.iter().map(|i| &i.logical).chain(&spec.outputs);
+    for logical in logicals {
+        let name = match (logical.parent(), logical.file_name()) {
+            (Some(parent), Some(name)) if parent == store_dir && normal(logical) => name,
+            _ => return Err(invalid(logical, format!("not a path directly in {}", store_dir.display()))),
+        };
+        if !names.insert(name) {
+            return Err(invalid(logical, "named twice among the inputs and outputs"));
+        }
+    }
+    for input in &spec.inputs {
+        fs::symlink_metadata(&input.physical).map_err(|e| SandboxError::io(&input.physical, e))?;
+    }
+    let is_dir = |p: &Path| fs::metadata(p).map(|m| m.is_dir()).map_err(|e| SandboxError::io(p, e));
+    for (dir, what) in [(&spec.build_dir, "the build directory"), (&spec.scratch_store, "the scratch store")]
+        .into_iter()
+        .chain(spec.toolchain.iter().map(|t| (t, "the toolchain")))
+    {
+        if !is_dir(dir)? {
+            return Err(invalid(dir, format!("{what} is not a directory")));
+        }
+    }
+    let mut scratch = fs::read_dir(&spec.scratch_store).map_err(|e| SandboxError::io(&spec.scratch_store, e))?;
+    if scratch.next().is_some() {
+        return Err(SandboxError::ScratchNotEmpty { path: spec.scratch_store.clone() });
+    }
+    for (key, _) in &spec.env {
+        if key.is_empty() || key.as_encoded_bytes().contains(&b'=') {
+            return Err(invalid(key, "an environment variable name must be non-empty and without '='"));
+        }
+    }
+    Ok(())
+}
+
+fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
+    let plan = Plan::new(spec)?;
+    let placeholders = create_placeholders(spec)?;
+    let outcome = spawn(&plan, Some(log), spec.timeout);
+    remove_placeholders(&placeholders);
+    let outcome = outcome?;
+
+    if let Some((stage, errno)) = outcome.failure {
+        return Err(failure(&plan, &spec.builder, stage, errno));
+    }
+    if outcome.timed_out {
+        return Err(SandboxError::TimedOut { timeout: spec.timeout.unwrap_or_default() });
+    }
+    let Some(status) = outcome.status else {
+        return Err(SandboxError::Lost { detail: format!("{:?}", outcome.outer) });
+    };
+    check_scratch(spec)?;
+    Ok(status)
+}
+
+/// The mount points for the inputs inside the scratch store, of the same
+/// kind as each input; a symlink input is copied as the symlink itself.
+fn create_placeholders(spec: &SandboxSpec) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for input in &spec.inputs {
+        let Some(name) = input.logical.file_name() else { continue };
+        let at = spec.scratch_store.join(name);
+        let meta = fs::symlink_metadata(&input.physical).map_err(|e| SandboxError::io(&input.physical, e))?;
+        let created = if meta.file_type().is_symlink() {
+            fs::read_link(&input.physical).and_then(|target| std::os::unix::fs::symlink(target, &at))
+        } else if meta.is_dir() {
+            fs::create_dir(&at)
+        } else {
+            File::create_new(&at).map(drop)
+        };
+        if let Err(e) = created {
+            remove_placeholders(&made);
+            return Err(SandboxError::io(&at, e));
+        }
+        made.push(at);
+    }
+    Ok(made)
+}
+
+/// Best effort: a placeholder that cannot be removed (the builder replaced
+/// a symlink input with something else) is then reported as a stray entry.
+fn remove_placeholders(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir(path),
+            Ok(_) => fs::remove_file(path),
+            Err(_) => Ok(()),
+        };
+    }
+}
+
+/// Anything in the scratch store but the declared outputs is an error.
+fn check_scratch(spec: &SandboxSpec) -> Result<()> {
+    let outputs: BTreeSet<&OsStr> = spec.outputs.iter().filter_map(|o| o.file_name()).collect();
+    let entries = fs::read_dir(&spec.scratch_store).map_err(|e| SandboxError::io(&spec.scratch_store, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| SandboxError::io(&spec.scratch_store, e))?.file_name();
+        if !outputs.contains(name.as_os_str()) {
+            names.push(name.to_string_lossy().into_owned());
+        }
+    }
+    if names.is_empty() {
+        Ok(())
+    } else {
+        names.sort();
+        Err(SandboxError::StrayStoreEntries { scratch: spec.scratch_store.clone(), names })
+    }
+}
+
+/// What the sandbox's processes reported.
+struct Outcome {
+    /// The first failure: stage and errno.
+    failure: Option<(u32, i32)>,
+    /// The builder's exit status.
+    status: Option<ExitStatus>,
+    timed_out: bool,
+    /// How the outer child ended.
+    outer: WaitStatus,
+}
+
+/// Fork the outer child for `plan`, collect its reports until every
+/// sandbox process has closed the report pipe (killing it at `timeout`),
+/// and reap it. `log` `None` only probes the namespaces.
+fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result<Outcome> {
+    let (read_end, write_end) = unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::spawn("pipe", e))?;
+    let parent = unistd::getpid();
+    let log_raw = log.as_ref().map(|fd| fd.as_raw_fd());
+    // SAFETY: the child only runs `child::outer`, which makes system calls
+    // on data prepared before the fork and never returns (see child.rs).
+    let outer = match unsafe { unistd::fork() } {
+        Err(e) => return Err(SandboxError::spawn("fork", e)),
+        Ok(ForkResult::Child) => child::outer(plan, parent, write_end.as_raw_fd(), log_raw),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(write_end);
+    drop(log);
+
+    let collected = collect_reports(File::from(read_end), outer, timeout.map(|t| Instant::now() + t));
+    let outer_status = loop {
+        match waitpid(outer, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(status) => break status,
+            Err(e) => return Err(SandboxError::spawn("wait for the sandbox", e)),
+        }
+    };
+    let (records, timed_out) = collected?;
+
+    let mut outcome = Outcome { failure: None, status: None, timed_out, outer: outer_status };
+    for record in records.chunks_exact(REPORT_LEN) {
+        let word = |i: usize| u32::from_ne_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
+        let (kind, stage, value) = (word(0), word(4), word(8) as i32);
+        if kind == KIND_FAILED && outcome.failure.is_none() {
+            outcome.failure = Some((stage, value));
+        } else if kind == KIND_STATUS {
+            outcome.status = Some(ExitStatus::from_raw(value));
+        }
+    }
+    Ok(outcome)
+}
+
+/// Read report records until end-of-file. At `deadline` the outer child is
+/// killed; its parent-death signal takes the init, and the init's death
+/// the whole namespace, which closes the pipe.
+fn collect_reports(mut pipe: File, outer: Pid, deadline: Option<Instant>) -> Result<(Vec<u8>, bool)> {
+    let mut records = Vec::new();
+    let mut timed_out = false;
+    let mut chunk = [0u8; 4 * REPORT_LEN];
+    loop {
+        if let (Some(deadline), false) = (deadline, timed_out) {
+            // Round up so that a sub-millisecond remainder still waits.
+            let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) => {
+                    if Instant::now() >= deadline {
+                        let _ = kill(outer, Signal::SIGKILL);
+                        timed_out = true;
+                    }
+                    continue;
+                }
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(SandboxError::spawn("poll the sandbox", e)),
+            }
+        }
+        match pipe.read(&mut chunk) {
+            Ok(0) => return Ok((records, timed_out)),
+            Ok(n) => records.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(SandboxError::Spawn { what: "read the sandbox's reports", error }),
+        }
+    }
+}
+
+/// The error for a child's failure `errno` at `stage`.
+fn failure(plan: &Plan, builder: &Path, stage: u32, errno: i32) -> SandboxError {
+    let error = io::Error::from_raw_os_error(errno);
+    if stage >= PLAN_STAGE_BASE {
+        let step = plan.steps.get((stage - PLAN_STAGE_BASE) as usize);
+        return SandboxError::Setup { step: step.map_or_else(|| format!("step {stage}"), |s| s.describe()), error };
+    }
+    match Stage::from_u32(stage) {
+        Some(s @ (Stage::Unshare | Stage::SetGroups | Stage::UidMap | Stage::GidMap)) => {
+            SandboxError::NamespacesUnavailable { reason: namespaces_reason(s, &error) }
+        }
+        Some(Stage::Exec) => SandboxError::Exec { builder: builder.to_owned(), error },
+        Some(s) => SandboxError::Setup { step: s.describe().to_owned(), error },
+        None => SandboxError::Setup { step: format!("stage {stage}"), error },
+    }
+}
+
+/// The kernel's refusal, with the settings that usually explain it.
+fn namespaces_reason(stage: Stage, error: &io::Error) -> String {
+    let mut reason = format!("cannot {}: {error}", stage.describe());
+    for (file, setting) in [
+        ("/proc/sys/kernel/unprivileged_userns_clone", "kernel.unprivileged_userns_clone"),
+        ("/proc/sys/user/max_user_namespaces", "user.max_user_namespaces"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "kernel.apparmor_restrict_unprivileged_userns"),
+    ] {
+        if let Ok(value) = fs::read_to_string(file) {
+            reason.push_str(&format!("; {setting} = {}", value.trim()));
+        }
+    }
+    reason
+}
+
+/// `--no-sandbox`: the builder on the host, same clean environment. Only
+/// its process group is killed at the end and at the timeout.
+fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
+    let builder = spec.host_path(&spec.builder);
+    let stderr = log.try_clone().map_err(|error| SandboxError::Spawn { what: "duplicate the log", error })?;
+    let mut command = Command::new(&builder);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.build_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(stderr))
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+    }
+    let mut child = command.spawn().map_err(|error| SandboxError::Exec { builder: builder.clone(), error })?;
+    drop(command); // our copies of the log
+    let group = Pid::from_raw(child.id() as i32);
+    let wait_error = |error| SandboxError::Spawn { what: "wait for the builder", error };
+    let status = match spec.timeout {
+        None => Some(child.wait().map_err(wait_error)?),
+        Some(timeout) => {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(status) = child.try_wait().map_err(wait_error)? {
+                    break Some(status);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    child.wait().map_err(wait_error)?;
+                    break None;
+                }
+                std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+            }
+        }
+    };
+    // What the PID namespace's teardown does, as far as a process group
+    // reaches.
+    let _ = killpg(group, Signal::SIGKILL);
+    status.ok_or(SandboxError::TimedOut { timeout: spec.timeout.unwrap_or_default() })
+}
