@@ -2,6 +2,7 @@
 //! and prints; all the work is in `drv-store` and `drv-eval`.
 
 mod commands;
+mod reporter;
 mod toolchains;
 
 use std::io::Write as _;
@@ -36,6 +37,12 @@ enum Command {
     Hash(commands::hash::HashCommand),
     /// Show metadata of valid store paths.
     PathInfo(commands::path_info::PathInfoArgs),
+    /// Build recipes (or .drv paths): print the output paths, make `result` links.
+    Build(commands::build::BuildArgs),
+    /// Build (run) the tests of recipes; an unchanged test is cached.
+    Test(commands::build::BuildArgs),
+    /// Print the build log of a recipe, a .drv or an output path.
+    Log(commands::build::LogArgs),
     /// Evaluate a recipe: write its derivations and print the .drv path.
     Eval(commands::eval::EvalArgs),
     /// Show a derivation (of a recipe, or a .drv path) as JSON, like `nix derivation show`.
@@ -48,6 +55,11 @@ enum Command {
 }
 
 impl Cli {
+    /// drv's configuration (files, then environment).
+    fn config(&self) -> anyhow::Result<drv_store::Config> {
+        Ok(drv_store::Config::load()?)
+    }
+
     fn open_store(&self) -> anyhow::Result<drv_store::LocalStore> {
         use anyhow::Context as _;
         let store_dir: drv_store::StoreDir = self.store_dir.parse()?;
@@ -63,6 +75,9 @@ fn main() -> ExitCode {
         Command::Store(c) => commands::store::run(&cli, c),
         Command::Hash(c) => commands::hash::run(c),
         Command::PathInfo(a) => commands::path_info::run(&cli, a),
+        Command::Build(a) => commands::build::run_build(&cli, a, false),
+        Command::Test(a) => commands::build::run_build(&cli, a, true),
+        Command::Log(a) => commands::build::run_log(&cli, a),
         Command::Eval(a) => commands::eval::run_eval(&cli, a),
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),

@@ -27,6 +27,7 @@ mod local;
 mod lock;
 mod toolchain;
 pub mod reporter;
+pub mod realise;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};

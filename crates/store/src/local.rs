@@ -202,6 +202,21 @@ impl LocalStore {
         self.db.register_derivation_outputs(drv, outputs)
     }
 
+    /// Register `link` (a symlink into the store, like `result`) as an
+    /// indirect GC root: what it points to is kept while it exists and
+    /// points into the store.
+    pub fn add_indirect_root(&self, link: &Path) -> Result<(), StoreError> {
+        let link = std::path::absolute(link).map_err(|e| StoreError::io(link, e))?;
+        let dir = self.state_dir.join("gcroots/auto");
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let digest = Sha256::digest(link.as_os_str().as_encoded_bytes());
+        let root = dir.join(&digest.to_nix32()[..32]);
+        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&link, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, &root).map_err(|e| StoreError::io(&root, e))
+    }
+
     /// Lock a store path against concurrent creation.
     pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
         FileLock::exclusive(&self.state_dir.join("locks").join(format!("{}.lock", path.hash_part())))

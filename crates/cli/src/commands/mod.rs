@@ -1,3 +1,4 @@
+pub mod build;
 pub mod eval;
 pub mod hash;
 pub mod path_info;

@@ -1,0 +1,171 @@
+//! `drv build`, `drv test`, `drv log`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use drv_store::realise::{self, BuildSettings, Realiser};
+use drv_store::{LocalStore, StorePath};
+
+use crate::reporter::TerminalReporter;
+use crate::Cli;
+
+#[derive(Args, Clone)]
+pub struct BuildArgs {
+    /// Recipe files or `.drv` store paths.
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// Name of the result link (and `NAME-<output>` for other outputs).
+    #[arg(short = 'o', long = "out-link", default_value = "result")]
+    out_link: PathBuf,
+    /// Make no result link.
+    #[arg(long)]
+    no_link: bool,
+    /// Builds at once (default: the configuration's max-jobs, else the number of cores).
+    #[arg(short = 'j', long)]
+    max_jobs: Option<usize>,
+    /// NIX_BUILD_CORES of each build (default: the configuration's cores, else the number of cores).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Go on building what does not depend on a failed build.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    /// Rebuild every derivation of the closure that is valid and compare with the registered result.
+    #[arg(long, alias = "rebuild")]
+    check: bool,
+    /// Print build logs as they come.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+    /// Keep the build directory of a failed build.
+    #[arg(short = 'K', long)]
+    keep_failed: bool,
+    /// Build without the namespace sandbox (only when asked: never silently).
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Print only the output paths.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Targets as `.drv` paths: recipes are evaluated (their package, or with
+/// `tests` their tests).
+fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> anyhow::Result<Vec<StorePath>> {
+    let mut out = Vec::new();
+    for t in targets {
+        if t.ends_with(".toml") {
+            let eval = super::eval::evaluate(store, Path::new(t))?;
+            if tests {
+                if eval.tests.is_empty() {
+                    bail!("{t} declares no [[test]]");
+                }
+                out.extend(eval.tests);
+            } else {
+                out.push(eval.root);
+            }
+        } else {
+            let p = store.parse_path_arg(t)?;
+            if !p.is_derivation() {
+                bail!("{} is not a derivation (.drv) or a recipe (.toml)", store.display(&p));
+            }
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
+    let config = cli.config()?;
+    let mut store = cli.open_store()?;
+    let targets = resolve_targets(&mut store, &args.targets, tests)?;
+    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet));
+    let defaults = BuildSettings::default();
+    let settings = BuildSettings {
+        max_jobs: args.max_jobs.or(config.max_jobs).unwrap_or(defaults.max_jobs),
+        cores: args.cores.or(config.cores).unwrap_or(defaults.cores),
+        keep_going: args.keep_going,
+        check: args.check,
+        keep_failed: args.keep_failed,
+        sandbox: !args.no_sandbox,
+    };
+    if settings.sandbox {
+        drv_store::sandbox::check_namespaces().context("cannot build in the sandbox (pass --no-sandbox to build without it)")?;
+    }
+    let fetcher = Arc::new(drv_store::fetch::Fetcher::new(&config, reporter.clone())?);
+    let realiser = Realiser::new(&store, settings, reporter.clone(), fetcher);
+    let result = realiser.realise(&targets)?;
+    reporter.finish();
+
+    if !result.failed.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for (drv, e) in &result.failed {
+            let _ = writeln!(err, "error: {}: {e}", store.display(drv));
+        }
+        bail!("{} derivation(s) failed", result.failed.len());
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (i, drv_path) in targets.iter().enumerate() {
+        let drv = realise::read_derivation(&store, drv_path)?;
+        if tests && !args.quiet {
+            let state = if result.cached.contains(drv_path) { "cached" } else { "passed" };
+            eprintln!("test {}: {state}", drv.name());
+        }
+        for (name, o) in drv.outputs()? {
+            writeln!(stdout, "{}", store.display(&o.path))?;
+            if !args.no_link {
+                let mut link = args.out_link.clone().into_os_string();
+                if i > 0 {
+                    link.push(format!("-{i}"));
+                }
+                if name != "out" {
+                    link.push(format!("-{name}"));
+                }
+                make_result_link(&store, Path::new(&link), &o.path)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Point `link` at `path` and register it as an indirect GC root.
+fn make_result_link(store: &LocalStore, link: &Path, path: &StorePath) -> anyhow::Result<()> {
+    if let Ok(m) = std::fs::symlink_metadata(link) {
+        if !m.file_type().is_symlink() {
+            bail!("{} exists and is not a symlink; not replacing it", link.display());
+        }
+    }
+    let tmp = link.with_file_name(format!(".{}.tmp-{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(store.display(path), &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::fs::rename(&tmp, link).with_context(|| format!("cannot create {}", link.display()))?;
+    store.add_indirect_root(link)?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    /// A recipe, a `.drv` path, or an output path.
+    target: String,
+}
+
+pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let drv = if args.target.ends_with(".toml") {
+        super::eval::evaluate(&mut store, Path::new(&args.target))?.root
+    } else {
+        let p = store.parse_path_arg(&args.target)?;
+        if p.is_derivation() {
+            p
+        } else {
+            let info = store.require_path_info(&p)?;
+            info.deriver.with_context(|| format!("{} has no known deriver", store.display(&p)))?
+        }
+    };
+    let file = realise::log_file(&store, &drv);
+    let f = std::fs::File::open(&file).with_context(|| format!("no build log of {} ({})", store.display(&drv), file.display()))?;
+    let mut out = std::io::stdout().lock();
+    zstd::stream::copy_decode(f, &mut out).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(ExitCode::SUCCESS)
+}

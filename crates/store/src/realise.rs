@@ -1,0 +1,562 @@
+//! Realisation: turning derivations into valid store paths.
+//!
+//! [`Realiser::realise`] reads the `.drv` files of the targets and,
+//! recursively, of every input whose outputs are not valid yet; builds them
+//! in dependency order, up to `max_jobs` at once; fixed-output downloads are
+//! done by drv itself ([`crate::fetch`]), everything else runs in the
+//! sandbox ([`crate::sandbox`]). Outputs are canonicalised, scanned for
+//! references to the build's inputs, and registered together, with the
+//! derivation as deriver. Each build's log is kept (zstd) under
+//! `ROOT/var/drv/log/`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::db::PathInfo;
+use crate::fetch::{FetchSource, Fetcher};
+use crate::formats::derivation::Derivation;
+use crate::formats::nar;
+use crate::formats::path::{ContentAddress, StoreDir, StorePath};
+use crate::local::{LocalStore, Staging};
+use crate::reporter::Reporter;
+use crate::sandbox;
+use crate::StoreError;
+
+/// How many lines of a failed build's log are shown.
+pub const LOG_TAIL_LINES: usize = 25;
+
+/// The environment variable naming a build's toolchain root file system.
+pub const TOOLCHAIN_ENV: &str = "drvToolchain";
+
+/// The builder of downloads that drv performs itself.
+pub const FETCH_BUILDER: &str = "builtin:fetchurl";
+
+/// Knobs of a realisation.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// Builds at once.
+    pub max_jobs: usize,
+    /// `NIX_BUILD_CORES` of each build (not part of any hash).
+    pub cores: usize,
+    /// Go on with what does not depend on a failed build.
+    pub keep_going: bool,
+    /// Rebuild every derivation of the closure that is already valid and
+    /// compare the result with the registered one.
+    pub check: bool,
+    /// Keep the build directory of a failed build.
+    pub keep_failed: bool,
+    /// `false` only when the user asked for `--no-sandbox`.
+    pub sandbox: bool,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self { max_jobs: cores, cores, keep_going: false, check: false, keep_failed: false, sandbox: true }
+    }
+}
+
+/// What went wrong with one derivation.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("builder of {drv} failed with {status}; last log lines:\n{tail}\nfull log: {log}")]
+    Failed { drv: String, status: String, tail: String, log: String },
+    #[error("builder of {drv} succeeded but did not create output {output} ({path})")]
+    MissingOutput { drv: String, output: String, path: String },
+    #[error("{drv} is not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
+    NotDeterministic { drv: String, output: String, kept: String, differences: String },
+    #[error("{drv}: {reason}")]
+    Unsupported { drv: String, reason: String },
+    #[error("{drv}: dependency {dependency} failed")]
+    DependencyFailed { drv: String, dependency: String },
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<crate::FormatError> for BuildError {
+    fn from(e: crate::FormatError) -> Self {
+        BuildError::Store(e.into())
+    }
+}
+
+/// The result of a realisation.
+#[derive(Debug, Default)]
+pub struct Realisation {
+    /// Derivations built (or fetched) by this run.
+    pub built: Vec<StorePath>,
+    /// Derivations whose outputs were all valid already.
+    pub cached: Vec<StorePath>,
+    /// Derivations that failed, with why.
+    pub failed: Vec<(StorePath, BuildError)>,
+}
+
+/// Builds derivations of one store.
+pub struct Realiser {
+    root: PathBuf,
+    store_dir: StoreDir,
+    settings: BuildSettings,
+    reporter: Arc<dyn Reporter>,
+    fetcher: Arc<Fetcher>,
+}
+
+/// A derivation to realise, read from its `.drv` file.
+struct Job {
+    drv_path: StorePath,
+    drv: Derivation,
+    /// Inputs that must be realised first.
+    deps: BTreeSet<StorePath>,
+    /// Rebuild although valid, and compare.
+    check: bool,
+}
+
+impl Realiser {
+    pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, fetcher: Arc<Fetcher>) -> Self {
+        Self { root: store.root().to_owned(), store_dir: store.store_dir().clone(), settings, reporter, fetcher }
+    }
+
+    fn open(&self) -> Result<LocalStore, StoreError> {
+        LocalStore::open(&self.root, self.store_dir.clone())
+    }
+
+    /// Realise `targets` (`.drv` paths valid in the store). A failure of
+    /// one derivation stops the others from starting unless `keep_going`;
+    /// the returned [`Realisation`] lists what happened to each.
+    pub fn realise(&self, targets: &[StorePath]) -> Result<Realisation, StoreError> {
+        let store = self.open()?;
+        store.remove_stale_staging()?;
+        let (jobs, cached) = self.plan(&store, targets)?;
+        let mut result = Realisation { cached, ..Default::default() };
+        self.schedule(jobs, &mut result);
+        Ok(result)
+    }
+
+    /// Read the graph below `targets`: every derivation with an output
+    /// that is not valid (or, with `check`, every non-download), and what
+    /// it waits for.
+    fn plan(&self, store: &LocalStore, targets: &[StorePath]) -> Result<(BTreeMap<StorePath, Job>, Vec<StorePath>), StoreError> {
+        let mut jobs = BTreeMap::new();
+        let mut cached = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<StorePath> = targets.iter().cloned().collect();
+        while let Some(drv_path) = queue.pop_front() {
+            if !seen.insert(drv_path.clone()) {
+                continue;
+            }
+            let drv = read_derivation(store, &drv_path)?;
+            let mut valid = true;
+            for o in drv.outputs()?.values() {
+                valid &= store.is_valid(&o.path)?;
+            }
+            let check = valid && self.settings.check && !drv.is_fixed_output();
+            if valid && !check {
+                cached.push(drv_path);
+                continue;
+            }
+            let deps: BTreeSet<StorePath> = drv.input_derivations().into_keys().collect();
+            queue.extend(deps.iter().cloned());
+            jobs.insert(drv_path.clone(), Job { drv_path, drv, deps, check });
+        }
+        // Inputs that turned out valid are not waited for.
+        let pending: BTreeSet<StorePath> = jobs.keys().cloned().collect();
+        for job in jobs.values_mut() {
+            job.deps.retain(|d| pending.contains(d));
+        }
+        Ok((jobs, cached))
+    }
+
+    fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(StorePath, Result<(), BuildError>)>();
+        let mut running = 0usize;
+        let mut stopping = false;
+        std::thread::scope(|scope| loop {
+            if !stopping {
+                let ready: Vec<StorePath> = jobs
+                    .iter()
+                    .filter(|(_, j)| j.deps.is_empty())
+                    .map(|(p, _)| p.clone())
+                    .take(self.settings.max_jobs.max(1).saturating_sub(running))
+                    .collect();
+                for p in ready {
+                    let job = jobs.remove(&p).expect("ready job exists");
+                    let tx = done_tx.clone();
+                    running += 1;
+                    scope.spawn(move || {
+                        let r = self.realise_one(&job);
+                        let _ = tx.send((job.drv_path, r));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let (drv, r) = done_rx.recv().expect("a worker is running");
+            running -= 1;
+            match r {
+                Ok(()) => {
+                    for j in jobs.values_mut() {
+                        j.deps.remove(&drv);
+                    }
+                    result.built.push(drv);
+                }
+                Err(e) => {
+                    // Everything that needs it cannot be built.
+                    let mut dead = vec![drv.clone()];
+                    while let Some(d) = dead.pop() {
+                        let dependents: Vec<StorePath> =
+                            jobs.iter().filter(|(_, j)| j.deps.contains(&d)).map(|(p, _)| p.clone()).collect();
+                        for p in dependents {
+                            jobs.remove(&p);
+                            result.failed.push((
+                                p.clone(),
+                                BuildError::DependencyFailed { drv: p.to_string(), dependency: drv.to_string() },
+                            ));
+                            dead.push(p);
+                        }
+                    }
+                    result.failed.push((drv, e));
+                    if !self.settings.keep_going {
+                        stopping = true;
+                    }
+                }
+            }
+        });
+    }
+
+    fn realise_one(&self, job: &Job) -> Result<(), BuildError> {
+        let mut store = self.open()?;
+        let outputs = job.drv.outputs()?;
+        // Another drv process may be building the same outputs: wait for
+        // it, then reuse what it made.
+        let mut locks = Vec::new();
+        for o in outputs.values() {
+            locks.push(store.lock_path(&o.path)?);
+        }
+        if !job.check {
+            let mut all_valid = true;
+            for o in outputs.values() {
+                all_valid &= store.is_valid(&o.path)?;
+            }
+            if all_valid {
+                return Ok(());
+            }
+        }
+        self.reporter.build_started(&job.drv_path);
+        let r = if job.drv.is_fixed_output() {
+            self.fetch(&mut store, job)
+        } else {
+            self.build(&mut store, job)
+        };
+        self.reporter.build_finished(&job.drv_path, r.is_ok());
+        drop(locks);
+        r
+    }
+
+    /// A fixed-output derivation: download, verify, register.
+    fn fetch(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+        let drv = &job.drv;
+        let unsupported = |reason: &str| BuildError::Unsupported { drv: store.display(&job.drv_path), reason: reason.to_owned() };
+        if drv.builder_path() != FETCH_BUILDER {
+            return Err(unsupported("fixed-output derivations must use the builtin:fetchurl builder"));
+        }
+        let out = &drv.outputs()?["out"];
+        let Some(ContentAddress::Flat(expected)) = out.fixed else {
+            return Err(unsupported("only flat sha256 downloads are supported"));
+        };
+        let env = |k: &str| drv.env().get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let source = match (env("url"), env("pythonIndexProject"), env("pythonIndexFile")) {
+            (Some(url), _, _) => FetchSource::Url(url),
+            (None, Some(project), Some(filename)) => FetchSource::PythonIndexFile { project, filename },
+            _ => return Err(unsupported("a download names a `url` or a Python index file")),
+        };
+        let staging = store.staging()?;
+        self.fetcher.fetch_to(&source, expected, &staging.path())?;
+        let nar_hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
+        let info = PathInfo {
+            path: out.path.clone(),
+            nar_hash: nar_hash.sha256,
+            nar_size: nar_hash.size,
+            references: BTreeSet::new(),
+            deriver: Some(job.drv_path.clone()),
+            registration_time: 0,
+            ca: Some(ContentAddress::Flat(expected)),
+            signatures: vec![],
+        };
+        store.install(vec![(staging, info)])?;
+        store.register_derivation_outputs(&job.drv_path, &BTreeMap::from([("out".to_owned(), out.path.clone())]))?;
+        Ok(())
+    }
+
+    /// Build in the sandbox, then register (or, checking, compare).
+    fn build(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+        let drv = &job.drv;
+        let shown = store.display(&job.drv_path);
+        let outputs = drv.outputs()?;
+
+        // What the build may see: the closure of its inputs.
+        let mut inputs: BTreeSet<StorePath> = drv.input_sources();
+        for (input, wanted) in drv.input_derivations() {
+            let input_drv = read_derivation(store, &input)?;
+            let outs = input_drv.outputs()?;
+            for w in wanted {
+                if let Some(o) = outs.get(&w) {
+                    inputs.insert(o.path.clone());
+                }
+            }
+        }
+        let closure = store.closure(&inputs)?;
+
+        let builds = store.state_dir().join("builds");
+        fs::create_dir_all(&builds).map_err(|e| StoreError::io(&builds, e))?;
+        let build_dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", drv.name()))
+            .tempdir_in(&builds)
+            .map_err(|e| StoreError::io(&builds, e))?;
+
+        // The builder sees this (empty, writable) directory as the store;
+        // it is inside the store's file system, so outputs are renamed out.
+        let scratch = store.staging()?;
+        fs::create_dir(scratch.path()).map_err(|e| StoreError::io(&scratch.path(), e))?;
+
+        let toolchain = drv
+            .env()
+            .get(TOOLCHAIN_ENV)
+            .map(|v| store.parse_path_arg(&String::from_utf8_lossy(v)))
+            .transpose()?;
+        let isolation = if self.settings.sandbox { sandbox::Isolation::Namespaces } else { sandbox::Isolation::None };
+        let mut spec = sandbox::SandboxSpec::new(drv.builder_path(), self.store_dir.as_str(), scratch.path(), build_dir.path());
+        spec.inputs = closure
+            .iter()
+            .map(|p| sandbox::Input { physical: store.real_path(p), logical: PathBuf::from(store.display(p)) })
+            .collect();
+        spec.outputs = outputs.values().map(|o| PathBuf::from(store.display(&o.path))).collect();
+        spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
+        spec.isolation = isolation;
+
+        let mut env: Vec<(String, String)> = drv
+            .env()
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        for (k, v) in [
+            ("HOME", "/homeless-shelter".to_owned()),
+            ("TMPDIR", "/build".to_owned()),
+            ("TEMPDIR", "/build".to_owned()),
+            ("TMP", "/build".to_owned()),
+            ("TEMP", "/build".to_owned()),
+            ("TZ", "UTC".to_owned()),
+            ("LC_ALL", "C".to_owned()),
+            ("PYTHONHASHSEED", "0".to_owned()),
+            ("NIX_BUILD_CORES", self.settings.cores.to_string()),
+            ("NIX_STORE", self.store_dir.to_string()),
+            ("TERM", "dumb".to_owned()),
+        ] {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_owned(), v));
+        }
+        if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
+            env.push(("SOURCE_DATE_EPOCH".into(), "1".into()));
+        }
+        if isolation == sandbox::Isolation::None {
+            // Unsandboxed, the builder sees host paths: outputs are written
+            // to the scratch store and the build directory is physical.
+            for (_, v) in env.iter_mut() {
+                for o in &spec.outputs {
+                    let host = spec.host_path(o);
+                    *v = v.replace(&o.to_string_lossy().into_owned(), &host.to_string_lossy());
+                }
+                if v == "/build" {
+                    *v = build_dir.path().to_string_lossy().into_owned();
+                }
+            }
+        }
+        spec.env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        spec.args = drv.args().iter().map(Into::into).collect();
+
+        let log_path = log_file(store, &job.drv_path);
+        let (status, tail) = self.run_logged(&job.drv_path, &spec, &log_path)?;
+        if !status.success() {
+            let kept = if self.settings.keep_failed {
+                let p = build_dir.keep();
+                format!(" (build directory kept at {})", p.display())
+            } else {
+                String::new()
+            };
+            return Err(BuildError::Failed {
+                drv: shown,
+                status: format!("{status}{kept}"),
+                tail: tail.join("\n"),
+                log: log_path.display().to_string(),
+            });
+        }
+
+        // Each output moves from the scratch store to a staging place of
+        // its own, which `install` renames into the store.
+        let mut staged: Vec<(String, StorePath, Staging)> = Vec::new();
+        for (name, o) in &outputs {
+            let built = spec.host_path(Path::new(&store.display(&o.path)));
+            if fs::symlink_metadata(&built).is_err() {
+                return Err(BuildError::MissingOutput { drv: shown, output: name.clone(), path: store.display(&o.path) });
+            }
+            let staging = store.staging()?;
+            fs::rename(&built, staging.path()).map_err(|e| StoreError::io(&built, e))?;
+            staged.push((name.clone(), o.path.clone(), staging));
+        }
+        drop(scratch);
+
+        // References: inputs of the closure and the outputs themselves.
+        let mut candidates = closure.clone();
+        candidates.extend(outputs.values().map(|o| o.path.clone()));
+        let mut infos = Vec::new();
+        for (name, path, staging) in staged {
+            let at = staging.path();
+            crate::local::canonicalise(&at)?;
+            let (nar_hash, references) = nar::scan_references(&at, &candidates).map_err(StoreError::from)?;
+            let info = PathInfo {
+                path: path.clone(),
+                nar_hash: nar_hash.sha256,
+                nar_size: nar_hash.size,
+                references,
+                deriver: Some(job.drv_path.clone()),
+                registration_time: 0,
+                ca: None,
+                signatures: vec![],
+            };
+            infos.push((name, staging, info));
+        }
+
+        if job.check {
+            for (name, staging, info) in infos {
+                let registered = store.require_path_info(&info.path)?;
+                if registered.nar_hash != info.nar_hash {
+                    let kept = store.real_store_dir().join(format!("{}.check", info.path.to_basename()));
+                    nar::remove_tree(&kept).map_err(|e| StoreError::io(&kept, e))?;
+                    fs::rename(staging.path(), &kept).map_err(|e| StoreError::io(&kept, e))?;
+                    let differences = tree_differences(&store.real_path(&info.path), &kept)
+                        .unwrap_or_else(|e| vec![format!("cannot compare: {e}")]);
+                    return Err(BuildError::NotDeterministic {
+                        drv: shown,
+                        output: name,
+                        kept: kept.display().to_string(),
+                        differences: differences.join("\n"),
+                    });
+                }
+            }
+            return Ok(());
+        }
+
+        let names: BTreeMap<String, StorePath> = infos.iter().map(|(n, _, i)| (n.clone(), i.path.clone())).collect();
+        store.install(infos.into_iter().map(|(_, s, i)| (s, i)).collect())?;
+        store.register_derivation_outputs(&job.drv_path, &names)?;
+        Ok(())
+    }
+
+    /// Run the builder with its output going to the log (zstd) and to the
+    /// reporter line by line; returns the exit status and the log's tail.
+    fn run_logged(
+        &self,
+        drv_path: &StorePath,
+        spec: &sandbox::SandboxSpec,
+        log_path: &Path,
+    ) -> Result<(std::process::ExitStatus, Vec<String>), BuildError> {
+        if let Some(dir) = log_path.parent() {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let (reader, writer) = std::io::pipe().map_err(|e| StoreError::io(log_path, e))?;
+        let log_file = fs::File::create(log_path).map_err(|e| StoreError::io(log_path, e))?;
+        let reporter = self.reporter.clone();
+        std::thread::scope(|s| {
+            let logger = s.spawn(move || -> std::io::Result<Vec<String>> {
+                let mut z = zstd::Encoder::new(log_file, 3)?;
+                let mut tail = VecDeque::new();
+                let mut lines = std::io::BufReader::new(reader);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if lines.read_until(b'\n', &mut line)? == 0 {
+                        break;
+                    }
+                    z.write_all(&line)?;
+                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    reporter.build_log_line(drv_path, &text);
+                    if tail.len() == LOG_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text);
+                }
+                z.finish()?;
+                Ok(tail.into())
+            });
+            let status = sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
+            let tail = logger.join().expect("log thread panicked").map_err(|e| StoreError::io(log_path, e))?;
+            Ok((status?, tail))
+        })
+    }
+}
+
+/// Where the log of `drv_path` is kept: `ROOT/var/drv/log/<2>/<rest>.zst`.
+pub fn log_file(store: &LocalStore, drv_path: &StorePath) -> PathBuf {
+    let base = drv_path.to_basename();
+    store.state_dir().join("log").join(&base[..2]).join(format!("{}.zst", &base[2..]))
+}
+
+/// Read a `.drv` that is valid in `store`.
+pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, StoreError> {
+    store.require_path_info(drv_path)?;
+    let real = store.real_path(drv_path);
+    let text = fs::read(&real).map_err(|e| StoreError::io(&real, e))?;
+    Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
+}
+
+/// Files that differ between two trees: path, sizes and the first
+/// differing byte offset, or what exists on one side only.
+pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
+    fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, fs::Metadata>) -> std::io::Result<()> {
+        let p = root.join(rel);
+        let m = fs::symlink_metadata(&p)?;
+        let is_dir = m.is_dir();
+        out.insert(rel.to_owned(), m);
+        if is_dir {
+            for e in fs::read_dir(&p)? {
+                walk(root, &rel.join(e?.file_name()), out)?;
+            }
+        }
+        Ok(())
+    }
+    let (mut ta, mut tb) = (BTreeMap::new(), BTreeMap::new());
+    walk(a, Path::new(""), &mut ta)?;
+    walk(b, Path::new(""), &mut tb)?;
+    let mut diffs = Vec::new();
+    let all: BTreeSet<&PathBuf> = ta.keys().chain(tb.keys()).collect();
+    for rel in all {
+        let shown = if rel.as_os_str().is_empty() { ".".to_owned() } else { rel.display().to_string() };
+        match (ta.get(rel), tb.get(rel)) {
+            (Some(_), None) => diffs.push(format!("  {shown}: only in the first build")),
+            (None, Some(_)) => diffs.push(format!("  {shown}: only in the second build")),
+            (Some(ma), Some(mb)) => {
+                if ma.file_type() != mb.file_type() {
+                    diffs.push(format!("  {shown}: file type differs"));
+                } else if ma.is_file() {
+                    let (ca, cb) = (fs::read(a.join(rel))?, fs::read(b.join(rel))?);
+                    if ca != cb {
+                        let offset = ca.iter().zip(&cb).position(|(x, y)| x != y).unwrap_or(ca.len().min(cb.len()));
+                        diffs.push(format!("  {shown}: sizes {} and {}, first difference at byte {offset}", ca.len(), cb.len()));
+                    }
+                } else if ma.file_type().is_symlink() && fs::read_link(a.join(rel))? != fs::read_link(b.join(rel))? {
+                    diffs.push(format!("  {shown}: symlink target differs"));
+                }
+                if ma.is_file() && (ma.permissions() != mb.permissions()) {
+                    diffs.push(format!("  {shown}: permissions differ"));
+                }
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+    Ok(diffs)
+}
