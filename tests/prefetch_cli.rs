@@ -4,54 +4,9 @@
 mod common;
 
 use std::fs;
-use std::net::SocketAddr;
 use std::path::Path;
 
-use common::TestStore;
-
-/// Serves `/files/<anything>` with fixed bytes and 404 elsewhere; stopped
-/// when dropped.
-struct FileServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FileServer {
-    fn start(body: &'static [u8]) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().route("/files/{name}", axum::routing::get(move || async move { body }));
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        let addr = ready_rx.recv().unwrap();
-        Self { addr, stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+use common::{FileServer, TestStore};
 
 /// The store path `drv prefetch` reported on stderr.
 fn reported_path(stderr: &str) -> String {

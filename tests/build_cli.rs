@@ -1,0 +1,286 @@
+//! `drv build`, run as a user runs it: tiny recipes with local sources, a
+//! loopback HTTP server for downloads, temporary roots, the real sandbox.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{FileServer, TestStore};
+
+const TOOLS: &str = "[toolchain]\ndebian = [\"dash\", \"coreutils\"]\n";
+
+/// Write `name.toml` (and any extra files) into a fresh recipe folder.
+fn recipe(s: &TestStore, name: &str, text: &str) -> PathBuf {
+    let dir = s.scratch("recipes");
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}.toml"));
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn build(s: &TestStore, args: &[&str]) -> std::process::Output {
+    s.cmd().current_dir(s.dir.path()).arg("build").args(args).output().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> (String, String) {
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "drv build failed:\n{e}");
+    (o, e)
+}
+
+/// The physical location of a `/store/...` path printed by drv.
+fn real(s: &TestStore, logical: &str) -> PathBuf {
+    s.root().join(logical.trim().trim_start_matches('/'))
+}
+
+fn chain(s: &TestStore) -> PathBuf {
+    fs::create_dir_all(s.scratch("recipes")).unwrap();
+    fs::write(s.scratch("recipes/a.txt"), "a\n").unwrap();
+    recipe(s, "a", &format!("name = \"a\"\nversion = \"1\"\n[[source]]\npath = \"a.txt\"\n{TOOLS}[build]\nscript = 'mkdir $out; cat $src > $out/a'\n"));
+    recipe(s, "b", &format!("name = \"b\"\nversion = \"1\"\n[dependencies]\nbuild = [\"a.toml\"]\n{TOOLS}[build]\nscript = 'mkdir $out; cat $a/a > $out/b; echo b >> $out/b'\n"));
+    recipe(s, "c", &format!("name = \"c\"\nversion = \"1\"\n[dependencies]\nrun = [\"b.toml\"]\n{TOOLS}[build]\nscript = 'mkdir $out; cat $b/b > $out/c; echo c >> $out/c; echo $b > $out/uses'\n"))
+}
+
+#[test]
+fn a_chain_builds_in_order_and_a_second_build_is_a_no_op() {
+    let s = TestStore::new();
+    let c = chain(&s);
+    let (out, err) = ok(&build(&s, &[c.to_str().unwrap()]));
+    let order: Vec<&str> = err.lines().filter(|l| l.starts_with("building ")).collect();
+    assert_eq!(order, ["building a-1", "building b-1", "building c-1"], "{err}");
+    let out_path = out.trim();
+    assert_eq!(fs::read_to_string(real(&s, out_path).join("c")).unwrap(), "a\nb\nc\n");
+    // result link, pointing at the output
+    let link = s.dir.path().join("result");
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new(out_path));
+    // c refers to b (its output names it), so b is in c's closure
+    let closure = s.ok(&["path-info", "-r", out_path]);
+    assert!(closure.lines().any(|l| l.ends_with("-b-1")), "{closure}");
+    // files are canonical
+    let m = fs::metadata(real(&s, out_path).join("c")).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!((m.permissions().mode() & 0o777, m.mtime()), (0o444, 1));
+
+    // again: nothing is built, same output
+    let (again, err) = ok(&build(&s, &[c.to_str().unwrap()]));
+    assert_eq!(again, out);
+    assert!(!err.contains("building"), "{err}");
+    // the log is kept and readable
+    let log = s.ok(&["log", out_path]);
+    assert!(log.is_empty() || !log.contains("error"), "{log}");
+    s.ok(&["store", "verify", "--check-contents"]);
+}
+
+#[test]
+fn two_builds_run_at_once_with_j2() {
+    let s = TestStore::new();
+    let slow = |n: &str| format!("name = \"{n}\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'sleep 1; echo {n} > $out'\n");
+    recipe(&s, "x", &slow("x"));
+    recipe(&s, "y", &slow("y"));
+    let top = recipe(&s, "top", &format!("name = \"top\"\nversion = \"1\"\n[dependencies]\nbuild = [\"x.toml\", \"y.toml\"]\n{TOOLS}[build]\nscript = 'cat $x $y > $out'\n"));
+    let (_, err) = ok(&build(&s, &["-j2", "--no-link", top.to_str().unwrap()]));
+    // both started before either finished
+    let lines: Vec<&str> = err.lines().collect();
+    let first_done = lines.iter().position(|l| l.starts_with("built ")).unwrap();
+    let started = lines[..first_done].iter().filter(|l| l.starts_with("building ")).count();
+    assert_eq!(started, 2, "{err}");
+
+    let s1 = TestStore::new();
+    recipe(&s1, "x", &slow("x"));
+    recipe(&s1, "y", &slow("y"));
+    let top = recipe(&s1, "top", &format!("name = \"top\"\nversion = \"1\"\n[dependencies]\nbuild = [\"x.toml\", \"y.toml\"]\n{TOOLS}[build]\nscript = 'cat $x $y > $out'\n"));
+    let (_, err) = ok(&build(&s1, &["-j1", "--no-link", top.to_str().unwrap()]));
+    let lines: Vec<&str> = err.lines().collect();
+    let first_done = lines.iter().position(|l| l.starts_with("built ")).unwrap();
+    assert_eq!(lines[..first_done].iter().filter(|l| l.starts_with("building ")).count(), 1, "{err}");
+}
+
+#[test]
+fn downloads_are_verified_and_a_wrong_hash_registers_nothing() {
+    let s = TestStore::new();
+    let server = FileServer::start(b"payload bytes\n");
+    let url = server.url("/files/payload.txt");
+    let good = "sha256-GsMP1ncWjf+o5ppMgyVryVH9nVCrbYd09g0nn4TuZAY=";
+    let r = recipe(&s, "dl", &format!(
+        "name = \"dl\"\nversion = \"1\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{good}\"\n{TOOLS}[build]\nscript = 'cp $src $out'\n"
+    ));
+    let actual = s.ok(&["prefetch", &url]);
+    assert_eq!(actual.trim(), good, "the fixture hash");
+    // prefetch put it in the store already; a fresh store downloads it
+    let s2 = TestStore::new();
+    let r2 = s2.scratch("dl.toml");
+    fs::copy(&r, &r2).unwrap();
+    let (out, _) = ok(&build(&s2, &["--no-link", r2.to_str().unwrap()]));
+    assert_eq!(fs::read(real(&s2, &out)).unwrap(), b"payload bytes\n");
+
+    let bad = format!("sha256:{}", "0".repeat(64));
+    let s3 = TestStore::new();
+    let r3 = recipe(&s3, "dl", &format!(
+        "name = \"dl\"\nversion = \"1\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{bad}\"\n{TOOLS}[build]\nscript = 'cp $src $out'\n"
+    ));
+    let out = build(&s3, &["--no-link", r3.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hash mismatch") && err.contains(good), "{err}");
+    // only the evaluation's .drv files and the toolchain are valid: no download
+    let valid = s3.ok(&["path-info", "-r", s3.ok(&["eval", r3.to_str().unwrap()]).trim()]);
+    assert!(!valid.lines().any(|l| l.ends_with("-payload.txt")), "{valid}");
+    let leftovers: Vec<String> = fs::read_dir(s3.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp") || n.ends_with("payload.txt"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn the_sandbox_hides_the_host_and_the_network() {
+    let s = TestStore::new();
+    let secret = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    fs::write(secret.path(), "host secret").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    fs::create_dir_all(s.scratch("recipes")).unwrap();
+    fs::write(s.scratch("recipes/input.txt"), "declared\n").unwrap();
+    let r = recipe(&s, "probe", &format!(
+        r#"name = "probe"
+version = "1"
+[[source]]
+path = "input.txt"
+[toolchain]
+debian = ["dash", "coreutils", "bash"]
+[build]
+script = '''
+mkdir $out
+if cat {secret} 2>/dev/null; then echo visible; else echo hidden; fi > $out/secret
+if bash -c 'echo x > /dev/tcp/127.0.0.1/{port}' 2>/dev/null; then echo open; else echo closed; fi > $out/network
+if echo x > $src 2>/dev/null; then echo writable; else echo read-only; fi > $out/input
+ls /store > $out/store-listing
+cat $src > $out/read
+hostname > $out/hostname 2>/dev/null || cat /proc/sys/kernel/hostname > $out/hostname
+ls /usr/local 2>/dev/null | wc -l > $out/usr-local
+'''
+"#,
+        secret = secret.path().display()
+    ));
+    let (out, _) = ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    let o = real(&s, &out);
+    let read = |f: &str| fs::read_to_string(o.join(f)).unwrap().trim().to_owned();
+    assert_eq!(read("secret"), "hidden");
+    assert_eq!(read("network"), "closed");
+    assert!(listener.accept().is_err(), "the builder reached the host's listener");
+    assert_eq!(read("input"), "read-only");
+    assert_eq!(read("read"), "declared");
+    assert_eq!(read("hostname"), "localhost");
+    assert_eq!(read("usr-local"), "0");
+    // only the inputs' closure and the output itself
+    let listing = read("store-listing");
+    let names: Vec<&str> = listing.lines().map(|l| l.split_once('-').unwrap().1).collect();
+    assert!(names.iter().any(|n| n.starts_with("toolchain-")), "{listing}");
+    assert!(names.contains(&"input.txt") && names.contains(&"probe-1"), "{listing}");
+    assert_eq!(names.len(), 3, "{listing}");
+}
+
+#[test]
+fn a_build_that_writes_into_the_store_fails_and_nothing_reaches_it() {
+    let s = TestStore::new();
+    let r = recipe(&s, "intruder", &format!("name = \"intruder\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo x > /store/intruder; echo ok > $out'\n"));
+    let out = build(&s, &["--no-link", r.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("intruder"), "{err}");
+    assert!(!s.root().join("store/intruder").exists());
+    let names: Vec<String> = fs::read_dir(s.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-intruder-1") || n.starts_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_failed_build_shows_the_log_tail_and_registers_nothing() {
+    let s = TestStore::new();
+    let r = recipe(&s, "bad", &format!("name = \"bad\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'for i in $(seq 1 40); do echo line $i; done; mkdir $out; exit 3'\n"));
+    let out = build(&s, &["--no-link", "--keep-failed", r.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 40") && err.contains("line 16") && !err.contains("line 15\n"), "{err}");
+    assert!(err.contains("exit status: 3") && err.contains("full log:"), "{err}");
+    assert!(err.contains("build directory kept at"), "{err}");
+    let drv = s.ok(&["eval", r.to_str().unwrap()]);
+    let outputs: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv.trim()])).unwrap();
+    let path = outputs[drv.trim()]["outputs"]["out"]["path"].as_str().unwrap().to_owned();
+    assert!(!real(&s, &path).exists());
+    assert!(s.cmd().args(["path-info", &path]).output().unwrap().status.code() != Some(0));
+    // the log of the failed build is readable
+    let log = s.ok(&["log", drv.trim()]);
+    assert!(log.contains("line 1\n") && log.contains("line 40"), "{log}");
+}
+
+#[test]
+fn sigkill_during_a_build_leaves_a_clean_store_and_the_next_run_rebuilds() {
+    let s = TestStore::new();
+    let r = recipe(&s, "long", &format!("name = \"long\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'mkdir $out; echo started; echo partial > $out/half; sleep 30; echo done > $out/full'\n"));
+    let mut child = s
+        .cmd()
+        .args(["build", "-L", "--no-link", r.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 || line.contains("started") {
+            break;
+        }
+    }
+    assert!(line.contains("started"), "the build did not start: {line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    // no builder survives its drv
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("sleep 30") && l.contains("partial")));
+
+    s.ok(&["store", "verify", "--check-contents"]);
+    let r2 = fs::read_to_string(&r).unwrap().replace("sleep 30; ", "");
+    fs::write(&r, r2).unwrap();
+    let (out, _) = ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    assert!(real(&s, &out).join("full").exists());
+    let leftovers: Vec<String> = fs::read_dir(s.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn check_passes_when_deterministic_and_names_the_differing_file_otherwise() {
+    let s = TestStore::new();
+    let r = recipe(&s, "det", &format!("name = \"det\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'mkdir $out; echo same > $out/same'\n"));
+    ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    let (_, err) = ok(&build(&s, &["--no-link", "--check", r.to_str().unwrap()]));
+    assert!(err.contains("building det-1"), "--check rebuilt nothing: {err}");
+
+    let t = recipe(&s, "clock", &format!("name = \"clock\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'mkdir $out; echo same > $out/same; date +%s%N > $out/time'\n"));
+    ok(&build(&s, &["--no-link", t.to_str().unwrap()]));
+    let out = build(&s, &["--no-link", "--check", t.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not deterministic") && err.contains("time: sizes") && err.contains("first difference at byte"), "{err}");
+    assert!(!err.contains("same:"), "{err}");
+    assert!(err.contains(".check"), "{err}");
+}
