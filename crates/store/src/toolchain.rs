@@ -12,12 +12,18 @@
 //! a silently different result, and nothing the recipe did not declare is
 //! visible to the build.
 //!
+//! Links that `update-alternatives` manages (`/usr/bin/cc`, `/usr/bin/awk`)
+//! belong to no package's file list, so they are added from dpkg's
+//! alternatives database (`ADMIN/alternatives/NAME`) and the host's current
+//! selections (`ROOT/etc/alternatives/NAME`), for the groups whose chosen
+//! alternative is in the tree: see [`import_toolchain`].
+//!
 //! Asking again is cheap: the resolved set's `name:arch=version`s key a
 //! cache `ROOT/var/drv/toolchains/<sha256>` holding the store path, so a
-//! repeated import reads the dpkg status file and a few small files and
-//! touches no package file.
+//! repeated import reads the dpkg status file, the alternatives database
+//! and a few small files and touches no package file.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
@@ -34,7 +40,9 @@ use crate::StoreError;
 /// Version of the tree layout and of the cache key. Bump it whenever the
 /// same packages would be imported differently (a new skipped directory, a
 /// manifest field), so old cache entries stop matching.
-pub const TOOLCHAIN_FORMAT_VERSION: u32 = 1;
+///
+/// 2: `update-alternatives` links and the manifest's `alternatives`.
+pub const TOOLCHAIN_FORMAT_VERSION: u32 = 2;
 
 /// Name of the manifest written at the top of every toolchain tree: the
 /// requested names and the resolved packages with their versions, so a user
@@ -52,6 +60,11 @@ pub const DOCUMENTATION_DIRS: [&str; 5] =
 /// Those that are symlinks on the host are recreated in every tree, with
 /// the host's targets, so `/bin/sh` works inside the tree as it does outside.
 const USRMERGE_LINKS: [&str; 7] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32"];
+
+/// Where, relative to the host root, `update-alternatives` keeps the link
+/// naming each group's current selection (`etc/alternatives/awk ->
+/// /usr/bin/mawk`); the group's own link points there.
+const ALTERNATIVES_LINK_DIR: &str = "etc/alternatives";
 
 /// What can go wrong resolving or importing a toolchain.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +201,241 @@ impl DebianPackages {
     fn usrmerge_links(&self) -> Vec<(&'static str, PathBuf)> {
         USRMERGE_LINKS.iter().filter_map(|name| fs::read_link(self.root.join(name)).ok().map(|t| (*name, t))).collect()
     }
+
+    /// The alternatives database (`ADMIN/alternatives/`, empty when there
+    /// is none) and the host's current selection of each group. About
+    /// sixty small files on a developer's machine: cheap enough for the
+    /// quick cache key.
+    fn alternatives(&self) -> Result<AlternativesState> {
+        let dir = self.admin_dir.join("alternatives");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(AlternativesState::default()),
+            Err(e) => return Err(ToolchainError::io(&dir, e)),
+        };
+        let mut groups = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| ToolchainError::io(&dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            // update-alternatives writes `NAME.dpkg-tmp` and renames it.
+            let is_file = entry.file_type().map_err(|e| ToolchainError::io(&entry.path(), e))?.is_file();
+            if !is_file || name.starts_with('.') || name.ends_with(".dpkg-tmp") {
+                continue;
+            }
+            let path = entry.path();
+            let bytes = fs::read(&path).map_err(|e| ToolchainError::io(&path, e))?;
+            let selection = fs::read_link(self.root.join(ALTERNATIVES_LINK_DIR).join(&name))
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned());
+            groups.insert(name, AlternativesGroupState { file: path, bytes, selection });
+        }
+        Ok(AlternativesState { groups })
+    }
+}
+
+/// dpkg's alternatives as they stand on a host, by group name.
+#[derive(Default)]
+struct AlternativesState {
+    groups: BTreeMap<String, AlternativesGroupState>,
+}
+
+struct AlternativesGroupState {
+    /// `ADMIN/alternatives/NAME`, for error messages.
+    file: PathBuf,
+    /// That file's bytes, as read.
+    bytes: Vec<u8>,
+    /// The target of `ROOT/etc/alternatives/NAME`: the host's current
+    /// choice (`None` when the link is missing).
+    selection: Option<String>,
+}
+
+impl AlternativesState {
+    /// sha256 of every group's name, database bytes and host selection:
+    /// everything the tree's alternatives links are made from besides
+    /// which files the packages put in the tree.
+    fn digest(&self) -> Sha256 {
+        let mut text = String::from("drv-toolchain alternatives\n");
+        for (name, group) in &self.groups {
+            let _ = writeln!(
+                text,
+                "{name} {} -> {}",
+                Sha256::digest(&group.bytes).to_hex(),
+                group.selection.as_deref().unwrap_or("(none)")
+            );
+        }
+        Sha256::digest(text.as_bytes())
+    }
+}
+
+/// One group of dpkg's alternatives database, as update-alternatives(1)
+/// describes `ADMIN/alternatives/NAME` ("ADMINISTRATIVE DIRECTORY").
+#[derive(Debug, PartialEq, Eq)]
+struct AlternativeGroup {
+    /// The group's link (`/usr/bin/awk`).
+    link: String,
+    /// Slave name and link (`nawk`, `/usr/bin/nawk`).
+    slaves: Vec<(String, String)>,
+    alternatives: Vec<Alternative>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Alternative {
+    /// What the group's link leads to when this alternative is chosen.
+    path: String,
+    priority: i64,
+    /// One per slave, in the same order; empty when this alternative has
+    /// no such slave.
+    slave_targets: Vec<String>,
+}
+
+/// How the alternative placed in a tree was chosen (recorded in the
+/// manifest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum AlternativeSelection {
+    /// The host's current selection.
+    Host,
+    /// The host's selection is not in the tree: the tree's highest priority.
+    HighestPriorityInTree,
+}
+
+impl AlternativeGroup {
+    /// Parse a database file: a status line (`auto` or `manual`), the
+    /// group's link, slave name/link line pairs, an empty line, then for
+    /// each alternative its path, its priority and one line per slave with
+    /// that slave's target (possibly empty); an empty line or the end of
+    /// the file after the last one.
+    fn parse(text: &str, file: &Path) -> Result<Self> {
+        let malformed = |reason: String| ToolchainError::Database { path: file.to_owned(), reason };
+        let mut lines = text.lines();
+        let mut next = |what: &str| lines.next().ok_or_else(|| malformed(format!("ends before {what}")));
+        let status = next("the status")?;
+        if !matches!(status, "auto" | "manual") {
+            return Err(malformed(format!("status {status:?} is neither auto nor manual")));
+        }
+        let absolute = |path: &str, what: &str| {
+            if path.starts_with('/') {
+                Ok(path.to_owned())
+            } else {
+                Err(malformed(format!("{what} {path:?} is not an absolute path")))
+            }
+        };
+        let link = absolute(next("the link")?, "link")?;
+        let mut slaves = Vec::new();
+        loop {
+            let name = next("the end of the slaves")?;
+            if name.is_empty() {
+                break;
+            }
+            // The name is a file name in /etc/alternatives.
+            if name.contains('/') || name == "." || name == ".." {
+                return Err(malformed(format!("slave name {name:?} is not a file name")));
+            }
+            let slave_link = absolute(next("a slave's link")?, "slave link")?;
+            slaves.push((name.to_owned(), slave_link));
+        }
+        let mut alternatives = Vec::new();
+        loop {
+            // The end of the file is as good as the closing empty line.
+            let path = match next("an alternative") {
+                Ok("") | Err(_) => break,
+                Ok(path) => absolute(path, "alternative")?,
+            };
+            let priority = next("a priority")?;
+            let priority =
+                priority.parse().map_err(|_| malformed(format!("priority {priority:?} of {path} is not a number")))?;
+            let slave_targets = slaves
+                .iter()
+                .map(|_| next("a slave's target").map(str::to_owned))
+                .collect::<Result<Vec<_>>>()?;
+            alternatives.push(Alternative { path, priority, slave_targets });
+        }
+        Ok(Self { link, slaves, alternatives })
+    }
+
+    /// The alternative a tree gets, given the host's `selection` and
+    /// which paths are in the tree: the host's selection if it is one of
+    /// the group's alternatives and in the tree; otherwise the
+    /// highest-priority alternative in the tree (the first in the file on
+    /// a tie), which is what `update-alternatives --auto` would choose
+    /// were only the tree's packages installed; `None` when no
+    /// alternative is in the tree.
+    fn choose(
+        &self,
+        selection: Option<&str>,
+        mut in_tree: impl FnMut(&str) -> Result<bool>,
+    ) -> Result<Option<(&Alternative, AlternativeSelection)>> {
+        if let Some(host) = self.alternatives.iter().find(|a| Some(a.path.as_str()) == selection) {
+            if in_tree(&host.path)? {
+                return Ok(Some((host, AlternativeSelection::Host)));
+            }
+        }
+        let mut best: Option<&Alternative> = None;
+        for a in &self.alternatives {
+            if best.is_none_or(|b| a.priority > b.priority) && in_tree(&a.path)? {
+                best = Some(a);
+            }
+        }
+        Ok(best.map(|a| (a, AlternativeSelection::HighestPriorityInTree)))
+    }
+}
+
+/// A group's links as placed in a tree, recorded in the manifest.
+#[derive(Debug, serde::Serialize)]
+struct ChosenAlternative {
+    name: String,
+    link: String,
+    /// The chosen alternative: `etc/alternatives/NAME`'s target.
+    path: String,
+    selection: AlternativeSelection,
+    /// The slaves placed (those whose target is in the tree).
+    slaves: Vec<ChosenSlave>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ChosenSlave {
+    name: String,
+    link: String,
+    path: String,
+}
+
+/// Add to the tree the links of each alternatives group whose chosen
+/// alternative (see [`AlternativeGroup::choose`]) the packages put there:
+/// the group's link to `/etc/alternatives/NAME` and that one to the
+/// alternative, and the same pair for each slave whose target is in the
+/// tree. Links go to their real locations; a link that is documentation,
+/// whose directory the host lacks, or whose place a package's own file
+/// already took is not made, and a group whose own link or selection
+/// link cannot be made is left out whole.
+fn place_alternatives(builder: &mut TreeBuilder, state: &AlternativesState) -> Result<Vec<ChosenAlternative>> {
+    let mut chosen = Vec::new();
+    for (name, group_state) in &state.groups {
+        let group = AlternativeGroup::parse(&String::from_utf8_lossy(&group_state.bytes), &group_state.file)?;
+        let Some((alternative, selection)) = group.choose(group_state.selection.as_deref(), |p| builder.contains(p))?
+        else {
+            continue;
+        };
+        if !builder.place_alternative_links(name, &group.link, &alternative.path)? {
+            continue;
+        }
+        let mut slaves = Vec::new();
+        for ((slave, link), target) in group.slaves.iter().zip(&alternative.slave_targets) {
+            if target.is_empty() || !builder.contains(target)? {
+                continue;
+            }
+            if builder.place_alternative_links(slave, link, target)? {
+                slaves.push(ChosenSlave { name: slave.clone(), link: link.clone(), path: target.clone() });
+            }
+        }
+        chosen.push(ChosenAlternative {
+            name: name.clone(),
+            link: group.link.clone(),
+            path: alternative.path.clone(),
+            selection,
+            slaves,
+        });
+    }
+    Ok(chosen)
 }
 
 /// Where a diverted file's content really is: dpkg's `diversions` file is
@@ -454,6 +702,7 @@ struct Manifest<'a> {
     format: u32,
     requested: &'a [String],
     packages: &'a [InstalledPackage],
+    alternatives: &'a [ChosenAlternative],
 }
 
 /// The store path holding the root file system of the named packages and
@@ -466,12 +715,26 @@ struct Manifest<'a> {
 /// absent from the host (`dpkg --path-exclude`); regular files keep their
 /// contents and executable bit, symlinks their targets; the host's merged-
 /// /usr symlinks are recreated; diverted files are taken from where the
-/// diversion put them; [`TOOLCHAIN_MANIFEST`] names the packages. The path
-/// is content-addressed (recursive sha256, no references), so the same
-/// package versions give the same path on any machine.
+/// diversion put them; [`TOOLCHAIN_MANIFEST`] names the packages and the
+/// alternatives chosen. The path is content-addressed (recursive sha256,
+/// no references), so the same package versions (and alternatives) give
+/// the same path on any machine.
+///
+/// `update-alternatives` links are added for each group of the host's
+/// alternatives database one of whose alternatives is in the tree: the
+/// group's link (`usr/bin/awk -> /etc/alternatives/awk`) and its selection
+/// (`etc/alternatives/awk -> /usr/bin/mawk`), with the host's targets. The
+/// alternative is the host's current selection when the tree has it;
+/// otherwise (the host chose `gawk`, the recipe asked for `mawk` only) the
+/// highest-priority alternative the tree has, the one `update-alternatives
+/// --auto` would pick on a host with only these packages, so the tree
+/// never points at a file it lacks. Each slave (`nawk`, `awk.1.gz`) whose
+/// target for that alternative is in the tree gets its pair of links too.
+/// Links under [`DOCUMENTATION_DIRS`] are never made, and a path a package
+/// ships itself is never replaced by a link.
 ///
 /// The order of `names` does not matter. A repeated call with the same
-/// resolved package versions is answered from
+/// resolved package versions and alternatives state is answered from
 /// `ROOT/var/drv/toolchains/` without reading any package file, as long
 /// as the path is still valid. That trusts the host's files to be what
 /// dpkg installed (`dpkg --verify` says whether they are).
@@ -483,10 +746,12 @@ pub fn import_toolchain(store: &mut LocalStore, pkgs: &DebianPackages, names: &[
         return Err(ToolchainError::NoPackages);
     }
     let usrmerge = pkgs.usrmerge_links();
+    let alternatives = pkgs.alternatives()?;
+    let alternatives_digest = alternatives.digest();
     // While dpkg's status and diversions files are byte for byte what they
     // were, the answer is the one recorded last time: hashing them is ten
     // times cheaper than parsing the package database.
-    let quick_file = quick_key(pkgs, &requested, &usrmerge)
+    let quick_file = quick_key(pkgs, &requested, &usrmerge, &alternatives_digest)
         .map(|k| store.state_dir().join("toolchains").join(format!("quick-{}", k.to_hex())));
     if let Some(q) = &quick_file {
         if let Some(path) = cached_path(store, q)? {
@@ -495,7 +760,7 @@ pub fn import_toolchain(store: &mut LocalStore, pkgs: &DebianPackages, names: &[
     }
     let packages = pkgs.resolve(&requested)?;
     let diversions = pkgs.diversions_file()?;
-    let key = cache_key(&requested, &packages, &diversions, &usrmerge);
+    let key = cache_key(&requested, &packages, &diversions, &usrmerge, &alternatives_digest);
     let cache_file = store.state_dir().join("toolchains").join(key.to_hex());
     if let Some(path) = cached_path(store, &cache_file)? {
         if let Some(q) = &quick_file {
@@ -518,10 +783,17 @@ pub fn import_toolchain(store: &mut LocalStore, pkgs: &DebianPackages, names: &[
             builder.place(&pkg.name, diversions.location(&listed, &pkg.name))?;
         }
     }
+    // After every package file, so none is mistaken for absent or replaced.
+    let chosen = place_alternatives(&mut builder, &alternatives)?;
     for (name, target) in &usrmerge {
         builder.place_usrmerge_link(name, target)?;
     }
-    let manifest = Manifest { format: TOOLCHAIN_FORMAT_VERSION, requested: &requested, packages: &packages };
+    let manifest = Manifest {
+        format: TOOLCHAIN_FORMAT_VERSION,
+        requested: &requested,
+        packages: &packages,
+        alternatives: &chosen,
+    };
     let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     json.push(b'\n');
     let manifest_path = tree.join(TOOLCHAIN_MANIFEST);
@@ -542,8 +814,14 @@ pub fn import_toolchain(store: &mut LocalStore, pkgs: &DebianPackages, names: &[
 }
 
 /// A key from the bytes of dpkg's `status` and `diversions` files rather
-/// than the packages they describe; `None` when they cannot be read.
-fn quick_key(pkgs: &DebianPackages, requested: &[String], usrmerge: &[(&str, PathBuf)]) -> Option<Sha256> {
+/// than the packages they describe, and from the alternatives state;
+/// `None` when they cannot be read.
+fn quick_key(
+    pkgs: &DebianPackages,
+    requested: &[String],
+    usrmerge: &[(&str, PathBuf)],
+    alternatives: &Sha256,
+) -> Option<Sha256> {
     let mut text = format!("drv-toolchain quick format {TOOLCHAIN_FORMAT_VERSION}\nadmin {}\nroot {}\n", pkgs.admin_dir.display(), pkgs.root.display());
     for file in ["status", "diversions"] {
         match fs::read(pkgs.admin_dir.join(file)) {
@@ -560,6 +838,7 @@ fn quick_key(pkgs: &DebianPackages, requested: &[String], usrmerge: &[(&str, Pat
     for (name, target) in usrmerge {
         let _ = writeln!(text, "usrmerge {name} {}", target.display());
     }
+    let _ = writeln!(text, "alternatives {}", alternatives.to_hex());
     Some(Sha256::digest(text.as_bytes()))
 }
 
@@ -581,6 +860,7 @@ fn cache_key(
     packages: &[InstalledPackage],
     diversions: &str,
     usrmerge: &[(&str, PathBuf)],
+    alternatives: &Sha256,
 ) -> Sha256 {
     let mut text = format!("drv-toolchain format {TOOLCHAIN_FORMAT_VERSION}\n");
     for r in requested {
@@ -593,6 +873,10 @@ fn cache_key(
     for (name, target) in usrmerge {
         let _ = writeln!(text, "usrmerge {name} -> {}", target.display());
     }
+    // The whole alternatives state, not only the groups this tree uses:
+    // which groups those are depends on the package files, which a cache
+    // hit must not read.
+    let _ = writeln!(text, "alternatives {}", alternatives.to_hex());
     Sha256::digest(text.as_bytes())
 }
 
@@ -628,7 +912,8 @@ struct TreeBuilder<'a> {
     real_dirs: HashMap<PathBuf, Option<PathBuf>>,
     /// Directories already created in the tree.
     made_dirs: HashSet<PathBuf>,
-    /// Real locations already placed (`/bin/sh` and `/usr/bin/sh` are one).
+    /// Real locations in the tree so far (`/bin/sh` and `/usr/bin/sh` are
+    /// one).
     placed: HashSet<PathBuf>,
 }
 
@@ -637,25 +922,45 @@ impl<'a> TreeBuilder<'a> {
         Self { host_root, tree, real_dirs: HashMap::new(), made_dirs: HashSet::new(), placed: HashSet::new() }
     }
 
+    /// Where the host's `listed` (absolute) really is, relative to the
+    /// root: its parent resolved through the host's symlinks. `None` for
+    /// documentation, the root itself and a path whose directory the host
+    /// lacks.
+    fn location(&mut self, listed: &str) -> Result<Option<PathBuf>> {
+        let rel = Path::new(listed.trim_start_matches('/'));
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
+        if is_documentation(rel) {
+            return Ok(None);
+        }
+        let Some(real_parent) = self.real_dir(parent)? else { return Ok(None) };
+        let real = real_parent.join(name);
+        Ok((!is_documentation(&real)).then_some(real))
+    }
+
+    /// Whether the host's `listed` (absolute) is in the tree: placed from
+    /// a package's file list (or a link placed since).
+    fn contains(&mut self, listed: &str) -> Result<bool> {
+        Ok(self.location(listed)?.is_some_and(|real| self.placed.contains(&real)))
+    }
+
     /// Copy the host's `listed` (absolute, as in a `.list` file) into the
     /// tree at its real location, unless it is documentation or missing.
     fn place(&mut self, package: &str, listed: &str) -> Result<()> {
-        let rel = Path::new(listed.trim_start_matches('/'));
-        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(()) };
-        if is_documentation(rel) {
-            return Ok(());
-        }
-        let Some(real_parent) = self.real_dir(parent)? else { return Ok(()) };
-        let real = real_parent.join(name);
-        if is_documentation(&real) || !self.placed.insert(real.clone()) {
+        let Some(real) = self.location(listed)? else { return Ok(()) };
+        if !self.placed.insert(real.clone()) {
             return Ok(());
         }
         let src = self.host_root.join(&real);
         let meta = match fs::symlink_metadata(&src) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Only what is in the tree counts as placed.
+                self.placed.remove(&real);
+                return Ok(());
+            }
             Err(error) => return Err(ToolchainError::Unreadable { package: package.to_owned(), path: src, error }),
         };
+        let real_parent = real.parent().expect("a real location has a parent").to_owned();
         self.make_dir(&real_parent)?;
         let dest = self.tree.join(&real);
         let ft = meta.file_type();
@@ -673,6 +978,27 @@ impl<'a> TreeBuilder<'a> {
         } else {
             Err(ToolchainError::UnsupportedFileType { package: package.to_owned(), path: src })
         }
+    }
+
+    /// Make `update-alternatives`' pair of links for `name`: `link` ->
+    /// `/etc/alternatives/NAME` -> `target`, each at its real location.
+    /// Makes neither (and says `false`) unless both places are free: not
+    /// documentation, in a directory the host has, not taken by a package.
+    fn place_alternative_links(&mut self, name: &str, link: &str, target: &str) -> Result<bool> {
+        let selection_link = format!("/{ALTERNATIVES_LINK_DIR}/{name}");
+        let (Some(link_at), Some(selection_at)) = (self.location(link)?, self.location(&selection_link)?) else {
+            return Ok(false);
+        };
+        if link_at == selection_at || self.placed.contains(&link_at) || self.placed.contains(&selection_at) {
+            return Ok(false);
+        }
+        for (at, to) in [(selection_at, target), (link_at, selection_link.as_str())] {
+            self.make_dir(at.parent().expect("a real location has a parent"))?;
+            let dest = self.tree.join(&at);
+            symlink(to, &dest).map_err(|e| ToolchainError::io(&dest, e))?;
+            self.placed.insert(at);
+        }
+        Ok(true)
     }
 
     /// Recreate a merged-/usr symlink at the top of the tree.
@@ -835,6 +1161,72 @@ mod tests {
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             symlink(target, p).unwrap();
         }
+
+        /// An alternatives group as update-alternatives keeps it: the
+        /// database file `ADMIN/alternatives/NAME` (status `auto`, `link`,
+        /// the slaves' names and links, then each alternative's path,
+        /// priority and slave targets), the group's and the slaves' links
+        /// on the host where nothing is there yet, and the host's
+        /// selection (see [`FakeHost::select`]).
+        fn alternatives(
+            &self,
+            name: &str,
+            link: &str,
+            slaves: &[(&str, &str)],
+            alternatives: &[(&str, i64, &[&str])],
+            selected: &str,
+        ) {
+            let mut text = format!("auto\n{link}\n");
+            for (slave, slave_link) in slaves {
+                text.push_str(&format!("{slave}\n{slave_link}\n"));
+            }
+            text.push('\n');
+            for (path, priority, targets) in alternatives {
+                assert_eq!(targets.len(), slaves.len(), "one target per slave");
+                text.push_str(&format!("{path}\n{priority}\n"));
+                for t in *targets {
+                    text.push_str(&format!("{t}\n"));
+                }
+            }
+            text.push('\n');
+            let dir = self.admin.join("alternatives");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(name), text).unwrap();
+            for (n, l) in std::iter::once((name, link)).chain(slaves.iter().copied()) {
+                let on_host = self.root.join(l.trim_start_matches('/'));
+                if fs::symlink_metadata(&on_host).is_err() {
+                    self.link(l.trim_start_matches('/'), &format!("/etc/alternatives/{n}"));
+                }
+            }
+            self.select(name, selected);
+        }
+
+        /// Point the host's `/etc/alternatives/NAME` at `target`, as
+        /// `update-alternatives --set` does.
+        fn select(&self, name: &str, target: &str) {
+            let at = self.root.join("etc/alternatives").join(name);
+            let _ = fs::remove_file(&at);
+            self.link(&format!("etc/alternatives/{name}"), target);
+        }
+    }
+
+    /// Where `rel` leads inside the tree `root`, every symlink followed
+    /// and absolute targets taken relative to `root`.
+    fn resolve_in_tree(root: &Path, rel: &str) -> PathBuf {
+        let mut path = PathBuf::from(rel);
+        for _ in 0..40 {
+            let parent = resolve_in_root(root, path.parent().unwrap()).unwrap().expect("directory in the tree");
+            let here = parent.join(path.file_name().unwrap());
+            match fs::read_link(root.join(&here)) {
+                Ok(t) if t.is_absolute() => path = t.strip_prefix("/").unwrap().to_owned(),
+                Ok(t) => path = parent.join(t),
+                Err(_) => {
+                    assert!(fs::symlink_metadata(root.join(&here)).is_ok(), "{} is not in the tree", here.display());
+                    return here;
+                }
+            }
+        }
+        panic!("{rel}: too many symlinks");
     }
 
     /// An installed package's stanza, with the multi-line fields real
@@ -1216,5 +1608,382 @@ mod tests {
         let resolved = pkgs.resolve(&names(&["dash"])).unwrap();
         assert!(resolved.iter().any(|p| p.name == "libc6"), "{resolved:?}");
         assert_eq!(import_toolchain(&mut store, &pkgs, &names(&["dash"])).unwrap(), path);
+    }
+
+    const AWK_DATABASE: &str = "auto\n/usr/bin/awk\nawk.1.gz\n/usr/share/man/man1/awk.1.gz\nnawk\n/usr/bin/nawk\n\n\
+        /usr/bin/gawk\n10\n/usr/share/man/man1/gawk.1.gz\n/usr/bin/gawk\n\
+        /usr/bin/mawk\n5\n\n/usr/bin/mawk\n\n";
+
+    #[test]
+    fn parses_update_alternatives_database_files() {
+        let file = Path::new("/var/lib/dpkg/alternatives/awk");
+        let group = AlternativeGroup::parse(AWK_DATABASE, file).unwrap();
+        assert_eq!(
+            group,
+            AlternativeGroup {
+                link: "/usr/bin/awk".into(),
+                slaves: vec![
+                    ("awk.1.gz".into(), "/usr/share/man/man1/awk.1.gz".into()),
+                    ("nawk".into(), "/usr/bin/nawk".into())
+                ],
+                alternatives: vec![
+                    Alternative {
+                        path: "/usr/bin/gawk".into(),
+                        priority: 10,
+                        slave_targets: vec!["/usr/share/man/man1/gawk.1.gz".into(), "/usr/bin/gawk".into()],
+                    },
+                    // An empty target: mawk has no man page slave here.
+                    Alternative {
+                        path: "/usr/bin/mawk".into(),
+                        priority: 5,
+                        slave_targets: vec!["".into(), "/usr/bin/mawk".into()],
+                    },
+                ],
+            }
+        );
+        // Without the closing empty line, and with no slaves at all.
+        let cc = AlternativeGroup::parse("manual\n/usr/bin/cc\n\n/usr/bin/gcc\n20", file).unwrap();
+        assert_eq!(cc.alternatives, [Alternative { path: "/usr/bin/gcc".into(), priority: 20, slave_targets: vec![] }]);
+
+        let pick = |selection: Option<&str>, tree: &[&str]| {
+            group
+                .choose(selection, |p| Ok(tree.contains(&p)))
+                .unwrap()
+                .map(|(a, how)| (a.path.clone(), how))
+        };
+        use AlternativeSelection::*;
+        assert_eq!(
+            pick(Some("/usr/bin/mawk"), &["/usr/bin/gawk", "/usr/bin/mawk"]),
+            Some(("/usr/bin/mawk".into(), Host))
+        );
+        assert_eq!(
+            pick(Some("/usr/bin/gawk"), &["/usr/bin/mawk"]),
+            Some(("/usr/bin/mawk".into(), HighestPriorityInTree))
+        );
+        assert_eq!(
+            pick(None, &["/usr/bin/mawk", "/usr/bin/gawk"]),
+            Some(("/usr/bin/gawk".into(), HighestPriorityInTree))
+        );
+        assert_eq!(pick(Some("/usr/bin/gawk"), &[]), None);
+
+        for (bad, reason) in [
+            ("", "ends before the status"),
+            ("sometimes\n/usr/bin/awk\n\n", "neither auto nor manual"),
+            ("auto\nusr/bin/awk\n\n", "not an absolute path"),
+            ("auto\n/usr/bin/awk\n../x\n/usr/bin/x\n\n", "not a file name"),
+            ("auto\n/usr/bin/awk\n\n/usr/bin/mawk\nhigh\n\n", "not a number"),
+            ("auto\n/usr/bin/awk\nnawk\n/usr/bin/nawk\n\n/usr/bin/mawk\n5\n", "ends before a slave's target"),
+        ] {
+            let err = AlternativeGroup::parse(bad, file).unwrap_err();
+            assert!(
+                matches!(&err, ToolchainError::Database { path, .. } if path == file)
+                    && err.to_string().contains(reason),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    /// A merged-/usr host with awk, pager and cc alternatives, a group and
+    /// a slave whose links are documentation, and a group whose link a
+    /// package ships as a file.
+    fn alternatives_host() -> FakeHost {
+        let host = FakeHost::new();
+        host.status(&[
+            installed("dpkg", "amd64", "1.21.22", ""),
+            installed("mawk", "amd64", "1.3.4", ""),
+            installed("gawk", "amd64", "5.2.1", ""),
+            installed("original-awk", "amd64", "2012", ""),
+            installed("more", "amd64", "2.38", ""),
+            installed("gcc", "amd64", "12", ""),
+            installed("tool", "amd64", "1", ""),
+        ]);
+        for dir in ["bin", "lib"] {
+            host.link(dir, &format!("usr/{dir}"));
+        }
+        host.list("dpkg", &["/etc", "/etc/alternatives"]);
+        host.list(
+            "mawk",
+            &[
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/mawk",
+                "/usr/share",
+                "/usr/share/man/man1/mawk.1.gz",
+                "/usr/share/mawk",
+                "/usr/share/mawk/awk.1",
+            ],
+        );
+        host.file("usr/bin/mawk", "mawk", 0o755);
+        host.file("usr/share/man/man1/mawk.1.gz", "man", 0o644);
+        host.file("usr/share/mawk/awk.1", ".TH AWK", 0o644);
+        for awk in ["gawk", "original-awk"] {
+            host.list(awk, &["/usr/bin", &format!("/usr/bin/{awk}")]);
+            host.file(&format!("usr/bin/{awk}"), awk, 0o755);
+        }
+        host.list("more", &["/bin", "/bin/more"]);
+        host.file("usr/bin/more", "more", 0o755);
+        host.list("gcc", &["/usr/bin/gcc"]);
+        host.file("usr/bin/gcc", "gcc", 0o755);
+        host.list("tool", &["/usr/bin/tool", "/usr/bin/tool-cmd"]);
+        host.file("usr/bin/tool", "tool", 0o755);
+        host.file("usr/bin/tool-cmd", "tool's own tool-cmd", 0o755);
+
+        host.alternatives(
+            "awk",
+            "/usr/bin/awk",
+            &[
+                ("awk.1.gz", "/usr/share/man/man1/awk.1.gz"),
+                ("nawk", "/usr/bin/nawk"),
+                // A documentation link whose target is outside the
+                // documentation directories, hence in the tree.
+                ("awk.1", "/usr/share/man/man1/awk.1"),
+                ("igawk", "/usr/bin/igawk"),
+            ],
+            &[
+                ("/usr/bin/gawk", 10, &["/usr/share/man/man1/gawk.1.gz", "/usr/bin/gawk", "", "/usr/bin/igawk.gawk"]),
+                ("/usr/bin/mawk", 5, &["/usr/share/man/man1/mawk.1.gz", "/usr/bin/mawk", "/usr/share/mawk/awk.1", ""]),
+                ("/usr/bin/original-awk", 7, &["", "/usr/bin/original-awk", "", ""]),
+            ],
+            // A manual choice against the priorities.
+            "/usr/bin/mawk",
+        );
+        // As on Debian: the alternative is listed under /bin, and a slave
+        // link is too; both are really in usr/bin.
+        host.alternatives(
+            "pager",
+            "/usr/bin/pager",
+            &[("pg", "/bin/pg")],
+            &[("/bin/more", 50, &["/bin/more"]), ("/usr/bin/less", 77, &["/usr/bin/less"])],
+            "/bin/more",
+        );
+        host.alternatives("cc", "/usr/bin/cc", &[], &[("/usr/bin/gcc", 20, &[])], "/usr/bin/gcc");
+        host.alternatives(
+            "builtins.7.gz",
+            "/usr/share/man/man7/builtins.7.gz",
+            &[],
+            &[("/usr/share/mawk/awk.1", 10, &[])],
+            "/usr/share/mawk/awk.1",
+        );
+        host.alternatives("tool-cmd", "/usr/bin/tool-cmd", &[], &[("/usr/bin/tool", 10, &[])], "/usr/bin/tool");
+        host
+    }
+
+    /// The manifest's `alternatives`: `name -> path (selection) [slaves]`.
+    fn manifest_alternatives(tree: &Path) -> Vec<String> {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(tree.join(TOOLCHAIN_MANIFEST)).unwrap()).unwrap();
+        manifest["alternatives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let slaves: Vec<String> = a["slaves"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| {
+                        let field = |f: &str| s[f].as_str().unwrap().to_owned();
+                        format!("{} {} -> {}", field("name"), field("link"), field("path"))
+                    })
+                    .collect();
+                format!(
+                    "{} {} -> {} ({}) {slaves:?}",
+                    a["name"].as_str().unwrap(),
+                    a["link"].as_str().unwrap(),
+                    a["path"].as_str().unwrap(),
+                    a["selection"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_host_selection_gets_its_link_and_slave_links_at_their_real_locations() {
+        let host = alternatives_host();
+        let (_t, mut store) = temp_store();
+        let path = import_toolchain(&mut store, &host.packages(), &names(&["gawk", "mawk", "more"])).unwrap();
+        let real = store.real_path(&path);
+        let expected: BTreeMap<String, String> = [
+            (".drv-toolchain.json", "f"),
+            ("bin", "-> usr/bin"),
+            ("lib", "-> usr/lib"),
+            ("etc", "d"),
+            ("etc/alternatives", "d"),
+            // The host's choice (mawk), not gawk's higher priority.
+            ("etc/alternatives/awk", "-> /usr/bin/mawk"),
+            ("etc/alternatives/nawk", "-> /usr/bin/mawk"),
+            ("etc/alternatives/pager", "-> /bin/more"),
+            ("etc/alternatives/pg", "-> /bin/more"),
+            ("usr", "d"),
+            ("usr/bin", "d"),
+            ("usr/bin/awk", "-> /etc/alternatives/awk"),
+            ("usr/bin/nawk", "-> /etc/alternatives/nawk"),
+            ("usr/bin/pager", "-> /etc/alternatives/pager"),
+            ("usr/bin/pg", "-> /etc/alternatives/pg"),
+            ("usr/bin/gawk", "x"),
+            ("usr/bin/mawk", "x"),
+            ("usr/bin/more", "x"),
+            ("usr/share", "d"),
+            ("usr/share/mawk", "d"),
+            ("usr/share/mawk/awk.1", "f"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(tree_listing(&real), expected);
+        assert_eq!(resolve_in_tree(&real, "bin/awk"), Path::new("usr/bin/mawk"));
+        assert_eq!(resolve_in_tree(&real, "bin/pg"), Path::new("usr/bin/more"));
+        assert_eq!(
+            manifest_alternatives(&real),
+            [
+                r#"awk /usr/bin/awk -> /usr/bin/mawk (host) ["nawk /usr/bin/nawk -> /usr/bin/mawk"]"#,
+                r#"pager /usr/bin/pager -> /bin/more (host) ["pg /bin/pg -> /bin/more"]"#,
+            ]
+        );
+        assert!(store.verify(true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_group_none_of_whose_alternatives_is_in_the_tree_is_left_out() {
+        let host = alternatives_host();
+        let (_t, mut store) = temp_store();
+        let path = import_toolchain(&mut store, &host.packages(), &names(&["more"])).unwrap();
+        let real = store.real_path(&path);
+        let links: Vec<String> = tree_listing(&real)
+            .into_iter()
+            .filter(|(_, kind)| kind.starts_with("-> /"))
+            .map(|(p, kind)| format!("{p} {kind}"))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "etc/alternatives/pager -> /bin/more",
+                "etc/alternatives/pg -> /bin/more",
+                "usr/bin/pager -> /etc/alternatives/pager",
+                "usr/bin/pg -> /etc/alternatives/pg",
+            ]
+        );
+        assert_eq!(manifest_alternatives(&real).len(), 1);
+    }
+
+    #[test]
+    fn without_the_host_selection_the_highest_priority_alternative_in_the_tree_is_chosen() {
+        let host = alternatives_host();
+        host.select("awk", "/usr/bin/gawk");
+        let (_t, mut store) = temp_store();
+        let awk = |store: &mut LocalStore, requested: &[&str]| {
+            let path = import_toolchain(store, &host.packages(), &names(requested)).unwrap();
+            let real = store.real_path(&path);
+            let nawk = fs::read_link(real.join("etc/alternatives/nawk")).ok();
+            assert_eq!(Some(fs::read_link(real.join("etc/alternatives/awk")).unwrap()), nawk);
+            (resolve_in_tree(&real, "usr/bin/awk"), manifest_alternatives(&real).remove(0))
+        };
+        // original-awk (7) over mawk (5); gawk, the host's choice, is absent.
+        let (resolved, recorded) = awk(&mut store, &["mawk", "original-awk"]);
+        assert_eq!(resolved, Path::new("usr/bin/original-awk"));
+        assert!(recorded.contains("-> /usr/bin/original-awk (highest-priority-in-tree)"), "{recorded}");
+        let (resolved, _) = awk(&mut store, &["mawk"]);
+        assert_eq!(resolved, Path::new("usr/bin/mawk"));
+        // The host's choice when the tree has it, without the slave whose
+        // target (igawk.gawk) the tree lacks.
+        let (resolved, recorded) = awk(&mut store, &["mawk", "gawk"]);
+        assert_eq!(resolved, Path::new("usr/bin/gawk"));
+        assert_eq!(recorded, r#"awk /usr/bin/awk -> /usr/bin/gawk (host) ["nawk /usr/bin/nawk -> /usr/bin/gawk"]"#);
+    }
+
+    #[test]
+    fn links_under_documentation_dirs_and_over_a_packaged_file_are_not_made() {
+        let host = alternatives_host();
+        let (_t, mut store) = temp_store();
+        let path = import_toolchain(&mut store, &host.packages(), &names(&["mawk", "tool"])).unwrap();
+        let real = store.real_path(&path);
+        let listing = tree_listing(&real);
+        // awk.1's target is in the tree, its link is documentation; so is
+        // builtins.7.gz's own link.
+        assert_eq!(listing.get("usr/share/mawk/awk.1").map(String::as_str), Some("f"));
+        assert!(!real.join("usr/share/man").exists());
+        for absent in ["etc/alternatives/awk.1", "etc/alternatives/awk.1.gz", "etc/alternatives/builtins.7.gz"] {
+            assert!(!listing.contains_key(absent), "{absent}: {listing:?}");
+        }
+        // tool ships /usr/bin/tool-cmd itself: its file stays, no selection.
+        assert_eq!(listing.get("usr/bin/tool-cmd").map(String::as_str), Some("x"));
+        assert_eq!(fs::read_to_string(real.join("usr/bin/tool-cmd")).unwrap(), "tool's own tool-cmd");
+        assert!(!listing.contains_key("etc/alternatives/tool-cmd"), "{listing:?}");
+        let recorded = manifest_alternatives(&real);
+        assert_eq!(recorded, [r#"awk /usr/bin/awk -> /usr/bin/mawk (host) ["nawk /usr/bin/nawk -> /usr/bin/mawk"]"#]);
+    }
+
+    #[test]
+    fn another_selection_gives_other_cache_keys_and_another_path() {
+        let host = alternatives_host();
+        let pkgs = host.packages();
+        let requested = names(&["gawk", "mawk"]);
+        let keys = || {
+            let digest = pkgs.alternatives().unwrap().digest();
+            let packages = pkgs.resolve(&requested).unwrap();
+            let usrmerge = pkgs.usrmerge_links();
+            (
+                quick_key(&pkgs, &requested, &usrmerge, &digest).unwrap(),
+                cache_key(&requested, &packages, "", &usrmerge, &digest),
+            )
+        };
+        let (_t, mut store) = temp_store();
+        let (quick_mawk, full_mawk) = keys();
+        let mawk = import_toolchain(&mut store, &pkgs, &requested).unwrap();
+
+        host.select("awk", "/usr/bin/gawk");
+        let (quick_gawk, full_gawk) = keys();
+        assert_ne!(quick_gawk, quick_mawk);
+        assert_ne!(full_gawk, full_mawk);
+        let gawk = import_toolchain(&mut store, &pkgs, &requested).unwrap();
+        assert_ne!(gawk, mawk);
+        assert_eq!(resolve_in_tree(&store.real_path(&gawk), "usr/bin/awk"), Path::new("usr/bin/gawk"));
+
+        // A changed database file (a new priority) is another key too.
+        let db = host.admin.join("alternatives/cc");
+        fs::write(&db, fs::read_to_string(&db).unwrap().replace("\n20\n", "\n30\n")).unwrap();
+        assert_ne!(keys().0, quick_gawk);
+        assert_ne!(keys().1, full_gawk);
+
+        // Back to the first state: the first answer, from the cache.
+        fs::write(&db, fs::read_to_string(&db).unwrap().replace("\n30\n", "\n20\n")).unwrap();
+        host.select("awk", "/usr/bin/mawk");
+        assert_eq!(keys(), (quick_mawk, full_mawk));
+        assert_eq!(import_toolchain(&mut store, &pkgs, &requested).unwrap(), mawk);
+    }
+
+    /// The real alternatives of this machine: `mawk` gives `awk`, and
+    /// `gcc` (when installed) gives `cc`.
+    #[test]
+    fn imports_alternatives_links_from_the_host() {
+        let pkgs = DebianPackages::host();
+        if !pkgs.admin_dir().join("alternatives/awk").exists() {
+            eprintln!("no awk alternatives on this host; skipped");
+            return;
+        }
+        let (_t, mut store) = temp_store();
+        match import_toolchain(&mut store, &pkgs, &names(&["mawk"])) {
+            Ok(path) => {
+                let real = store.real_path(&path);
+                assert_eq!(resolve_in_tree(&real, "usr/bin/awk"), Path::new("usr/bin/mawk"));
+                assert!(fs::read_link(real.join("usr/bin/awk")).unwrap().starts_with("/etc/alternatives"));
+            }
+            Err(ToolchainError::NotInstalled { .. }) => eprintln!("mawk is not installed; skipped"),
+            Err(e) => panic!("{e}"),
+        }
+        if !pkgs.admin_dir().join("alternatives/cc").exists() {
+            eprintln!("no cc alternatives on this host (apt-get install gcc); skipped");
+            return;
+        }
+        match import_toolchain(&mut store, &pkgs, &names(&["gcc"])) {
+            Ok(path) => {
+                let real = store.real_path(&path);
+                let gcc = resolve_in_tree(&real, "usr/bin/gcc");
+                assert_eq!(resolve_in_tree(&real, "usr/bin/cc"), gcc);
+                assert!(fs::metadata(real.join(&gcc)).unwrap().mode() & 0o111 != 0);
+            }
+            Err(ToolchainError::NotInstalled { .. }) => eprintln!("gcc is not installed; skipped"),
+            Err(e) => panic!("{e}"),
+        }
     }
 }
