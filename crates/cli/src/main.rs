@@ -3,6 +3,7 @@
 
 mod commands;
 mod reporter;
+mod store_view;
 mod toolchains;
 
 use std::io::Write as _;
@@ -41,6 +42,10 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Build (run) the tests of recipes; an unchanged test is cached.
     Test(commands::build::BuildArgs),
+    /// Build a recipe and run its `main` program with ARGS (after `--`).
+    Run(commands::run::RunArgs),
+    /// A shell whose PATH and PYTHONPATH hold the recipes' closures.
+    Shell(commands::run::ShellArgs),
     /// Print the build log of a recipe, a .drv or an output path.
     Log(commands::build::LogArgs),
     /// Evaluate a recipe: write its derivations and print the .drv path.
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run_build(&cli, a, false),
         Command::Test(a) => commands::build::run_build(&cli, a, true),
         Command::Log(a) => commands::build::run_log(&cli, a),
+        Command::Run(a) => commands::run::run_run(&cli, a),
+        Command::Shell(a) => commands::run::run_shell(&cli, a),
         Command::Eval(a) => commands::eval::run_eval(&cli, a),
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),

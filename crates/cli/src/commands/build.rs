@@ -52,7 +52,7 @@ pub struct BuildArgs {
 
 /// Targets as `.drv` paths: recipes are evaluated (their package, or with
 /// `tests` their tests).
-fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> anyhow::Result<Vec<StorePath>> {
+pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> anyhow::Result<Vec<StorePath>> {
     let mut out = Vec::new();
     for t in targets {
         if t.ends_with(".toml") {
@@ -77,39 +77,14 @@ fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> a
 }
 
 pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
-    let config = cli.config()?;
     let mut store = cli.open_store()?;
     let targets = resolve_targets(&mut store, &args.targets, tests)?;
-    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet));
-    let defaults = BuildSettings::default();
-    let settings = BuildSettings {
-        max_jobs: args.max_jobs.or(config.max_jobs).unwrap_or(defaults.max_jobs),
-        cores: args.cores.or(config.cores).unwrap_or(defaults.cores),
-        keep_going: args.keep_going,
-        check: args.check,
-        keep_failed: args.keep_failed,
-        sandbox: !args.no_sandbox,
-    };
-    if settings.sandbox {
-        drv_store::sandbox::check_namespaces().context("cannot build in the sandbox (pass --no-sandbox to build without it)")?;
-    }
-    let fetcher = Arc::new(drv_store::fetch::Fetcher::new(&config, reporter.clone())?);
-    let realiser = Realiser::new(&store, settings, reporter.clone(), fetcher);
-    let result = realiser.realise(&targets)?;
-    reporter.finish();
-
-    if !result.failed.is_empty() {
-        let mut err = std::io::stderr().lock();
-        for (drv, e) in &result.failed {
-            let _ = writeln!(err, "error: {}: {e}", store.display(drv));
-        }
-        bail!("{} derivation(s) failed", result.failed.len());
-    }
+    let cached = realise(cli, &store, &targets, args)?;
     let mut stdout = std::io::stdout().lock();
     for (i, drv_path) in targets.iter().enumerate() {
         let drv = realise::read_derivation(&store, drv_path)?;
         if tests && !args.quiet {
-            let state = if result.cached.contains(drv_path) { "cached" } else { "passed" };
+            let state = if cached.contains(drv_path) { "cached" } else { "passed" };
             eprintln!("test {}: {state}", drv.name());
         }
         for (name, o) in drv.outputs()? {
@@ -127,6 +102,56 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Build `targets` (`.drv` paths) as `args` says; returns those that were
+/// valid already. Failing derivations are printed and make an error.
+pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &BuildArgs) -> anyhow::Result<Vec<StorePath>> {
+    let config = cli.config()?;
+    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet));
+    let defaults = BuildSettings::default();
+    let settings = BuildSettings {
+        max_jobs: args.max_jobs.or(config.max_jobs).unwrap_or(defaults.max_jobs),
+        cores: args.cores.or(config.cores).unwrap_or(defaults.cores),
+        keep_going: args.keep_going,
+        check: args.check,
+        keep_failed: args.keep_failed,
+        sandbox: !args.no_sandbox,
+    };
+    if settings.sandbox {
+        drv_store::sandbox::check_namespaces().context("cannot build in the sandbox (pass --no-sandbox to build without it)")?;
+    }
+    let fetcher = Arc::new(drv_store::fetch::Fetcher::new(&config, reporter.clone())?);
+    let realiser = Realiser::new(store, settings, reporter.clone(), fetcher);
+    let result = realiser.realise(targets)?;
+    reporter.finish();
+    if !result.failed.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for (drv, e) in &result.failed {
+            let _ = writeln!(err, "error: {}: {e}", store.display(drv));
+        }
+        bail!("{} derivation(s) failed", result.failed.len());
+    }
+    Ok(result.cached)
+}
+
+impl BuildArgs {
+    /// Defaults for commands that build on the way (`drv run`, `drv shell`).
+    pub fn quiet_for(targets: Vec<String>) -> Self {
+        Self {
+            targets,
+            out_link: PathBuf::from("result"),
+            no_link: true,
+            max_jobs: None,
+            cores: None,
+            keep_going: false,
+            check: false,
+            print_build_logs: false,
+            keep_failed: false,
+            no_sandbox: false,
+            quiet: false,
+        }
+    }
 }
 
 /// Point `link` at `path` and register it as an indirect GC root.

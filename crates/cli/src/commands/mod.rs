@@ -3,4 +3,5 @@ pub mod eval;
 pub mod hash;
 pub mod path_info;
 pub mod prefetch;
+pub mod run;
 pub mod store;
