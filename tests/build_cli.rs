@@ -284,3 +284,25 @@ fn check_passes_when_deterministic_and_names_the_differing_file_otherwise() {
     assert!(!err.contains("same:"), "{err}");
     assert!(err.contains(".check"), "{err}");
 }
+
+#[test]
+fn two_processes_building_the_same_derivation_build_it_once() {
+    let s = TestStore::new();
+    let r = recipe(&s, "shared", &format!("name = \"shared\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'sleep 2; echo once > $out'\n"));
+    // evaluate first so both processes race for the build, not the .drv
+    s.ok(&["eval", r.to_str().unwrap()]);
+    let spawn = || {
+        s.cmd()
+            .args(["build", "--no-link", r.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    let builds = [&a, &b].iter().filter(|o| String::from_utf8_lossy(&o.stderr).contains("building shared-1")).count();
+    assert_eq!(builds, 1, "{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+}
