@@ -247,7 +247,8 @@ impl Db {
         drv: &StorePath,
         outputs: &BTreeMap<String, StorePath>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        // Immediate: a read that later writes could not wait for another writer.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         let id: i64 = tx
             .query_row("SELECT id FROM ValidPaths WHERE path = ?1", [self.store_dir.display(drv)], |r| r.get(0))
             .map_err(db_err)?;

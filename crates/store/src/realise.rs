@@ -62,15 +62,15 @@ impl Default for BuildSettings {
 /// What went wrong with one derivation.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("builder of {drv} failed with {status}; last log lines:\n{tail}\nfull log: {log}")]
+    #[error("builder failed with {status}; last log lines:\n{tail}\nfull log: {log}")]
     Failed { drv: String, status: String, tail: String, log: String },
-    #[error("builder of {drv} succeeded but did not create output {output} ({path})")]
+    #[error("builder succeeded but did not create output {output} ({path})")]
     MissingOutput { drv: String, output: String, path: String },
-    #[error("{drv} is not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
+    #[error("not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
     NotDeterministic { drv: String, output: String, kept: String, differences: String },
-    #[error("{drv}: {reason}")]
+    #[error("{reason}")]
     Unsupported { drv: String, reason: String },
-    #[error("{drv}: dependency {dependency} failed")]
+    #[error("dependency {dependency} failed")]
     DependencyFailed { drv: String, dependency: String },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
