@@ -3,10 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use drv_eval::Evaluation;
-use drv_store::{Derivation, LocalStore, StorePath};
+use drv_store::{LocalStore, StorePath};
 use serde_json::json;
 
 use crate::toolchains::HostToolchains;
@@ -74,14 +73,6 @@ pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Read a `.drv` that is valid in the store.
-pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> anyhow::Result<Derivation> {
-    store.require_path_info(drv_path)?;
-    let real = store.real_path(drv_path);
-    let text = std::fs::read(&real).with_context(|| format!("cannot read {}", real.display()))?;
-    Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
-}
-
 pub fn run_show(cli: &Cli, args: &ShowDerivationArgs) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let roots: Vec<StorePath> = if args.target.ends_with(".toml") {
@@ -97,7 +88,7 @@ pub fn run_show(cli: &Cli, args: &ShowDerivationArgs) -> anyhow::Result<ExitCode
         if out.contains_key(&store.display(&p)) {
             continue;
         }
-        let drv = read_derivation(&store, &p)?;
+        let drv = drv_store::realise::read_derivation(&store, &p)?;
         if args.recursive {
             queue.extend(drv.input_derivations().into_keys());
         }
