@@ -75,7 +75,14 @@ impl LocalStore {
         let root = if root.as_os_str().is_empty() { Path::new("/") } else { root };
         let real_store = root.join(store_dir.as_str().trim_start_matches('/'));
         let state_dir = root.join("var/drv");
-        for dir in [&real_store, &state_dir.join("db"), &state_dir.join("locks")] {
+        let dirs = [
+            &real_store,
+            &state_dir.join("db"),
+            &state_dir.join("locks"),
+            &state_dir.join("gcroots/auto"),
+            &state_dir.join("temproots"),
+        ];
+        for dir in dirs {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let db = Db::open(&state_dir.join("db/db.sqlite"), store_dir.clone())?;

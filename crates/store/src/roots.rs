@@ -213,7 +213,6 @@ impl LocalStore {
     pub(crate) fn find_roots(&self, prune: bool) -> Result<Vec<GcRoot>, StoreError> {
         let mut roots = Vec::new();
         let dir = self.gc_roots_dir();
-        fs::create_dir_all(dir.join(AUTO_DIR)).map_err(|e| StoreError::io(&dir, e))?;
         self.find_roots_in(&dir, "", &mut roots)?;
         let auto = dir.join(AUTO_DIR);
         for entry in fs::read_dir(&auto).map_err(|e| StoreError::io(&auto, e))? {

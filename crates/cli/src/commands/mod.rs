@@ -1,4 +1,5 @@
 pub mod eval;
+pub mod gc;
 pub mod hash;
 pub mod path_info;
 pub mod prefetch;
