@@ -46,8 +46,8 @@ cmp <(sort "$WORK/drv-heads") <(ls -l "$N/state/gcroots" | grep -o '/store/.*' |
 
 json=$(mktemp)
 hyperfine --runs "$RUNS" --style basic --export-json "$json" --export-markdown "${OUT:-/dev/stdout}" \
-  -n "drv gc" --prepare "$MAKE $WORK/drv dead $CHAINS $LEN > /dev/null" "$DRV --root $WORK/drv gc" \
-  -n "nix-store --gc" --prepare "nix-instantiate --store '$STORE' --eval --strict --read-write-mode --json $NIXEXPR --argstr prefix dead --arg chains $CHAINS --arg len $LEN > /dev/null" \
+  -n "drv gc" --prepare "$MAKE $WORK/drv dead $CHAINS $LEN > /dev/null; sync" "$DRV --root $WORK/drv gc" \
+  -n "nix-store --gc" --prepare "nix-instantiate --store '$STORE' --eval --strict --read-write-mode --json $NIXEXPR --argstr prefix dead --arg chains $CHAINS --arg len $LEN > /dev/null; sync" \
   "nix-store --store '$STORE' --gc"
 
 # Same result: only the live halves remain.
