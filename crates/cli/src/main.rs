@@ -57,6 +57,11 @@ enum Command {
     /// Download a file, print its sha256 (SRI) and keep it in the store as
     /// a fixed-output path (`nix-prefetch-url`).
     Prefetch(commands::prefetch::PrefetchArgs),
+    /// Delete every store path no root needs (`nix-store --gc`).
+    Gc(commands::gc::GcArgs),
+    /// Manage the garbage collector's roots.
+    #[command(subcommand)]
+    Root(commands::gc::RootCommand),
 }
 
 impl Cli {
@@ -89,6 +94,8 @@ fn main() -> ExitCode {
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),
         Command::Prefetch(a) => commands::prefetch::run(&cli, a),
+        Command::Gc(a) => commands::gc::run_gc(&cli, a),
+        Command::Root(c) => commands::gc::run_root(&cli, c),
     };
     match result {
         Ok(code) => code,

@@ -70,6 +70,26 @@ pub struct PathInfo {
     pub signatures: Vec<String>,
 }
 
+/// The whole store as the collector sees it: nodes indexed densely, edges
+/// as indices.
+#[derive(Default)]
+pub(crate) struct GcGraph {
+    pub nodes: Vec<GcNode>,
+}
+
+pub(crate) struct GcNode {
+    /// `ValidPaths.id`.
+    pub id: i64,
+    pub path: StorePath,
+    pub registration_time: i64,
+    pub nar_size: u64,
+    /// The deriver, if it is valid.
+    pub deriver: Option<usize>,
+    pub references: Vec<usize>,
+    /// For a derivation: its outputs that are valid.
+    pub outputs: Vec<usize>,
+}
+
 pub(crate) struct Db {
     conn: Connection,
     store_dir: StoreDir,
@@ -293,6 +313,91 @@ impl Db {
         Ok(graph)
     }
 
+    /// Everything the collector needs, in three queries (paths with their
+    /// metadata, all references, all derivation outputs) rather than one
+    /// per path.
+    pub(crate) fn gc_graph(&self) -> Result<GcGraph, StoreError> {
+        let rows = self
+            .conn
+            .prepare("SELECT id, path, registrationTime, narSize, deriver FROM ValidPaths")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db_err)?;
+        let mut graph = GcGraph::default();
+        let mut index_of_id = std::collections::HashMap::with_capacity(rows.len());
+        let mut index_of_path = std::collections::HashMap::with_capacity(rows.len());
+        for (i, (id, path, time, size, _)) in rows.iter().enumerate() {
+            index_of_id.insert(*id, i);
+            index_of_path.insert(path.as_str(), i);
+            graph.nodes.push(GcNode {
+                id: *id,
+                path: self.parse(path)?,
+                registration_time: *time,
+                nar_size: size.unwrap_or(0) as u64,
+                deriver: None,
+                references: Vec::new(),
+                outputs: Vec::new(),
+            });
+        }
+        for (i, (.., deriver)) in rows.iter().enumerate() {
+            graph.nodes[i].deriver = deriver.as_deref().and_then(|d| index_of_path.get(d).copied());
+        }
+        let mut refs = self.conn.prepare("SELECT referrer, reference FROM Refs").map_err(db_err)?;
+        let mut q = refs.query([]).map_err(db_err)?;
+        while let Some(r) = q.next().map_err(db_err)? {
+            let (a, b): (i64, i64) = (r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+            if let (Some(&a), Some(&b)) = (index_of_id.get(&a), index_of_id.get(&b)) {
+                graph.nodes[a].references.push(b);
+            }
+        }
+        let mut outs = self.conn.prepare("SELECT drv, path FROM DerivationOutputs").map_err(db_err)?;
+        let mut q = outs.query([]).map_err(db_err)?;
+        while let Some(r) = q.next().map_err(db_err)? {
+            let drv: i64 = r.get(0).map_err(db_err)?;
+            let out: String = r.get(1).map_err(db_err)?;
+            if let (Some(&d), Some(&o)) = (index_of_id.get(&drv), index_of_path.get(out.as_str())) {
+                graph.nodes[d].outputs.push(o);
+            }
+        }
+        Ok(graph)
+    }
+
+    /// Unregister paths by row id, in order, in one transaction. A path
+    /// that a remaining valid path still refers to is left valid (the
+    /// foreign key refuses it); the result says, per id, whether it was
+    /// unregistered.
+    pub(crate) fn unregister(&mut self, ids: &[i64]) -> Result<Vec<bool>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut done = Vec::with_capacity(ids.len());
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM ValidPaths WHERE id = ?1").map_err(db_err)?;
+            for id in ids {
+                match delete.execute([id]) {
+                    Ok(n) => done.push(n == 1),
+                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                        done.push(false)
+                    }
+                    Err(e) => return Err(db_err(e)),
+                }
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(done)
+    }
+
     pub(crate) fn referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>, StoreError> {
         let rows = self
             .conn
@@ -369,5 +474,18 @@ mod tests {
         Connection::open(&f).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = Db::open(&f, StoreDir::default()).err().unwrap();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn unregister_refuses_paths_still_referred_to() {
+        let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
+        db.register(&[info(A, &[A]), info(B, &[A])]).unwrap();
+        let g = db.gc_graph().unwrap();
+        let id = |p: &str| g.nodes.iter().find(|n| n.path.to_basename() == p).unwrap().id;
+        let (a, b) = (id(A), id(B));
+        // A first: B still refers to it; then B, whose self-free refs go with it
+        assert_eq!(db.unregister(&[a, b]).unwrap(), vec![false, true]);
+        assert_eq!(db.unregister(&[a]).unwrap(), vec![true]);
+        assert!(db.all_valid_paths().unwrap().is_empty());
     }
 }

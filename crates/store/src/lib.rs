@@ -10,6 +10,9 @@
 //! - [`mirrors`]: `mirror://NAME/path` resolution ([`Mirrors`]): configured
 //!   names first, then the system's apt and pip settings.
 //! - [`fetch`]: downloads pinned by sha256 ([`Fetcher`], [`FetchSource`]).
+//! - [`gc`]: the garbage collector ([`collect_garbage`]) and, in
+//!   [`roots`], what keeps paths alive: explicit, indirect (`result` links)
+//!   and temporary roots ([`LocalStore::add_temp_root`]).
 //! - [`import_toolchain`]: host tools named as Debian packages, imported
 //!   with their dependencies as one content-addressed root file system.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
@@ -20,7 +23,9 @@
 pub mod config;
 pub mod fetch;
 pub mod formats;
+pub mod gc;
 pub mod mirrors;
+pub mod roots;
 
 mod db;
 mod local;
@@ -42,6 +47,8 @@ pub use formats::nar::NarHash;
 pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
 pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
+pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
+pub use roots::{GcRoot, RootError, RootKind};
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};

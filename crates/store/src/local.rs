@@ -75,7 +75,14 @@ impl LocalStore {
         let root = if root.as_os_str().is_empty() { Path::new("/") } else { root };
         let real_store = root.join(store_dir.as_str().trim_start_matches('/'));
         let state_dir = root.join("var/drv");
-        for dir in [&real_store, &state_dir.join("db"), &state_dir.join("locks")] {
+        let dirs = [
+            &real_store,
+            &state_dir.join("db"),
+            &state_dir.join("locks"),
+            &state_dir.join("gcroots/auto"),
+            &state_dir.join("temproots"),
+        ];
+        for dir in dirs {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let db = Db::open(&state_dir.join("db/db.sqlite"), store_dir.clone())?;
@@ -202,24 +209,27 @@ impl LocalStore {
         self.db.register_derivation_outputs(drv, outputs)
     }
 
-    /// Register `link` (a symlink into the store, like `result`) as an
-    /// indirect GC root: what it points to is kept while it exists and
-    /// points into the store.
-    pub fn add_indirect_root(&self, link: &Path) -> Result<(), StoreError> {
-        let link = std::path::absolute(link).map_err(|e| StoreError::io(link, e))?;
-        let dir = self.state_dir.join("gcroots/auto");
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let digest = Sha256::digest(link.as_os_str().as_encoded_bytes());
-        let root = dir.join(&digest.to_nix32()[..32]);
-        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&link, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &root).map_err(|e| StoreError::io(&root, e))
+    /// Lock a store path against concurrent creation (and against the
+    /// garbage collector, which leaves locked paths alone).
+    pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
+        FileLock::exclusive(&self.path_lock_file(path))
     }
 
-    /// Lock a store path against concurrent creation.
-    pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
-        FileLock::exclusive(&self.state_dir.join("locks").join(format!("{}.lock", path.hash_part())))
+    pub(crate) fn path_lock_file(&self, path: &StorePath) -> PathBuf {
+        self.state_dir.join("locks").join(format!("{}.lock", path.hash_part()))
+    }
+
+    /// The lock a live staging directory `name` (`.tmp-*`) is held under.
+    pub(crate) fn staging_lock_file(&self, name: &str) -> PathBuf {
+        self.state_dir.join("locks").join(format!("{name}.lock"))
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn db_mut(&mut self) -> &mut Db {
+        &mut self.db
     }
 
     /// A fresh staging directory inside the store's file system (so the
@@ -231,8 +241,7 @@ impl LocalStore {
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).map_err(|e| StoreError::io(&self.real_store, io::Error::other(e.to_string())))?;
         let name = format!(".tmp-{}-{}", std::process::id(), crate::nixbase32::encode(&random));
-        let lock_file = self.state_dir.join("locks").join(format!("{name}.lock"));
-        let lock = FileLock::exclusive(&lock_file)?;
+        let lock = FileLock::exclusive(&self.staging_lock_file(&name))?;
         let dir = self.real_store.join(&name);
         fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
         Ok(Staging { dir: Some(dir), _lock: Some(lock) })
@@ -264,6 +273,8 @@ impl LocalStore {
     }
 
     /// Add a text file with references (how `.drv` files are stored).
+    /// The path is a temporary root of this process from before it is
+    /// checked for validity.
     pub fn add_text(
         &mut self,
         name: &str,
@@ -271,6 +282,7 @@ impl LocalStore {
         references: &BTreeSet<StorePath>,
     ) -> Result<StorePath, StoreError> {
         let path = self.store_dir.text_path(name, contents, references)?;
+        self.add_temp_root(&path)?;
         if self.is_valid(&path)? {
             return Ok(path);
         }
@@ -285,7 +297,8 @@ impl LocalStore {
 
     /// Move a staged object into place as `path` and register it, under
     /// the path's lock. If `path` is already valid the staged copy is
-    /// discarded.
+    /// discarded. Either way `path` is a temporary root of this process
+    /// (so it survives until the caller has linked or used it).
     pub fn commit(
         &mut self,
         staging: Staging,
@@ -295,6 +308,7 @@ impl LocalStore {
         deriver: Option<StorePath>,
         ca: Option<ContentAddress>,
     ) -> Result<(), StoreError> {
+        self.add_temp_root(path)?;
         if self.is_valid(path)? {
             return Ok(());
         }
@@ -316,10 +330,14 @@ impl LocalStore {
     /// valid. Each is canonicalised and renamed to its path, then all are
     /// registered in one transaction (so outputs that refer to each other
     /// appear at once). Objects whose path is valid already are discarded.
-    /// The caller holds the paths' locks ([`Self::lock_path`]).
+    /// The caller holds the paths' locks ([`Self::lock_path`]), and should
+    /// have made them temporary roots before taking them; they are made
+    /// temporary roots here in any case, so they survive this process's
+    /// next steps.
     pub fn install(&mut self, items: Vec<(Staging, PathInfo)>) -> Result<(), StoreError> {
         let mut todo = Vec::new();
         for (staging, mut info) in items {
+            self.add_temp_root(&info.path)?;
             if self.is_valid(&info.path)? {
                 continue;
             }
@@ -364,7 +382,7 @@ impl LocalStore {
             if !name.starts_with(".tmp-") {
                 continue;
             }
-            let lock_file = self.state_dir.join("locks").join(format!("{name}.lock"));
+            let lock_file = self.staging_lock_file(name);
             if let Some(_lock) = FileLock::try_exclusive(&lock_file)? {
                 nar::remove_tree(&entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
                 let _ = fs::remove_file(&lock_file);

@@ -1,7 +1,14 @@
 //! Advisory file locks (`flock`), held until dropped. The kernel releases
 //! them when a process dies, so a killed drv never leaves a stale lock.
+//!
+//! A lock file may be deleted by whoever holds its lock (the garbage
+//! collector removes the lock files of the paths it deletes): taking a lock
+//! checks afterwards that the file it locked is still the one at the path,
+//! and starts over if not, so two processes never both "hold" a lock
+//! through different inodes.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
@@ -32,21 +39,40 @@ impl FileLock {
     }
 
     fn take(path: &Path, op: FlockOperation) -> Result<Option<Self>, StoreError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| StoreError::io(path, e))?;
-        match flock(&file, op) {
-            Ok(()) => Ok(Some(Self { _file: file, path: path.to_owned() })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(StoreError::io(path, e.into())),
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|e| StoreError::io(path, e))?;
+            match flock(&file, op) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(StoreError::io(path, e.into())),
+            }
+            // The previous holder may have deleted the file while we waited:
+            // our lock would then be on an inode nobody else can find.
+            let locked = file.metadata().map_err(|e| StoreError::io(path, e))?;
+            match std::fs::metadata(path) {
+                Ok(now) if now.dev() == locked.dev() && now.ino() == locked.ino() => {
+                    return Ok(Some(Self { _file: file, path: path.to_owned() }))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(path, e)),
+            }
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The locked file, for lock files that also hold data (temporary
+    /// roots).
+    pub fn file(&self) -> &File {
+        &self._file
     }
 }
 
@@ -62,5 +88,24 @@ mod tests {
         assert!(FileLock::try_exclusive(&p).unwrap().is_none());
         drop(held);
         assert!(FileLock::try_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lock_file_deleted_by_its_holder_is_not_shared() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.lock");
+        let held = FileLock::exclusive(&p).unwrap();
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || FileLock::exclusive(&p).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::remove_file(&p).unwrap();
+        drop(held);
+        let got = waiter.join().unwrap();
+        // the waiter locked the file that now exists, so a third party is excluded
+        assert!(std::fs::metadata(&p).is_ok());
+        assert!(FileLock::try_exclusive(&p).unwrap().is_none());
+        drop(got);
     }
 }

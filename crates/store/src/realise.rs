@@ -149,9 +149,12 @@ impl Realiser {
             if !seen.insert(drv_path.clone()) {
                 continue;
             }
+            // Kept from the collector until this process exits.
+            store.add_temp_root(&drv_path)?;
             let drv = read_derivation(store, &drv_path)?;
             let mut valid = true;
             for o in drv.outputs()?.values() {
+                store.add_temp_root(&o.path)?;
                 valid &= store.is_valid(&o.path)?;
             }
             let check = valid && self.settings.check && !drv.is_fixed_output();
@@ -236,6 +239,7 @@ impl Realiser {
         // it, then reuse what it made.
         let mut locks = Vec::new();
         for o in outputs.values() {
+            store.add_temp_root(&o.path)?;
             locks.push(store.lock_path(&o.path)?);
         }
         if !job.check {
@@ -310,7 +314,15 @@ impl Realiser {
                 }
             }
         }
+        // Temporary roots first: the collector then either kept them or is
+        // done before they are used.
+        for p in &inputs {
+            store.add_temp_root(p)?;
+        }
         let closure = store.closure(&inputs)?;
+        for p in &closure {
+            store.add_temp_root(p)?;
+        }
 
         let builds = store.state_dir().join("builds");
         fs::create_dir_all(&builds).map_err(|e| StoreError::io(&builds, e))?;

@@ -62,7 +62,7 @@ pub fn run_run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (_, node) = eval.get(&eval.root).expect("the root is evaluated");
     let main = node.main.clone().with_context(|| format!("{} has no `main` program to run", args.recipe))?;
     let out = build_outputs(cli, &mut store, std::slice::from_ref(&args.recipe))?.remove(0);
-    // GC-TEMP-ROOT out
+    store.add_temp_root(&out)?;
     let program = PathBuf::from(store.display(&out)).join(main);
     let mut cmd = Command::new(&program);
     cmd.args(&args.args);
@@ -73,7 +73,10 @@ pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let outs = build_outputs(cli, &mut store, &args.recipes)?;
     let closure: BTreeSet<StorePath> = store.closure(&outs.iter().cloned().collect())?;
-    // GC-TEMP-ROOT closure
+    // The shell protects its closure from the collector while it runs.
+    for p in &closure {
+        store.add_temp_root(p)?;
+    }
     // The recipes' own outputs first, then the rest of their closures.
     let ordered: Vec<&StorePath> = outs.iter().chain(closure.iter().filter(|p| !outs.contains(p))).collect();
     let mut path = Vec::new();

@@ -1,0 +1,159 @@
+//! `drv gc` and `drv root`: garbage collection and the roots that keep
+//! paths alive.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use drv_store::{collect_garbage, parse_size, Config, GcOptions, GcReport};
+use serde_json::json;
+
+use crate::Cli;
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Report what would be deleted (on stdout, one per line); delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop after freeing SIZE bytes (suffixes K, M, G, T: powers of 1024),
+    /// least recently registered paths first.
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_freed)]
+    max_freed: Option<u64>,
+    /// Print the roots (`ROOT -> PATH`) and delete nothing.
+    #[arg(long)]
+    print_roots: bool,
+    /// Print the live paths and delete nothing.
+    #[arg(long)]
+    print_live: bool,
+    /// Print the dead paths (what a collection would delete) and delete nothing.
+    #[arg(long)]
+    print_dead: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_max_freed(text: &str) -> Result<u64, String> {
+    parse_size(text).ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with K, M, G or T)"))
+}
+
+#[derive(Subcommand)]
+pub enum RootCommand {
+    /// Keep PATH (and its closure) alive under the root NAME.
+    Add { name: String, path: String },
+    /// Remove the root NAME.
+    Remove { name: String },
+    /// List the explicit and indirect roots (`NAME -> PATH`), and the
+    /// temporary roots of running processes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+pub fn run_gc(cli: &Cli, args: &GcArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load()?;
+    let query_only = args.print_roots || args.print_live || args.print_dead;
+    let options = GcOptions {
+        dry_run: args.dry_run || query_only,
+        max_freed: args.max_freed,
+        keep_outputs: config.keep_outputs,
+        keep_derivations: config.keep_derivations,
+    };
+    let mut store = cli.open_store()?;
+    let report = collect_garbage(&mut store, &options).context("garbage collection failed")?;
+    if args.json {
+        print_json(&store, args, &report)?;
+    } else {
+        if args.print_roots {
+            for root in &report.roots {
+                println!("{} -> {}", root.kind, store.display(&root.path));
+            }
+        }
+        if args.print_live {
+            for p in &report.live {
+                println!("{}", store.display(p));
+            }
+        }
+        if args.print_dead || args.dry_run {
+            for p in &report.deleted {
+                println!("{p}");
+            }
+        }
+    }
+    let n = report.deleted.len();
+    if options.dry_run {
+        eprintln!("would delete {n} paths, freeing {}", human(report.bytes_freed));
+    } else {
+        eprintln!("deleted {n} paths, freed {}", human(report.bytes_freed));
+    }
+    if report.in_use > 0 {
+        eprintln!("kept {} dead paths in use by other processes", report.in_use);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(store: &drv_store::LocalStore, args: &GcArgs, report: &GcReport) -> anyhow::Result<()> {
+    let mut v = json!({
+        "dryRun": report.dry_run,
+        "deleted": report.deleted,
+        "deletedCount": report.deleted.len(),
+        "bytesFreed": report.bytes_freed,
+        "inUse": report.in_use,
+    });
+    if args.print_roots {
+        v["roots"] = report
+            .roots
+            .iter()
+            .map(|r| json!({"root": r.kind.to_string(), "path": store.display(&r.path)}))
+            .collect();
+    }
+    if args.print_live {
+        v["live"] = report.live.iter().map(|p| store.display(p)).collect();
+    }
+    println!("{}", serde_json::to_string(&v)?);
+    Ok(())
+}
+
+pub fn run_root(cli: &Cli, cmd: &RootCommand) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store()?;
+    match cmd {
+        RootCommand::Add { name, path } => {
+            let p = store.parse_path_arg(path)?;
+            store.add_root(name, &p).with_context(|| format!("cannot add the root {name:?}"))?;
+        }
+        RootCommand::Remove { name } => {
+            store.remove_root(name)?;
+        }
+        RootCommand::List { json } => {
+            let roots = store.roots()?;
+            if *json {
+                let v: Vec<_> = roots
+                    .iter()
+                    .map(|r| json!({"root": r.kind.to_string(), "path": store.display(&r.path)}))
+                    .collect();
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                for r in &roots {
+                    println!("{} -> {}", r.kind, store.display(&r.path));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,379 @@
+//! Garbage-collector roots: what keeps store paths alive.
+//!
+//! - **Explicit roots**: `ROOT/var/drv/gcroots/<NAME>`, a symlink to a store
+//!   path ([`LocalStore::add_root`], `drv root add NAME PATH`).
+//! - **Indirect roots**: `ROOT/var/drv/gcroots/auto/<hash>`, a symlink to a
+//!   link somewhere else (a `result` link) that points into the store
+//!   ([`LocalStore::add_indirect_root`]). Alive while that link exists and
+//!   points into the store; the collector removes the entries of links that
+//!   are gone or point elsewhere.
+//! - **Temporary roots**: `ROOT/var/drv/temproots/<pid>`, the store paths a
+//!   running process uses, one per line ([`LocalStore::add_temp_root`]).
+//!   Alive while that process holds its lock on the file, that is until it
+//!   exits.
+//!
+//! # The locking protocol
+//! `ROOT/var/drv/gc.lock` orders temporary roots against collections:
+//! - a process appends to its temporary-roots file only while it holds a
+//!   *shared* lock on `gc.lock`, and holds an exclusive lock on its own file
+//!   for as long as it lives;
+//! - the collector holds `gc.lock` *exclusively* from before it reads the
+//!   roots until it has deleted the last path.
+//!
+//! So a temporary root is either written before the collector reads the
+//! roots (and is seen), or its writer waits until the collection is over.
+//! A process that calls `add_temp_root(p)` *before* it checks that `p` is
+//! valid can therefore rely on `p` staying valid until it exits.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::formats::hash::Sha256;
+use crate::formats::path::StorePath;
+use crate::local::LocalStore;
+use crate::lock::FileLock;
+use crate::StoreError;
+
+/// What can go wrong managing named roots.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{name:?} is not a valid root name (a file name: no '/', not starting with '.', not \"auto\")")]
+    InvalidName { name: String },
+    #[error("there is no root named {name:?}")]
+    NoSuchRoot { name: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a path is a root.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RootKind {
+    /// `gcroots/<name>` (a name relative to `gcroots`).
+    Explicit(String),
+    /// A link elsewhere registered under `gcroots/auto/`.
+    Indirect(PathBuf),
+    /// In use by the running process with this id.
+    Temporary(u32),
+}
+
+impl std::fmt::Display for RootKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootKind::Explicit(name) => write!(f, "{name}"),
+            RootKind::Indirect(link) => write!(f, "{}", link.display()),
+            RootKind::Temporary(pid) => write!(f, "{{temp:{pid}}}"),
+        }
+    }
+}
+
+/// One root and the store path it keeps alive.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GcRoot {
+    pub kind: RootKind,
+    pub path: StorePath,
+}
+
+/// This process's temporary-roots files, one per store (state directory):
+/// the file (with our exclusive lock on it) and what it already holds.
+struct TempRootsFile {
+    lock: FileLock,
+    written: BTreeSet<StorePath>,
+}
+
+static TEMP_ROOTS: Mutex<Vec<(PathBuf, TempRootsFile)>> = Mutex::new(Vec::new());
+
+pub(crate) const GC_LOCK: &str = "gc.lock";
+const TEMP_ROOTS_DIR: &str = "temproots";
+const ROOTS_DIR: &str = "gcroots";
+const AUTO_DIR: &str = "auto";
+
+impl LocalStore {
+    /// `ROOT/var/drv/gcroots`.
+    pub fn gc_roots_dir(&self) -> PathBuf {
+        self.state_dir().join(ROOTS_DIR)
+    }
+
+    pub(crate) fn gc_lock_file(&self) -> PathBuf {
+        self.state_dir().join(GC_LOCK)
+    }
+
+    /// Protect `path` from garbage collection until this process exits
+    /// (or calls [`Self::clear_temp_roots`]). `path` need not be valid yet:
+    /// a path being created is protected too, so the collector leaves its
+    /// files alone.
+    ///
+    /// Contract: call this *before* checking that a path you are about to
+    /// use is valid; from then on a collection either has seen the root or
+    /// has finished. Blocks while a collection is running. Cheap when the
+    /// path is a temporary root already. Never call it while holding
+    /// `gc.lock` (the collector does not).
+    pub fn add_temp_root(&self, path: &StorePath) -> Result<(), StoreError> {
+        let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.state_dir().to_owned();
+        if let Some((_, f)) = all.iter().find(|(k, _)| *k == key) {
+            if f.written.contains(path) {
+                return Ok(());
+            }
+        }
+        let _gc = FileLock::shared(&self.gc_lock_file())?;
+        let index = match all.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                // Created under the shared gc.lock: the collector, which
+                // deletes the files of dead processes under the exclusive
+                // one, cannot delete it between our open and our lock.
+                let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+                fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                let file = dir.join(std::process::id().to_string());
+                let lock = FileLock::exclusive(&file)?;
+                // Left by a dead process that had our pid.
+                lock.file().set_len(0).map_err(|e| StoreError::io(&file, e))?;
+                all.push((key, TempRootsFile { lock, written: BTreeSet::new() }));
+                all.len() - 1
+            }
+        };
+        let roots = &mut all[index].1;
+        let line = format!("{}\n", self.display(path));
+        let mut file = roots.lock.file();
+        file.seek(SeekFrom::End(0))
+            .and_then(|_| file.write_all(line.as_bytes()))
+            .map_err(|e| StoreError::io(roots.lock.path(), e))?;
+        roots.written.insert(path.clone());
+        Ok(())
+    }
+
+    /// Drop this process's temporary roots (for long-running processes
+    /// between jobs, and for tests that build a store and then collect it).
+    pub fn clear_temp_roots(&self) -> Result<(), StoreError> {
+        let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, roots)) = all.iter_mut().find(|(k, _)| k == self.state_dir()) {
+            let _gc = FileLock::shared(&self.gc_lock_file())?;
+            roots.lock.file().set_len(0).map_err(|e| StoreError::io(roots.lock.path(), e))?;
+            roots.written.clear();
+        }
+        Ok(())
+    }
+
+    /// Make `path` an explicit root named `name` (replacing a root of that
+    /// name). `path` must be valid.
+    pub fn add_root(&self, name: &str, path: &StorePath) -> Result<PathBuf, RootError> {
+        validate_root_name(name)?;
+        // Rooted temporarily first, so it cannot go between the check and
+        // the link.
+        self.add_temp_root(path)?;
+        if !self.is_valid(path)? {
+            return Err(StoreError::NotValid(self.display(path)).into());
+        }
+        let link = self.gc_roots_dir().join(name);
+        replace_symlink(Path::new(&self.display(path)), &link)?;
+        Ok(link)
+    }
+
+    /// Remove the explicit root `name`.
+    pub fn remove_root(&self, name: &str) -> Result<(), RootError> {
+        validate_root_name(name)?;
+        let link = self.gc_roots_dir().join(name);
+        match fs::remove_file(&link) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RootError::NoSuchRoot { name: name.to_owned() }),
+            Err(e) => Err(StoreError::io(&link, e).into()),
+        }
+    }
+
+    /// Register `link` (a symlink into the store outside the state
+    /// directory, such as `result`) as an indirect root: its target stays
+    /// alive while `link` exists and points into the store. Idempotent;
+    /// repointing or removing `link` needs no further call.
+    pub fn add_indirect_root(&self, link: &Path) -> Result<(), StoreError> {
+        let link = std::path::absolute(link).map_err(|e| StoreError::io(link, e))?;
+        let digest = Sha256::digest(link.as_os_str().as_encoded_bytes());
+        let name = crate::nixbase32::encode(&digest.0[..20]);
+        let entry = self.gc_roots_dir().join(AUTO_DIR).join(name);
+        if fs::read_link(&entry).is_ok_and(|t| t == link) {
+            return Ok(());
+        }
+        replace_symlink(&link, &entry)
+    }
+
+    /// The explicit and indirect roots, and the temporary roots of running
+    /// processes. Reads only: dangling indirect entries are skipped, not
+    /// removed.
+    pub fn roots(&self) -> Result<Vec<GcRoot>, StoreError> {
+        let mut roots = self.find_roots(false)?;
+        roots.extend(self.read_temp_roots(false)?);
+        roots.sort();
+        Ok(roots)
+    }
+
+    /// Explicit and indirect roots; with `prune`, removes `auto/` entries
+    /// whose link is gone or no longer points into the store.
+    pub(crate) fn find_roots(&self, prune: bool) -> Result<Vec<GcRoot>, StoreError> {
+        let mut roots = Vec::new();
+        let dir = self.gc_roots_dir();
+        self.find_roots_in(&dir, "", &mut roots)?;
+        let auto = dir.join(AUTO_DIR);
+        for entry in fs::read_dir(&auto).map_err(|e| StoreError::io(&auto, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&auto, e))?;
+            let Ok(link) = fs::read_link(entry.path()) else { continue };
+            match self.link_target(&link) {
+                Some(path) => roots.push(GcRoot { kind: RootKind::Indirect(link), path }),
+                None if prune => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                None => {}
+            }
+        }
+        Ok(roots)
+    }
+
+    fn find_roots_in(&self, dir: &Path, prefix: &str, roots: &mut Vec<GcRoot>) -> Result<(), StoreError> {
+        for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefix.is_empty() && name == AUTO_DIR || name.starts_with('.') {
+                continue;
+            }
+            let full_name = format!("{prefix}{name}");
+            let ft = entry.file_type().map_err(|e| StoreError::io(&entry.path(), e))?;
+            if ft.is_dir() {
+                self.find_roots_in(&entry.path(), &format!("{full_name}/"), roots)?;
+            } else if ft.is_symlink() {
+                let target = fs::read_link(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+                let target = entry.path().parent().unwrap_or(dir).join(target);
+                let path = self.store_path_of(&target).or_else(|| self.link_target(&target));
+                if let Some(path) = path {
+                    roots.push(GcRoot { kind: RootKind::Explicit(full_name), path });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The store path the symlink `link` points to, if it is one and points
+    /// into the store (logically or physically).
+    fn link_target(&self, link: &Path) -> Option<StorePath> {
+        let target = fs::read_link(link).ok()?;
+        // Relative targets are relative to the link's directory.
+        self.store_path_of(&link.parent().unwrap_or(Path::new("/")).join(target))
+    }
+
+    /// The store path `p` is or is inside of, by its name alone.
+    fn store_path_of(&self, p: &Path) -> Option<StorePath> {
+        let s = p.to_str()?;
+        if let Ok((path, _)) = self.store_dir().split_path(s) {
+            return Some(path);
+        }
+        let rest = p.strip_prefix(self.real_store_dir()).ok()?;
+        let first = rest.components().next()?.as_os_str().to_str()?;
+        StorePath::from_basename(first).ok()
+    }
+
+    /// The temporary roots of running processes. With `prune`, deletes the
+    /// files of processes that are gone. The collector calls this holding
+    /// `gc.lock` exclusively, so no file is being written or created.
+    pub(crate) fn read_temp_roots(&self, prune: bool) -> Result<Vec<GcRoot>, StoreError> {
+        let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        let mut roots = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let file = entry.path();
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some(lock) = FileLock::try_exclusive(&file)? {
+                // Nobody holds it: its process is gone.
+                if prune {
+                    let _ = fs::remove_file(&file);
+                }
+                drop(lock);
+                continue;
+            }
+            let text = match fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&file, e)),
+            };
+            for line in text.lines() {
+                if let Ok(path) = self.store_dir().parse_path(line) {
+                    roots.push(GcRoot { kind: RootKind::Temporary(pid), path });
+                }
+            }
+        }
+        Ok(roots)
+    }
+}
+
+fn validate_root_name(name: &str) -> Result<(), RootError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name == AUTO_DIR || name.contains('\0') {
+        return Err(RootError::InvalidName { name: name.to_owned() });
+    }
+    Ok(())
+}
+
+/// Point `link` at `target`, atomically replacing whatever `link` was.
+fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
+    let dir = link.parent().expect("a root link has a directory");
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), link.file_name().unwrap().to_string_lossy()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, link).map_err(|e| StoreError::io(link, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreDir;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let t = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(&t.path().join("root"), StoreDir::default()).unwrap();
+        (t, s)
+    }
+
+    #[test]
+    fn explicit_and_indirect_roots_are_found_and_dangling_ones_pruned() {
+        let (t, mut s) = store();
+        let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
+        let b = s.add_text("b", b"b", &BTreeSet::new()).unwrap();
+        s.add_root("keep-a", &a).unwrap();
+        assert!(matches!(s.add_root("../x", &a), Err(RootError::InvalidName { .. })));
+        let result = t.path().join("result");
+        std::os::unix::fs::symlink(s.real_path(&b), &result).unwrap();
+        s.add_indirect_root(&result).unwrap();
+        s.add_indirect_root(&result).unwrap();
+        let found = s.find_roots(false).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.contains(&GcRoot { kind: RootKind::Explicit("keep-a".into()), path: a.clone() }));
+        assert!(found.contains(&GcRoot { kind: RootKind::Indirect(result.clone()), path: b.clone() }));
+        fs::remove_file(&result).unwrap();
+        assert_eq!(s.find_roots(true).unwrap().len(), 1);
+        assert_eq!(fs::read_dir(s.gc_roots_dir().join(AUTO_DIR)).unwrap().count(), 0);
+        s.remove_root("keep-a").unwrap();
+        assert!(matches!(s.remove_root("keep-a"), Err(RootError::NoSuchRoot { .. })));
+    }
+
+    #[test]
+    fn temp_roots_of_this_process_are_read_and_cleared() {
+        let (_t, mut s) = store();
+        let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
+        // add_text roots what it adds
+        let temp = s.read_temp_roots(true).unwrap();
+        assert_eq!(temp, vec![GcRoot { kind: RootKind::Temporary(std::process::id()), path: a.clone() }]);
+        s.clear_temp_roots().unwrap();
+        assert!(s.read_temp_roots(true).unwrap().is_empty());
+        s.add_temp_root(&a).unwrap();
+        assert_eq!(s.read_temp_roots(true).unwrap().len(), 1);
+        // a dead process's file is ignored and pruned
+        let stale = s.state_dir().join(TEMP_ROOTS_DIR).join("999999999");
+        fs::write(&stale, format!("{}\n", s.display(&a))).unwrap();
+        assert_eq!(s.read_temp_roots(true).unwrap().len(), 1);
+        assert!(!stale.exists());
+    }
+}
