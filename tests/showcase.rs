@@ -159,6 +159,6 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
         assert_eq!(app2.trim(), app);
         let (a, b) = (root.closure_hashes(&app), other.closure_hashes(&app));
         assert_eq!(a, b);
-        assert!(a.len() > 8, "{a:?}");
+        assert!(a.keys().any(|p| p.ends_with("-cpython-3.11.2")) && a.keys().any(|p| p.ends_with("-flask-3.1.3")), "{a:?}");
     }
 }
