@@ -115,6 +115,12 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
+        // The common case, an up-to-date schema, is only a read: no write
+        // transaction (and no fsync) for every drv invocation.
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+        if current == SCHEMA_VERSION {
+            return Ok(Self { conn, store_dir });
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;

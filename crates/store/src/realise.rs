@@ -103,7 +103,10 @@ pub struct Realiser {
     store_dir: StoreDir,
     settings: BuildSettings,
     reporter: Arc<dyn Reporter>,
-    fetcher: Arc<Fetcher>,
+    config: crate::Config,
+    /// Made on first use: an HTTP client loads the platform's certificates,
+    /// which a build with nothing to download should not pay for.
+    fetcher: std::sync::Mutex<Option<Arc<Fetcher>>>,
 }
 
 /// A derivation to realise, read from its `.drv` file.
@@ -117,8 +120,25 @@ struct Job {
 }
 
 impl Realiser {
-    pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, fetcher: Arc<Fetcher>) -> Self {
-        Self { root: store.root().to_owned(), store_dir: store.store_dir().clone(), settings, reporter, fetcher }
+    pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, config: crate::Config) -> Self {
+        Self {
+            root: store.root().to_owned(),
+            store_dir: store.store_dir().clone(),
+            settings,
+            reporter,
+            config,
+            fetcher: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn fetcher(&self) -> Result<Arc<Fetcher>, BuildError> {
+        let mut slot = self.fetcher.lock().expect("fetcher lock");
+        if let Some(f) = slot.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(Fetcher::new(&self.config, self.reporter.clone())?);
+        *slot = Some(f.clone());
+        Ok(f)
     }
 
     fn open(&self) -> Result<LocalStore, StoreError> {
@@ -128,10 +148,17 @@ impl Realiser {
     /// Realise `targets` (`.drv` paths valid in the store). A failure of
     /// one derivation stops the others from starting unless `keep_going`;
     /// the returned [`Realisation`] lists what happened to each.
-    pub fn realise(&self, targets: &[StorePath]) -> Result<Realisation, StoreError> {
+    pub fn realise(&self, targets: &[StorePath]) -> Result<Realisation, BuildError> {
         let store = self.open()?;
-        store.remove_stale_staging()?;
         let (jobs, cached) = self.plan(&store, targets)?;
+        if !jobs.is_empty() {
+            store.remove_stale_staging()?;
+        }
+        // Refuse to build unsandboxed unless asked: checked once, and only
+        // when something is to be built.
+        if self.settings.sandbox && jobs.values().any(|j| !j.drv.is_fixed_output()) {
+            sandbox::check_namespaces()?;
+        }
         let mut result = Realisation { cached, ..Default::default() };
         self.schedule(jobs, &mut result);
         Ok(result)
@@ -280,7 +307,7 @@ impl Realiser {
             _ => return Err(unsupported("a download names a `url` or a Python index file")),
         };
         let staging = store.staging()?;
-        self.fetcher.fetch_to(&source, expected, &staging.path())?;
+        self.fetcher()?.fetch_to(&source, expected, &staging.path())?;
         let nar_hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
         let info = PathInfo {
             path: out.path.clone(),

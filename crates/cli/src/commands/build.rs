@@ -118,12 +118,13 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         keep_failed: args.keep_failed,
         sandbox: !args.no_sandbox,
     };
-    if settings.sandbox {
-        drv_store::sandbox::check_namespaces().context("cannot build in the sandbox (pass --no-sandbox to build without it)")?;
-    }
-    let fetcher = Arc::new(drv_store::fetch::Fetcher::new(&config, reporter.clone())?);
-    let realiser = Realiser::new(store, settings, reporter.clone(), fetcher);
-    let result = realiser.realise(targets)?;
+    let realiser = Realiser::new(store, settings, reporter.clone(), config);
+    let result = match realiser.realise(targets) {
+        Err(realise::BuildError::Sandbox(e)) => {
+            return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
+        }
+        r => r?,
+    };
     reporter.finish();
     if !result.failed.is_empty() {
         let mut err = std::io::stderr().lock();
