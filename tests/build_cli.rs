@@ -306,3 +306,27 @@ fn two_processes_building_the_same_derivation_build_it_once() {
     let builds = [&a, &b].iter().filter(|o| String::from_utf8_lossy(&o.stderr).contains("building shared-1")).count();
     assert_eq!(builds, 1, "{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
 }
+
+/// The evaluation cache never hides a change: editing a local source or a
+/// recipe is seen by the next build.
+#[test]
+fn edits_are_seen_through_the_evaluation_cache() {
+    let s = TestStore::new();
+    let c = chain(&s);
+    let (first, _) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    fs::write(s.scratch("recipes/a.txt"), "A\n").unwrap();
+    let (second, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    assert_ne!(first, second);
+    assert!(err.contains("building a-1"), "{err}");
+    assert_eq!(fs::read_to_string(real(&s, &second).join("c")).unwrap(), "A\nb\nc\n");
+    let b = s.scratch("recipes/b.toml");
+    let text = fs::read_to_string(&b).unwrap().replace("echo b >>", "echo B >>");
+    fs::write(&b, text).unwrap();
+    let (third, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    assert_ne!(third, second);
+    assert!(err.contains("building b-1") && !err.contains("building a-1"), "{err}");
+    // and the same recipes again: nothing to do, same output
+    let (fourth, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    assert_eq!(fourth, third);
+    assert!(!err.contains("building"), "{err}");
+}

@@ -6,12 +6,14 @@
 //! [`evaluate`] does both. Errors in recipes are [`Diagnostic`]s that point
 //! at file, line and column.
 
+mod cache;
 mod error;
 mod graph;
 mod load;
 mod lower;
 pub mod recipe;
 
+pub use cache::{evaluate_cached, EvaluationSummary};
 pub use error::{Diagnostic, EvalError};
 pub use graph::{Evaluation, Node, NodeKind};
 pub use load::{load, RecipeSet};

@@ -148,9 +148,8 @@ impl Realiser {
     /// Realise `targets` (`.drv` paths valid in the store). A failure of
     /// one derivation stops the others from starting unless `keep_going`;
     /// the returned [`Realisation`] lists what happened to each.
-    pub fn realise(&self, targets: &[StorePath]) -> Result<Realisation, BuildError> {
-        let store = self.open()?;
-        let (jobs, cached) = self.plan(&store, targets)?;
+    pub fn realise(&self, store: &LocalStore, targets: &[StorePath]) -> Result<Realisation, BuildError> {
+        let (jobs, cached) = self.plan(store, targets)?;
         if !jobs.is_empty() {
             store.remove_stale_staging()?;
         }

@@ -56,7 +56,7 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
     let mut out = Vec::new();
     for t in targets {
         if t.ends_with(".toml") {
-            let eval = super::eval::evaluate(store, Path::new(t))?;
+            let eval = super::eval::evaluate_summary(store, Path::new(t))?;
             if tests {
                 if eval.tests.is_empty() {
                     bail!("{t} declares no [[test]]");
@@ -119,7 +119,7 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         sandbox: !args.no_sandbox,
     };
     let realiser = Realiser::new(store, settings, reporter.clone(), config);
-    let result = match realiser.realise(targets) {
+    let result = match realiser.realise(store, targets) {
         Err(realise::BuildError::Sandbox(e)) => {
             return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
         }
@@ -179,7 +179,7 @@ pub struct LogArgs {
 pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let drv = if args.target.ends_with(".toml") {
-        super::eval::evaluate(&mut store, Path::new(&args.target))?.root
+        super::eval::evaluate_summary(&mut store, Path::new(&args.target))?.root
     } else {
         let p = store.parse_path_arg(&args.target)?;
         if p.is_derivation() {

@@ -45,6 +45,12 @@ pub struct GraphArgs {
     format: GraphFormat,
 }
 
+/// Evaluate a recipe into the store, or remember its unchanged evaluation.
+pub fn evaluate_summary(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<drv_eval::EvaluationSummary> {
+    let mut toolchains = HostToolchains::default();
+    Ok(drv_eval::evaluate_cached(recipe, store, &mut toolchains)?)
+}
+
 /// Evaluate a recipe into the store.
 pub fn evaluate(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<Evaluation> {
     let mut toolchains = HostToolchains::default();

@@ -58,9 +58,8 @@ pub fn run_run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         bail!("drv run takes a recipe file (.toml)");
     }
     let mut store = cli.open_store()?;
-    let eval = super::eval::evaluate(&mut store, Path::new(&args.recipe))?;
-    let (_, node) = eval.get(&eval.root).expect("the root is evaluated");
-    let main = node.main.clone().with_context(|| format!("{} has no `main` program to run", args.recipe))?;
+    let eval = super::eval::evaluate_summary(&mut store, Path::new(&args.recipe))?;
+    let main = eval.main.clone().with_context(|| format!("{} has no `main` program to run", args.recipe))?;
     let out = build_outputs(cli, &mut store, std::slice::from_ref(&args.recipe))?.remove(0);
     store.add_temp_root(&out)?;
     let program = PathBuf::from(store.display(&out)).join(main);
