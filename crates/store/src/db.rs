@@ -129,6 +129,18 @@ impl Db {
             .map_err(db_err)
     }
 
+    /// The valid path whose hash part is `hash_part`, if any (one index
+    /// range scan: paths sort by their hash part).
+    pub(crate) fn path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>, StoreError> {
+        let prefix = format!("{}/{hash_part}", self.store_dir.as_str().trim_end_matches('/'));
+        let found: Option<String> = self
+            .conn
+            .prepare_cached("SELECT path FROM ValidPaths WHERE path >= ?1 AND path < ?2 LIMIT 1")
+            .and_then(|mut s| s.query_row([format!("{prefix}-"), format!("{prefix}.")], |r| r.get(0)).optional())
+            .map_err(db_err)?;
+        found.map(|p| self.store_dir.parse_path(&p).map_err(StoreError::from)).transpose()
+    }
+
     pub(crate) fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, StoreError> {
         let row = self
             .conn

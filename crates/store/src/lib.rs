@@ -10,11 +10,16 @@
 //! - [`mirrors`]: `mirror://NAME/path` resolution ([`Mirrors`]): configured
 //!   names first, then the system's apt and pip settings.
 //! - [`fetch`]: downloads pinned by sha256 ([`Fetcher`], [`FetchSource`]).
+//! - [`cache`]: binary caches in Nix's format: the [`BinaryCache`]
+//!   backends (`file://`, `http(s)://`), [`Substituter`] (fetch verified
+//!   closures before building), [`push`](cache::push), and the HTTP
+//!   [`server`](cache::server).
 //! - [`import_toolchain`]: host tools named as Debian packages, imported
 //!   with their dependencies as one content-addressed root file system.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod formats;
@@ -28,6 +33,7 @@ pub mod reporter;
 
 use std::path::{Path, PathBuf};
 
+pub use cache::{open_cache, BinaryCache, CacheError, CacheUrl, SubstituteReport, Substitutable, Substituter, SubstituterOptions};
 pub use config::{Config, ConfigError};
 pub use fetch::{FetchError, FetchOptions, FetchSource, Fetcher, Prefetched};
 pub use mirrors::{MirrorError, Mirrors, SystemSources};

@@ -149,6 +149,12 @@ impl LocalStore {
         self.db.path_info(path)
     }
 
+    /// The valid path whose hash part (the 32 characters before the `-`)
+    /// is `hash_part`: how binary caches look paths up.
+    pub fn path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>, StoreError> {
+        self.db.path_from_hash_part(hash_part)
+    }
+
     /// Like [`Self::path_info`], but a path that is not valid is an error.
     pub fn require_path_info(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
         self.db
