@@ -45,6 +45,12 @@ enum Command {
     /// Download a file, print its sha256 (SRI) and keep it in the store as
     /// a fixed-output path (`nix-prefetch-url`).
     Prefetch(commands::prefetch::PrefetchArgs),
+    /// Binary caches: push closures, serve the store, fetch substitutes.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
+    /// Signing keys for binary caches (Nix's format).
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
 }
 
 impl Cli {
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),
         Command::Prefetch(a) => commands::prefetch::run(&cli, a),
+        Command::Cache(c) => commands::cache::run(&cli, c),
+        Command::Key(c) => commands::key::run(c),
     };
     match result {
         Ok(code) => code,
