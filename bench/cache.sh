@@ -20,7 +20,8 @@ RUNS=${RUNS:-3}
 WORK=${BENCH_DIR:-/tmp/drv-bench-cache}
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet -p drv-cli -p drv-store --example cache_closure
+cargo build --release --quiet -p drv-cli
+cargo build --release --quiet -p drv-store --example cache_closure
 DRV=$CARGO_TARGET_DIR/release/drv
 MAKE_CLOSURE=$CARGO_TARGET_DIR/release/examples/cache_closure
 
