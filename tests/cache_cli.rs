@@ -422,3 +422,26 @@ fn drv_substitutes_from_caches_nix_wrote() {
         }
     }
 }
+
+#[test]
+fn push_of_a_recipe_uploads_its_valid_outputs() {
+    let s = TestStore::new();
+    let recipe = format!("{FIXTURES}/../recipes/base.toml");
+    let dir = s.scratch("cache");
+    let url = format!("file://{}", dir.display());
+    let err = s.fails(&["cache", "push", "--to", &url, &recipe]);
+    assert!(err.contains("build it first"), "{err}");
+    // Stand in for a build: register the output with some contents.
+    let eval: serde_json::Value = serde_json::from_str(&s.ok(&["eval", "--json", &recipe])).unwrap();
+    let drv = eval["drvPath"].as_str().unwrap();
+    let out = eval["derivations"][drv]["outputs"]["out"].as_str().unwrap().to_owned();
+    let mut store = open(&s);
+    let out_path = store.parse_path_arg(&out).unwrap();
+    let staging = store.staging().unwrap();
+    fs::write(staging.path(), "built").unwrap();
+    let nar_hash = drv_store::formats::nar::hash_path(&staging.path()).unwrap();
+    store.commit(staging, &out_path, nar_hash, BTreeSet::new(), None, None).unwrap();
+    drop(store);
+    s.ok(&["cache", "push", "--to", &url, &recipe]);
+    assert!(narinfo_file(&dir, &out).exists());
+}

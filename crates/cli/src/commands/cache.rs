@@ -69,7 +69,7 @@ pub struct ServeArgs {
 }
 
 /// Where substitutes come from; shared by every command that realises.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone)]
 pub struct SubstituteArgs {
     /// Binary caches to ask, in order, instead of the configuration's
     /// `substituters`. drv's URL parameter `?trusted=1` takes a cache's
@@ -86,6 +86,9 @@ pub struct SubstituteArgs {
     /// Ask no binary cache.
     #[arg(long)]
     pub no_substitute: bool,
+    /// NARs downloaded and unpacked at once.
+    #[arg(long, value_name = "N", default_value_t = drv_store::SubstituterOptions::default().downloads)]
+    pub max_downloads: usize,
 }
 
 impl SubstituteArgs {
@@ -100,7 +103,8 @@ impl SubstituteArgs {
             return Ok(None);
         }
         let keys = parse_keys(config.trusted_public_keys.iter().chain(&self.trusted_public_keys))?;
-        Ok(Some(Substituter::from_urls(&urls, keys, !self.no_check_sigs, store_dir.clone())?))
+        let options = drv_store::SubstituterOptions { downloads: self.max_downloads.max(1), ..Default::default() };
+        Ok(Some(Substituter::from_urls(&urls, keys, !self.no_check_sigs, store_dir.clone())?.with_options(options)))
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
-use std::path::PathBuf;
 
 use super::{nar_extension, parallel_map, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
 use crate::formats::hash::Sha256Writer;
@@ -88,7 +87,7 @@ fn upload_nar(
     cache: &dyn BinaryCache,
     store_dir: &StoreDir,
     path: &StorePath,
-    real: &PathBuf,
+    real: &std::path::Path,
     info: &PathInfo,
     reporter: &dyn Reporter,
 ) -> Result<NarInfo> {
@@ -107,10 +106,8 @@ fn upload_nar(
         return Err(CacheError::CorruptLocalPath { path: store_dir.display(path), registered: info.nar_hash, actual: nar_hash });
     }
     let url = format!("nar/{}{}", file_hash.to_nix32(), nar_extension("zstd"));
-    reporter.download_started(&what, &cache.location(&url), Some(file_size));
-    let uploaded = cache.upload(&url, tmp.path(), "application/x-nix-nar");
-    reporter.download_finished(&what);
-    uploaded?;
+    reporter.message(&format!("uploading {what} ({file_size} bytes) to {}", cache.location(&url)));
+    cache.upload(&url, tmp.path(), "application/x-nix-nar")?;
     Ok(NarInfo {
         store_path: path.clone(),
         url,
