@@ -44,7 +44,7 @@ pub use formats::nar::NarHash;
 pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
 pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
-pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
+pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};
 pub use toolchain::{

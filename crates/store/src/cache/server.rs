@@ -30,7 +30,7 @@ use super::{nar_extension, parse_narinfo, restore_verified, CacheError, CacheInf
 use crate::formats::nar;
 use crate::formats::narinfo::{NarInfo, PublicKey, SecretKey};
 use crate::formats::path::StoreDir;
-use crate::local::LocalStore;
+use crate::local::{LocalStore, PathVersion};
 use crate::PathInfo;
 
 /// zstd level for NARs compressed on the fly: level 1 keeps up with a
@@ -69,12 +69,15 @@ struct Shared {
     /// connection, used by one thread at a time): opening one per request
     /// would cost more than the lookup.
     stores: Mutex<Vec<LocalStore>>,
-    /// Signatures made, by fingerprint.
-    signatures: Mutex<HashMap<String, String>>,
+    /// Narinfo texts served, by hash part, with the registration they
+    /// were made from: a lookup then costs one indexed read instead of
+    /// three plus rendering and signing, and a path registered anew is
+    /// never answered from an older registration.
+    narinfos: Mutex<HashMap<String, (PathVersion, Arc<str>)>>,
 }
 
-/// Bound on the signature cache (about 300 bytes an entry).
-const SIGNATURE_CACHE_ENTRIES: usize = 100_000;
+/// Bound on the narinfo cache (under 1 KiB an entry).
+const NARINFO_CACHE_ENTRIES: usize = 100_000;
 
 type AppState = Arc<Shared>;
 
@@ -129,22 +132,7 @@ impl Shared {
             ca: info.ca,
         };
         if let Some(k) = &o.key {
-            // ed25519 is deterministic, so a signature cached by its
-            // fingerprint is never stale; signing was the largest cost of
-            // a narinfo lookup.
-            let fingerprint = n.fingerprint(&o.store_dir);
-            let cached = self.signatures.lock().unwrap().get(&fingerprint).cloned();
-            let sig = cached.unwrap_or_else(|| {
-                let sig = k.sign(fingerprint.as_bytes());
-                let mut sigs = self.signatures.lock().unwrap();
-                if sigs.len() >= SIGNATURE_CACHE_ENTRIES {
-                    sigs.clear();
-                }
-                sigs.insert(fingerprint, sig.clone());
-                sig
-            });
-            n.signatures.retain(|s| !s.starts_with(&format!("{}:", k.name)));
-            n.signatures.push(sig);
+            n.sign(&o.store_dir, k);
         }
         n
     }
@@ -154,7 +142,7 @@ impl Shared {
 pub fn router(options: ServerOptions) -> Result<Router, CacheError> {
     // Open once now so a wrong root fails at start, not on the first request.
     let store = LocalStore::open(&options.root, options.store_dir.clone())?;
-    let state: AppState = Arc::new(Shared { options, stores: Mutex::new(vec![store]), signatures: Mutex::new(HashMap::new()) });
+    let state: AppState = Arc::new(Shared { options, stores: Mutex::new(vec![store]), narinfos: Mutex::new(HashMap::new()) });
     Ok(Router::new()
         .route("/nix-cache-info", get(cache_info))
         .route("/{file}", get(get_narinfo).put(put_narinfo))
@@ -250,15 +238,24 @@ async fn get_narinfo(State(state): State<AppState>, UrlPath(file): UrlPath<Strin
     // directly, because handing them to the blocking pool cost more than
     // the reads (and made narinfo lookups 3-4x slower than static files).
     let text = state.with_store(|store| {
-        let path = store.path_from_hash_part(&hash).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let Some(path) = path else { return Err(not_found()) };
-        let info = store.path_info(&path).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let info = info.ok_or_else(not_found)?;
-        state
-            .narinfo_for(&info)
-            .to_text(&state.options.store_dir)
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        let internal = |e: &dyn std::fmt::Display| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        let found = store.path_version_from_hash_part(&hash).map_err(|e| internal(&e))?;
+        let Some((path, version)) = found else { return Err(not_found()) };
+        if let Some((v, text)) = state.narinfos.lock().unwrap().get(&hash) {
+            if *v == version {
+                return Ok(text.clone());
+            }
+        }
+        let info = store.path_info(&path).map_err(|e| internal(&e))?.ok_or_else(not_found)?;
+        let text: Arc<str> = state.narinfo_for(&info).to_text(&state.options.store_dir).map_err(|e| internal(&e))?.into();
+        let mut cache = state.narinfos.lock().unwrap();
+        if cache.len() >= NARINFO_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(hash.clone(), (version, text.clone()));
+        Ok(text)
     })?;
+    let text = text.to_string();
     Ok(([(header::CONTENT_TYPE, "text/x-nix-narinfo")], text).into_response())
 }
 
