@@ -214,3 +214,32 @@ fn nix_written_caches_substitute() {
 }
 
 use std::io::Read as _;
+
+#[test]
+fn a_read_only_server_refuses_uploads_and_serves_signed_narinfos() {
+    let (t, src, top) = source_store();
+    let key = SecretKey::generate("serve-1").unwrap();
+    let options = ServerOptions {
+        root: t.path().to_owned(),
+        store_dir: StoreDir::default(),
+        key: Some(key.clone()),
+        writable: false,
+        trusted_keys: vec![],
+        compression: ServeCompression::None,
+        priority: 40,
+    };
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), options).unwrap();
+    let cache = open_cache(&server.url()).unwrap();
+    let refused = cache.upload("nar/x.nar", &write_tmp(b"x"), "application/x-nix-nar");
+    assert!(matches!(refused, Err(CacheError::HttpStatus { status: 405, .. })), "{refused:?}");
+    let dir = StoreDir::default();
+    let info = cache.narinfo(&dir, &top).unwrap().unwrap();
+    assert_eq!(info.compression, "none");
+    assert_eq!(info.file_hash, Some(info.nar_hash));
+    assert!(info.has_valid_signature(&dir, &[key.public()]));
+    // asked twice (the second answer comes from the server's cache): same text
+    assert_eq!(cache.narinfo_text(&top).unwrap(), cache.narinfo_text(&top).unwrap());
+    assert_eq!(info.nar_hash, src.require_path_info(&top).unwrap().nar_hash);
+    let missing = StorePath::from_basename("00000000000000000000000000000000-nothing").unwrap();
+    assert!(cache.narinfo(&dir, &missing).unwrap().is_none());
+}
