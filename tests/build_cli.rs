@@ -330,3 +330,47 @@ fn edits_are_seen_through_the_evaluation_cache() {
     assert_eq!(fourth, third);
     assert!(!err.contains("building"), "{err}");
 }
+
+/// With a binary cache holding the outputs, `drv build` substitutes them
+/// (verified, with their references) instead of building; a cache without
+/// them (or failing) makes it build.
+#[test]
+fn build_substitutes_from_a_binary_cache_before_building() {
+    let s = TestStore::new();
+    let c = chain(&s);
+    let (out, _) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    let key = s.scratch("key.sec");
+    let public = s.scratch("key.pub");
+    s.ok(&["key", "generate", "--name", "test-1", "--secret-file", key.to_str().unwrap(), "--public-file", public.to_str().unwrap()]);
+    let cache = s.scratch("cache");
+    let url = format!("file://{}", cache.display());
+    s.ok(&["cache", "push", "--to", &url, "--key", key.to_str().unwrap(), out.trim()]);
+    let pk = fs::read_to_string(&public).unwrap();
+
+    // another machine: same recipes, empty store
+    let s2 = TestStore::new();
+    fs::create_dir_all(s2.scratch("recipes")).unwrap();
+    for f in ["a.txt", "a.toml", "b.toml", "c.toml"] {
+        fs::copy(s.scratch("recipes").join(f), s2.scratch("recipes").join(f)).unwrap();
+    }
+    let c2 = s2.scratch("recipes/c.toml");
+    let (out2, err) = ok(&build(&s2, &["--no-link", "--substituters", &url, "--trusted-public-key", pk.trim(), c2.to_str().unwrap()]));
+    assert_eq!(out2, out);
+    assert!(!err.contains("building c-1"), "built although the cache had it:\n{err}");
+    let hashes = |t: &TestStore| t.ok(&["path-info", "-r", "--json", out.trim()]);
+    let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_str(&hashes(&s)).unwrap(), serde_json::from_str(&hashes(&s2)).unwrap());
+    let nar = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|i| (i["path"].to_string(), i["narHash"].to_string())).collect::<std::collections::BTreeMap<_, _>>();
+    assert_eq!(nar(&a), nar(&b));
+    s2.ok(&["store", "verify", "--check-contents"]);
+
+    // a key the cache did not sign with: refused, so built instead
+    let s3 = TestStore::new();
+    fs::create_dir_all(s3.scratch("recipes")).unwrap();
+    for f in ["a.txt", "a.toml", "b.toml", "c.toml"] {
+        fs::copy(s.scratch("recipes").join(f), s3.scratch("recipes").join(f)).unwrap();
+    }
+    let other = "other-1:X1hEAglN/no8TEFzFpLRfotDo9qPEUvS9soEINtWHXU=";
+    let (out3, err) = ok(&build(&s3, &["--no-link", "--substituters", &url, "--trusted-public-key", other, s3.scratch("recipes/c.toml").to_str().unwrap()]));
+    assert_eq!(out3, out);
+    assert!(err.contains("building c-1"), "{err}");
+}

@@ -62,6 +62,12 @@ enum Command {
     /// Manage the garbage collector's roots.
     #[command(subcommand)]
     Root(commands::gc::RootCommand),
+    /// Binary caches: push closures, serve the store, fetch substitutes.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
+    /// Signing keys for binary caches (Nix's format).
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
 }
 
 impl Cli {
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
         Command::Prefetch(a) => commands::prefetch::run(&cli, a),
         Command::Gc(a) => commands::gc::run_gc(&cli, a),
         Command::Root(c) => commands::gc::run_root(&cli, c),
+        Command::Cache(c) => commands::cache::run(&cli, c),
+        Command::Key(c) => commands::key::run(c),
     };
     match result {
         Ok(code) => code,

@@ -155,6 +155,24 @@ impl Db {
             .map_err(db_err)
     }
 
+    /// The valid path whose hash part is `hash_part`, with its row id and
+    /// its registered NAR hash (as stored), if any: one index range scan,
+    /// as paths sort by their hash part.
+    pub(crate) fn path_from_hash_part(&self, hash_part: &str) -> Result<Option<(StorePath, i64, String)>, StoreError> {
+        let prefix = format!("{}/{hash_part}", self.store_dir.as_str().trim_end_matches('/'));
+        let found: Option<(String, i64, String)> = self
+            .conn
+            .prepare_cached("SELECT path, id, hash FROM ValidPaths WHERE path >= ?1 AND path < ?2 LIMIT 1")
+            .and_then(|mut s| {
+                s.query_row([format!("{prefix}-"), format!("{prefix}.")], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(db_err)?;
+        found
+            .map(|(p, id, hash)| Ok((self.store_dir.parse_path(&p)?, id, hash)))
+            .transpose()
+    }
+
     pub(crate) fn path_info(&self, p: &StorePath) -> Result<Option<PathInfo>, StoreError> {
         let row = self
             .conn

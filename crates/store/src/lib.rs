@@ -13,6 +13,10 @@
 //! - [`gc`]: the garbage collector ([`collect_garbage`]) and, in
 //!   [`roots`], what keeps paths alive: explicit, indirect (`result` links)
 //!   and temporary roots ([`LocalStore::add_temp_root`]).
+//! - [`cache`]: binary caches in Nix's format: the [`BinaryCache`]
+//!   backends (`file://`, `http(s)://`), [`Substituter`] (fetch verified
+//!   closures before building), [`push`](cache::push), and the HTTP
+//!   [`server`](cache::server).
 //! - [`import_toolchain`]: host tools named as Debian packages, imported
 //!   with their dependencies as one content-addressed root file system.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
@@ -20,6 +24,7 @@
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod formats;
@@ -37,6 +42,7 @@ pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 
+pub use cache::{open_cache, BinaryCache, CacheError, CacheUrl, SubstituteReport, Substitutable, Substituter, SubstituterOptions};
 pub use config::{Config, ConfigError};
 pub use fetch::{FetchError, FetchOptions, FetchSource, Fetcher, Prefetched};
 pub use mirrors::{MirrorError, Mirrors, SystemSources};
@@ -49,7 +55,7 @@ pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
 pub use roots::{GcRoot, RootError, RootKind};
-pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, Staging, VerifyProblem, CANONICAL_MTIME};
+pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};
 pub use toolchain::{

@@ -55,6 +55,14 @@ impl std::fmt::Display for VerifyProblem {
     }
 }
 
+/// Identifies one registration of a valid path: the database row (a new
+/// one each time the path becomes valid again) and the NAR hash recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathVersion {
+    id: i64,
+    nar_hash: String,
+}
+
 /// A store on local disk. One SQLite connection per value; open one per
 /// thread that needs it.
 pub struct LocalStore {
@@ -154,6 +162,20 @@ impl LocalStore {
 
     pub fn path_info(&self, path: &StorePath) -> Result<Option<PathInfo>, StoreError> {
         self.db.path_info(path)
+    }
+
+    /// The valid path whose hash part (the 32 characters before the `-`)
+    /// is `hash_part`: how binary caches look paths up.
+    pub fn path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>, StoreError> {
+        Ok(self.db.path_from_hash_part(hash_part)?.map(|(p, ..)| p))
+    }
+
+    /// Like [`Self::path_from_hash_part`], with a [`PathVersion`] that
+    /// changes whenever the path is registered anew (deleted and added
+    /// again, possibly with other contents): what a cache of data derived
+    /// from the path's metadata is keyed by.
+    pub fn path_version_from_hash_part(&self, hash_part: &str) -> Result<Option<(StorePath, PathVersion)>, StoreError> {
+        Ok(self.db.path_from_hash_part(hash_part)?.map(|(p, id, nar_hash)| (p, PathVersion { id, nar_hash })))
     }
 
     /// Like [`Self::path_info`], but a path that is not valid is an error.

@@ -78,6 +78,8 @@ pub enum BuildError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cache(#[from] crate::CacheError),
 }
 
 impl From<crate::FormatError> for BuildError {
@@ -107,6 +109,8 @@ pub struct Realiser {
     /// Made on first use: an HTTP client loads the platform's certificates,
     /// which a build with nothing to download should not pay for.
     fetcher: std::sync::Mutex<Option<Arc<Fetcher>>>,
+    /// Binary caches asked before building.
+    substituter: Option<crate::Substituter>,
 }
 
 /// A derivation to realise, read from its `.drv` file.
@@ -128,7 +132,71 @@ impl Realiser {
             reporter,
             config,
             fetcher: std::sync::Mutex::new(None),
+            substituter: None,
         }
+    }
+
+    /// Ask these binary caches for outputs before building them.
+    pub fn with_substituter(mut self, substituter: Option<crate::Substituter>) -> Self {
+        self.substituter = substituter;
+        self
+    }
+
+    /// Substitute what the caches have, top down: the targets' outputs
+    /// first; only where a derivation's outputs are not to be had do its
+    /// inputs' outputs matter. A cache failing is never an error here
+    /// (what is missing is built).
+    fn substitute(&self, targets: &[StorePath]) -> Result<usize, BuildError> {
+        let Some(sub) = &self.substituter else { return Ok(0) };
+        let mut store = self.open()?;
+        let mut substituted = 0;
+        let mut level: Vec<StorePath> = targets.to_vec();
+        let mut seen = BTreeSet::new();
+        while !level.is_empty() {
+            let mut wanted = BTreeSet::new();
+            let mut drvs = Vec::new();
+            for drv_path in level.drain(..) {
+                if !seen.insert(drv_path.clone()) {
+                    continue;
+                }
+                store.add_temp_root(&drv_path)?;
+                let drv = read_derivation(&store, &drv_path)?;
+                let mut missing = false;
+                for o in drv.outputs()?.values() {
+                    store.add_temp_root(&o.path)?;
+                    if !store.is_valid(&o.path)? {
+                        wanted.insert(o.path.clone());
+                        missing = true;
+                    }
+                }
+                if missing {
+                    drvs.push((drv_path, drv));
+                }
+            }
+            if wanted.is_empty() {
+                break;
+            }
+            let report = sub.substitute(&mut store, &wanted, self.reporter.as_ref())?;
+            substituted += report.substituted.len();
+            for problem in &report.problems {
+                self.reporter.message(&format!("warning: {problem}"));
+            }
+            for (drv_path, drv) in drvs {
+                let outs = drv.outputs()?;
+                let mut all = true;
+                for o in outs.values() {
+                    all &= store.is_valid(&o.path)?;
+                }
+                if all {
+                    // Derivers of substituted paths: keep `drv log`/GC options working.
+                    let names = outs.into_iter().map(|(n, o)| (n, o.path)).collect();
+                    store.register_derivation_outputs(&drv_path, &names)?;
+                } else {
+                    level.extend(drv.input_derivations().into_keys());
+                }
+            }
+        }
+        Ok(substituted)
     }
 
     fn fetcher(&self) -> Result<Arc<Fetcher>, BuildError> {
@@ -149,6 +217,9 @@ impl Realiser {
     /// one derivation stops the others from starting unless `keep_going`;
     /// the returned [`Realisation`] lists what happened to each.
     pub fn realise(&self, store: &LocalStore, targets: &[StorePath]) -> Result<Realisation, BuildError> {
+        if !self.settings.check {
+            self.substitute(targets)?;
+        }
         let (jobs, cached) = self.plan(store, targets)?;
         if !jobs.is_empty() {
             store.remove_stale_staging()?;

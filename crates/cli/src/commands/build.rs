@@ -48,6 +48,8 @@ pub struct BuildArgs {
     /// Print only the output paths.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    substitute: super::cache::SubstituteArgs,
 }
 
 /// Targets as `.drv` paths: recipes are evaluated (their package, or with
@@ -118,7 +120,8 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         keep_failed: args.keep_failed,
         sandbox: !args.no_sandbox,
     };
-    let realiser = Realiser::new(store, settings, reporter.clone(), config);
+    let substituter = args.substitute.substituter(&config, store.store_dir())?;
+    let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
     let result = match realiser.realise(store, targets) {
         Err(realise::BuildError::Sandbox(e)) => {
             return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
@@ -151,6 +154,7 @@ impl BuildArgs {
             keep_failed: false,
             no_sandbox: false,
             quiet: false,
+            substitute: super::cache::SubstituteArgs::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 pub mod build;
+pub mod cache;
 pub mod eval;
 pub mod gc;
 pub mod hash;
+pub mod key;
 pub mod path_info;
 pub mod prefetch;
 pub mod run;

@@ -168,17 +168,7 @@ impl Fetcher {
     }
 
     pub fn with_mirrors(mirrors: Mirrors, reporter: Arc<dyn Reporter>, options: FetchOptions) -> Result<Self> {
-        // reqwest is built without a rustls crypto provider; ring is ours.
-        // `Err` means a provider is installed already, which is all we need.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::builder()
-            .connect_timeout(options.connect_timeout)
-            // For the blocking client this bounds the wait for headers and
-            // each read, not the whole transfer.
-            .timeout(options.stall_timeout)
-            .user_agent(concat!("drv/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FetchError::Client(error_chain(&e)))?;
+        let client = http_client(&options).map_err(FetchError::Client)?;
         Ok(Self { client, mirrors, reporter, options })
     }
 
@@ -508,7 +498,24 @@ fn transport(url: &str, e: &reqwest::Error) -> FetchError {
 
 /// An error and its causes on one line (reqwest's own message alone says
 /// little: "error sending request").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// drv's HTTP client: rustls with ring, certificates checked against the
+/// platform's store; `options` give the connect and stall timeouts. Every
+/// HTTP user in drv (fetcher, binary caches) builds its client here.
+pub(crate) fn http_client(options: &FetchOptions) -> std::result::Result<Client, String> {
+    // reqwest is built without a rustls crypto provider; ring is ours.
+    // `Err` means a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .connect_timeout(options.connect_timeout)
+        // For the blocking client this bounds the wait for headers and
+        // each read, not the whole transfer.
+        .timeout(options.stall_timeout)
+        .user_agent(concat!("drv/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| error_chain(&e))
+}
+
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -1,0 +1,235 @@
+//! `drv cache`: push closures to binary caches, serve the store as one,
+//! and fetch paths from them.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use drv_store::cache::server::{self, ServeCompression, ServerOptions};
+use drv_store::{Config, LocalStore, PublicKey, Reporter, StoreDir, StorePath, Substituter};
+
+use super::key::read_secret_key;
+use crate::Cli;
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Upload the closures of store paths (or of a recipe's outputs that
+    /// are valid) to a binary cache, skipping what it has.
+    Push(PushArgs),
+    /// Serve the store as a binary cache over HTTP.
+    Serve(ServeArgs),
+    /// Substitute store paths and their closures from binary caches.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The cache: file:///DIR, or an http(s):// cache that accepts PUT.
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Sign the narinfos with this secret key file.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Store paths, or one recipe (FILE.toml).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    None,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on; loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Sign narinfos with this secret key file as they are served.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Accept uploads (PUT), verified before they are registered.
+    #[arg(long)]
+    writable: bool,
+    /// With --writable: uploads need a signature by one of these keys (and
+    /// the configuration's trusted-public-keys).
+    #[arg(long = "trusted-public-key", value_name = "KEY")]
+    trusted_public_keys: Vec<String>,
+    /// How NARs are compressed on the fly.
+    #[arg(long, value_enum, default_value = "zstd")]
+    compression: CompressionArg,
+    /// `Priority` advertised in nix-cache-info (lower is preferred).
+    #[arg(long, default_value_t = 30)]
+    priority: u32,
+}
+
+/// Where substitutes come from; shared by every command that realises.
+#[derive(Args, Clone, Default)]
+pub struct SubstituteArgs {
+    /// Binary caches to ask, in order, instead of the configuration's
+    /// `substituters`. drv's URL parameter `?trusted=1` takes a cache's
+    /// paths without checking signatures.
+    #[arg(long, value_name = "URL", value_delimiter = ' ')]
+    pub substituters: Option<Vec<String>>,
+    /// Trust signatures by this key too (`name:base64`), besides the
+    /// configuration's `trusted-public-keys`.
+    #[arg(long = "trusted-public-key", value_name = "KEY")]
+    pub trusted_public_keys: Vec<String>,
+    /// Accept paths from every cache without checking signatures.
+    #[arg(long)]
+    pub no_check_sigs: bool,
+    /// Ask no binary cache.
+    #[arg(long)]
+    pub no_substitute: bool,
+    /// NARs downloaded and unpacked at once.
+    #[arg(long, value_name = "N", default_value_t = drv_store::SubstituterOptions::default().downloads)]
+    pub max_downloads: usize,
+}
+
+impl SubstituteArgs {
+    /// The substituter these arguments and `config` describe; `None` when
+    /// there is no cache to ask.
+    pub fn substituter(&self, config: &Config, store_dir: &StoreDir) -> anyhow::Result<Option<Substituter>> {
+        if self.no_substitute {
+            return Ok(None);
+        }
+        let urls = self.substituters.clone().unwrap_or_else(|| config.substituters.clone());
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let keys = parse_keys(config.trusted_public_keys.iter().chain(&self.trusted_public_keys))?;
+        let options = drv_store::SubstituterOptions { downloads: self.max_downloads.max(1), ..Default::default() };
+        Ok(Some(Substituter::from_urls(&urls, keys, !self.no_check_sigs, store_dir.clone())?.with_options(options)))
+    }
+}
+
+fn parse_keys<'a>(keys: impl Iterator<Item = &'a String>) -> anyhow::Result<Vec<PublicKey>> {
+    keys.map(|k| k.parse::<PublicKey>().with_context(|| format!("trusted public key {k:?}"))).collect()
+}
+
+#[derive(Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    substitute: SubstituteArgs,
+    /// Store paths to substitute (with their closures).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+/// Warnings and transfers, one line each on stderr.
+pub struct StderrReporter;
+
+impl Reporter for StderrReporter {
+    fn download_started(&self, what: &str, url: &str, _total: Option<u64>) {
+        eprintln!("copying {what} ({url})");
+    }
+    fn message(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+pub fn run(cli: &Cli, cmd: &CacheCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CacheCommand::Push(a) => push(cli, a),
+        CacheCommand::Serve(a) => serve(cli, a),
+        CacheCommand::Fetch(a) => fetch(cli, a),
+    }
+}
+
+/// The valid outputs of a recipe's derivations, or the paths named.
+fn paths_to_push(store: &mut LocalStore, args: &[String]) -> anyhow::Result<BTreeSet<StorePath>> {
+    if let [recipe] = args {
+        if recipe.ends_with(".toml") {
+            let eval = super::eval::evaluate(store, Path::new(recipe))?;
+            let mut out = BTreeSet::new();
+            for (drv, _) in eval.derivations.values() {
+                for o in drv.outputs()?.into_values() {
+                    if store.is_valid(&o.path)? {
+                        out.insert(o.path);
+                    }
+                }
+            }
+            if out.is_empty() {
+                bail!("no output of {recipe} is valid: build it first");
+            }
+            return Ok(out);
+        }
+    }
+    args.iter().map(|a| Ok(store.parse_path_arg(a)?)).collect()
+}
+
+fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let key = args.key.as_deref().map(read_secret_key).transpose()?;
+    let paths = paths_to_push(&mut store, &args.paths)?;
+    let cache = drv_store::open_cache(&args.to)?;
+    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &StderrReporter)
+        .with_context(|| format!("cannot push to {}", args.to))?;
+    eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), args.to, report.skipped.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store()?;
+    let config = Config::load()?;
+    let key = args.key.as_deref().map(read_secret_key).transpose()?;
+    let options = ServerOptions {
+        root: store.root().to_owned(),
+        store_dir: store.store_dir().clone(),
+        key,
+        writable: args.writable,
+        trusted_keys: parse_keys(config.trusted_public_keys.iter().chain(&args.trusted_public_keys))?,
+        compression: match args.compression {
+            CompressionArg::Zstd => ServeCompression::Zstd,
+            CompressionArg::None => ServeCompression::None,
+        },
+        priority: args.priority,
+    };
+    drop(store);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        // Tests and scripts start the server on port 0 and read this line.
+        println!("listening on http://{}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        server::serve(listener, options, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    let config = Config::load()?;
+    let paths: BTreeSet<StorePath> =
+        args.paths.iter().map(|a| store.parse_path_arg(a)).collect::<Result<_, _>>()?;
+    let Some(substituter) = args.substitute.substituter(&config, store.store_dir())? else {
+        bail!("no binary cache to ask: pass --substituters URL or set `substituters` in the configuration");
+    };
+    let report = substituter.substitute(&mut store, &paths, &StderrReporter)?;
+    for p in &report.substituted {
+        println!("{}", store.display(p));
+    }
+    if !report.missing.is_empty() {
+        for p in &report.missing {
+            eprintln!("error: cannot substitute {}", store.display(p));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("{} path(s) substituted, {} already valid", report.substituted.len(), report.already_valid.len());
+    Ok(ExitCode::SUCCESS)
+}

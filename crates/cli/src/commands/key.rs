@@ -1,0 +1,58 @@
+//! `drv key`: ed25519 signing keys for binary caches, in Nix's
+//! `name:base64` format (interchangeable with `nix-store
+//! --generate-binary-cache-key`).
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use drv_store::SecretKey;
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair: the secret key (mode 0600) and its public key.
+    Generate {
+        /// The key's name, by convention `HOST-N` (e.g. `cache.example-1`).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        public_file: PathBuf,
+    },
+    /// Print the public key of the secret key read from stdin.
+    Public,
+}
+
+pub fn run(cmd: &KeyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeyCommand::Generate { name, secret_file, public_file } => {
+            let key = SecretKey::generate(name)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(secret_file)
+                .with_context(|| format!("cannot create {}", secret_file.display()))?;
+            f.write_all(key.to_string().as_bytes())?;
+            std::fs::write(public_file, key.public().to_string())
+                .with_context(|| format!("cannot write {}", public_file.display()))?;
+        }
+        KeyCommand::Public => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            let key: SecretKey = text.parse()?;
+            println!("{}", key.public());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read a secret key file.
+pub fn read_secret_key(file: &std::path::Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    text.parse().with_context(|| format!("{} holds no secret key", file.display()))
+}

@@ -1,0 +1,323 @@
+//! Binary caches in Nix's format: the I/O layer through which store paths
+//! travel between machines.
+//!
+//! A cache is a tree of files: `nix-cache-info` (`StoreDir: /store`),
+//! `<hashpart>.narinfo` ([`NarInfo`], signed with ed25519 keys in Nix's
+//! `name:base64` format) and the NARs the narinfos point at (`nar/...`,
+//! zstd, xz or uncompressed). Backends implement [`BinaryCache`] and are
+//! chosen by URL ([`open_cache`]): `file:///dir` ([`FileCache`]) and
+//! `http(s)://host/prefix` ([`HttpCache`]).
+//!
+//! On top of the trait:
+//! - [`Substituter`]: asks caches for paths and installs verified closures
+//!   into a [`LocalStore`] (what `drv build` does before building);
+//! - [`push`]: uploads a closure (what `drv cache push` does);
+//! - [`server`]: serves a local store as a cache over HTTP (`drv cache serve`).
+
+mod file;
+mod http;
+mod push;
+pub mod server;
+mod substitute;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub use file::FileCache;
+pub use http::HttpCache;
+pub use push::{push, PushReport};
+pub use substitute::{Substitutable, SubstituteReport, Substituter, SubstituterOptions};
+
+use crate::formats::hash::{Sha256, Sha256Writer};
+use crate::formats::nar;
+use crate::formats::narinfo::NarInfo;
+use crate::formats::path::{StoreDir, StorePath};
+use crate::local::Staging;
+use crate::{FormatError, StoreError};
+
+/// The file every cache has at its root.
+pub const CACHE_INFO_FILE: &str = "nix-cache-info";
+
+/// What can go wrong talking to a binary cache or checking what it sent.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{url:?}: unsupported binary cache URL (use file:///DIR, http:// or https://)")]
+    UnsupportedUrl { url: String },
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: HTTP {status}")]
+    HttpStatus { url: String, status: u16 },
+    #[error("{url}: not found")]
+    NotFound { url: String },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{cache}: the cache is for store directory {theirs}, not {ours}")]
+    ForeignCache { cache: String, theirs: String, ours: String },
+    #[error("{url}: narinfo names {store_path}, which is not in store directory {ours}")]
+    ForeignStorePath { url: String, store_path: String, ours: String },
+    #[error("{url}: {error}")]
+    BadNarInfo { url: String, error: FormatError },
+    #[error("{url}: narinfo is for {got}, not {expected}")]
+    WrongPath { url: String, expected: String, got: String },
+    #[error("{cache}: {path} has no signature by a trusted key (signatures: {signatures:?}; trusted: {trusted:?})")]
+    Untrusted { cache: String, path: String, signatures: Vec<String>, trusted: Vec<String> },
+    #[error("{path}: unsupported NAR compression {compression:?} (drv reads zstd, xz and none)")]
+    UnsupportedCompression { path: String, compression: String },
+    #[error("{path}: NAR hash mismatch: the narinfo says {expected}, the NAR is {got}")]
+    NarHashMismatch { path: String, expected: Sha256, got: Sha256 },
+    #[error("{path}: NAR size mismatch: the narinfo says {expected} bytes, the NAR has {got}")]
+    NarSizeMismatch { path: String, expected: u64, got: u64 },
+    #[error("{path}: refused NAR: {error}")]
+    BadNar { path: String, error: FormatError },
+    #[error("{path}: the store holds a NAR hash {registered}, but its files hash to {actual}")]
+    CorruptLocalPath { path: String, registered: Sha256, actual: Sha256 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CacheError {
+    pub(crate) fn io(path: &Path, error: io::Error) -> Self {
+        CacheError::Io { path: path.to_owned(), error }
+    }
+}
+
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+
+/// A cache's `nix-cache-info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub store_dir: String,
+    pub want_mass_query: bool,
+    pub priority: Option<u32>,
+}
+
+impl CacheInfo {
+    pub fn new(store_dir: &StoreDir) -> Self {
+        Self { store_dir: store_dir.as_str().to_owned(), want_mass_query: true, priority: Some(40) }
+    }
+
+    /// Parse `Key: value` lines; unknown keys are ignored, as Nix does.
+    pub fn parse(text: &str) -> Self {
+        let mut info = CacheInfo { store_dir: String::new(), want_mass_query: false, priority: None };
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else { continue };
+            let value = value.trim();
+            match key.trim() {
+                "StoreDir" => info.store_dir = value.to_owned(),
+                "WantMassQuery" => info.want_mass_query = value == "1",
+                "Priority" => info.priority = value.parse().ok(),
+                _ => {}
+            }
+        }
+        info
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = format!("StoreDir: {}\n", self.store_dir);
+        if self.want_mass_query {
+            out.push_str("WantMassQuery: 1\n");
+        }
+        if let Some(p) = self.priority {
+            out.push_str(&format!("Priority: {p}\n"));
+        }
+        out
+    }
+}
+
+/// One binary cache. Implementations are cheap to share between threads:
+/// lookups and downloads run in parallel through `&self`.
+pub trait BinaryCache: Send + Sync {
+    /// The URL the cache was opened with (without drv's own parameters).
+    fn url(&self) -> &str;
+
+    /// The cache's `nix-cache-info`, `None` when it has none (an empty
+    /// cache not pushed to yet).
+    fn cache_info(&self) -> Result<Option<CacheInfo>>;
+
+    /// The raw text of `<hash part of path>.narinfo`, `None` when the cache
+    /// does not have it.
+    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>>;
+
+    /// A stream of the file at `relative` (a narinfo's `URL`, relative to
+    /// the cache root) as stored: still compressed.
+    fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Store `file` at `relative`, replacing what is there. Readers see
+    /// either the old or the new file, never a partial one.
+    fn upload(&self, relative: &str, file: &Path, content_type: &str) -> Result<()>;
+
+    /// Where `relative` is, for messages.
+    fn location(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.url().trim_end_matches('/'))
+    }
+
+    /// The narinfo of `path`, checked: it must name `path` itself, in
+    /// `store_dir`. Signatures are the caller's business.
+    fn narinfo(&self, store_dir: &StoreDir, path: &StorePath) -> Result<Option<NarInfo>> {
+        let Some(text) = self.narinfo_text(path)? else { return Ok(None) };
+        let url = self.location(&format!("{}.narinfo", path.hash_part()));
+        let info = parse_narinfo(store_dir, &url, &text)?;
+        if info.store_path != *path {
+            return Err(CacheError::WrongPath { url, expected: store_dir.display(path), got: store_dir.display(&info.store_path) });
+        }
+        Ok(Some(info))
+    }
+}
+
+/// Parse a narinfo fetched from `url`, telling a narinfo of another store
+/// directory (a cache built for `/nix/store`) apart from a malformed one.
+pub fn parse_narinfo(store_dir: &StoreDir, url: &str, text: &[u8]) -> Result<NarInfo> {
+    NarInfo::parse(store_dir, text).map_err(|error| {
+        let named = String::from_utf8_lossy(text)
+            .lines()
+            .find_map(|l| l.strip_prefix("StorePath:").map(|p| p.trim().to_owned()));
+        match named {
+            Some(p) if store_dir.parse_path(&p).is_err() && p.starts_with('/') => {
+                CacheError::ForeignStorePath { url: url.to_owned(), store_path: p, ours: store_dir.to_string() }
+            }
+            _ => CacheError::BadNarInfo { url: url.to_owned(), error },
+        }
+    })
+}
+
+/// Open the cache a URL names: `file:///dir` or `http(s)://...`. drv's own
+/// query parameter `trusted=1` (see [`CacheUrl`]) must be stripped first.
+pub fn open_cache(url: &str) -> Result<Box<dyn BinaryCache>> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        if !dir.starts_with('/') {
+            return Err(CacheError::UnsupportedUrl { url: url.to_owned() });
+        }
+        return Ok(Box::new(FileCache::new(Path::new(dir))));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(HttpCache::new(url)?));
+    }
+    Err(CacheError::UnsupportedUrl { url: url.to_owned() })
+}
+
+/// A substituter URL as written in the configuration or on the command
+/// line: the cache's URL, and whether drv's parameter `?trusted=1` asks to
+/// take its paths without checking signatures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheUrl {
+    pub url: String,
+    pub trusted: bool,
+}
+
+impl CacheUrl {
+    /// Split off `trusted=1`/`trusted=true` (other query parameters stay:
+    /// they belong to the cache's URL).
+    pub fn parse(text: &str) -> Self {
+        let Some((base, query)) = text.split_once('?') else {
+            return Self { url: text.to_owned(), trusted: false };
+        };
+        let mut trusted = false;
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match *kv {
+                "trusted=1" | "trusted=true" => {
+                    trusted = true;
+                    false
+                }
+                "" => false,
+                _ => true,
+            })
+            .collect();
+        let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+        Self { url, trusted }
+    }
+}
+
+/// The name of a NAR compressed as `compression` ends with this.
+pub fn nar_extension(compression: &str) -> &'static str {
+    match compression {
+        "zstd" => ".nar.zst",
+        "xz" => ".nar.xz",
+        _ => ".nar",
+    }
+}
+
+/// Undo a narinfo's `Compression`.
+pub fn decompress<'a>(path: &str, compression: &str, raw: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
+    Ok(match compression {
+        "zstd" => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| CacheError::Io { path: path.into(), error: e })?),
+        // Multi-stream: some writers (pixz, parallel xz) split the NAR.
+        "xz" => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
+        "none" | "" => raw,
+        other => return Err(CacheError::UnsupportedCompression { path: path.to_owned(), compression: other.to_owned() }),
+    })
+}
+
+/// Unpack the NAR `raw` (compressed as `info` says) into `staging`,
+/// checking it against `info`'s NarHash and NarSize while it streams.
+///
+/// Contract: `Ok` means the tree at `staging.path()` is exactly the NAR the
+/// narinfo describes. On `Err` nothing is left at `staging.path()`: a NAR
+/// that is malformed or tries to leave its root is refused by
+/// [`nar::restore`], which removes what it unpacked; a hash or size
+/// mismatch removes the complete tree.
+pub fn restore_verified(raw: Box<dyn Read + Send + '_>, info: &NarInfo, store_dir: &StoreDir, staging: &Staging) -> Result<()> {
+    let path = store_dir.display(&info.store_path);
+    let decompressed = decompress(&path, &info.compression, raw)?;
+    let mut hashing = VerifyingReader { inner: decompressed, hash: Sha256Writer::new(), size: 0, limit: info.nar_size };
+    let dest = staging.path();
+    let restored = nar::restore(&mut hashing, &dest);
+    if hashing.size > info.nar_size {
+        let _ = nar::remove_tree(&dest);
+        return Err(CacheError::NarSizeMismatch { path, expected: info.nar_size, got: hashing.size });
+    }
+    if let Err(error) = restored {
+        return Err(CacheError::BadNar { path, error });
+    }
+    let (got_hash, got_size) = (hashing.hash.finish(), hashing.size);
+    if got_size != info.nar_size {
+        let _ = nar::remove_tree(&dest);
+        return Err(CacheError::NarSizeMismatch { path, expected: info.nar_size, got: got_size });
+    }
+    if got_hash != info.nar_hash {
+        let _ = nar::remove_tree(&dest);
+        return Err(CacheError::NarHashMismatch { path, expected: info.nar_hash, got: got_hash });
+    }
+    Ok(())
+}
+
+/// Hashes what passes through, and stops a stream that runs past the size
+/// the narinfo promised (so a hostile cache cannot fill the disk).
+struct VerifyingReader<R> {
+    inner: R,
+    hash: Sha256Writer,
+    size: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        if self.size > self.limit {
+            return Err(io::Error::other(format!("NAR longer than its NarSize {}", self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+/// Run `work` over `items` on up to `threads` threads, results in the
+/// items' order. The std-only worker pool of lookups and transfers.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = work(item);
+                *results[i].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    results.into_iter().map(|m| m.into_inner().unwrap().expect("every item was processed")).collect()
+}
