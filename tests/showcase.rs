@@ -152,7 +152,41 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
     root.ok(&["build", "--check", "--no-link", &recipe("flask_app.toml")]);
     eprintln!("--check of the closure in {:.0}s", phase.elapsed().as_secs_f64());
 
-    // 6. Another root and another core count give the same NAR hashes.
+    // 6. Substituting the closure from a loopback `drv cache serve` into an
+    //    empty root: nothing is built, the NAR hashes are the build's.
+    {
+        let keys = tempfile::tempdir().unwrap();
+        let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
+        root.ok(&["key", "generate", "--name", "showcase-1", "--secret-file", sk.to_str().unwrap(), "--public-file", pk.to_str().unwrap()]);
+        let mut serve = root
+            .drv()
+            .args(["cache", "serve", "--listen", "127.0.0.1:0", "--key", sk.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stdout.take().unwrap()), &mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        let empty = Root::new("DRV_SHOWCASE_ROOT3");
+        let out = empty
+            .drv()
+            .args(["build", "--no-link", "--substituters", &url, "--trusted-public-key"])
+            .arg(std::fs::read_to_string(&pk).unwrap().trim())
+            .arg(recipe("flask_app.toml"))
+            .output()
+            .unwrap();
+        let _ = serve.kill();
+        let _ = serve.wait();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), app);
+        assert!(!err.contains("building cpython"), "built instead of substituting:\n{err}");
+        assert_eq!(empty.closure_hashes(&app), root.closure_hashes(&app));
+    }
+
+    // 7. Another root and another core count give the same NAR hashes.
     if std::env::var_os("DRV_SHOWCASE_QUICK").is_none() {
         let other = Root::new("DRV_SHOWCASE_ROOT2");
         let app2 = other.ok(&["build", "--cores", "1", "--no-link", &recipe("flask_app.toml")]);
