@@ -162,23 +162,15 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     let mut pending = order.into_iter().peekable();
     while report.bytes_freed < max && pending.peek().is_some() {
         // Lock a batch; a path another process holds is theirs.
-        let mut batch: Vec<(usize, Option<FileLock>)> = Vec::new();
+        let mut batch: Vec<(usize, bool)> = Vec::new();
         let mut projected = report.bytes_freed;
         while batch.len() < BATCH && projected < max {
             let Some(i) = pending.next() else { break };
-            let lock = if options.dry_run {
-                None
-            } else {
-                match FileLock::try_exclusive(&store.path_lock_file(&nodes[i].path))? {
-                    Some(lock) => Some(lock),
-                    None => {
-                        report.in_use += 1;
-                        continue;
-                    }
-                }
-            };
+            // A path that a process is creating or using is one of its
+            // temporary roots (added before the path is locked, installed
+            // or used), hence live: dead paths need no per-path lock.
             projected += nodes[i].nar_size;
-            batch.push((i, lock));
+            batch.push((i, !options.dry_run));
         }
         let unregistered = if options.dry_run {
             vec![true; batch.len()]
@@ -187,7 +179,7 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
             store.db_mut().unregister(&ids)?
         };
         let mut trash = Vec::new();
-        for ((i, lock), done) in batch.into_iter().zip(unregistered) {
+        for ((i, delete), done) in batch.into_iter().zip(unregistered) {
             let node = &nodes[i];
             if !done {
                 // A path registered after we read the graph refers to it
@@ -195,18 +187,16 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
                 report.in_use += 1;
                 continue;
             }
-            if let Some(lock) = lock {
-                // Out of the store's namespace while we hold the lock, so
-                // a later install of the same path never meets our deletion.
+            if delete {
+                // Nobody can install this path meanwhile: that takes a
+                // temporary root, which waits for our exclusive gc.lock.
                 let real = store.real_path(&node.path);
-                let away = store.real_store_dir().join(format!(".trash-{}", node.path.to_basename()));
-                nar::remove_tree(&away).map_err(|error| GcError::Delete { path: away.clone(), error })?;
-                match fs::rename(&real, &away) {
-                    Ok(()) => trash.push(away),
+                match fs::remove_file(&real) {
+                    Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(GcError::Delete { path: real, error }),
+                    // A directory (EISDIR) or a read-only one's entry.
+                    Err(_) => trash.push(real),
                 }
-                let _ = fs::remove_file(lock.path());
             }
             report.deleted.push(store.display(&node.path));
             report.deleted_valid += 1;
@@ -391,20 +381,19 @@ mod tests {
     }
 
     #[test]
-    fn temp_roots_and_locks_protect_paths() {
+    fn temp_roots_protect_paths_and_their_closures() {
         let (_t, mut s) = store();
         let a = chain(&mut s, "a", 3);
         let b = chain(&mut s, "b", 1);
         s.clear_temp_roots().unwrap();
         s.add_temp_root(&a[2]).unwrap();
-        let locked = s.lock_path(&b[0]).unwrap();
+        s.add_temp_root(&b[0]).unwrap();
         let r = collect_garbage(&mut s, &GcOptions::default()).unwrap();
         assert!(r.deleted.is_empty(), "{:?}", r.deleted);
-        assert_eq!(r.in_use, 1);
-        drop(locked);
         s.clear_temp_roots().unwrap();
         let r = collect_garbage(&mut s, &GcOptions::default()).unwrap();
         assert_eq!(r.deleted_valid, 4);
+        assert_eq!(fs::read_dir(s.real_store_dir()).unwrap().count(), 0);
     }
 
     #[test]

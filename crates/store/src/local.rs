@@ -334,7 +334,7 @@ impl LocalStore {
         if self.is_valid(path)? {
             return Ok(());
         }
-        let _lock = self.lock_path(path)?;
+        let lock = self.lock_path(path)?;
         let info = PathInfo {
             path: path.clone(),
             nar_hash: nar_hash.sha256,
@@ -345,7 +345,10 @@ impl LocalStore {
             ca,
             signatures: vec![],
         };
-        self.install(vec![(staging, info)])
+        let result = self.install(vec![(staging, info)]);
+        // Lock files would pile up for every path ever added.
+        lock.remove();
+        result
     }
 
     /// Make staged objects valid together: the one way anything becomes

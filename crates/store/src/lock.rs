@@ -65,6 +65,12 @@ impl FileLock {
         }
     }
 
+    /// Delete the lock file, then release the lock. Safe because a waiter
+    /// that wins the lock of a deleted file notices and locks the new one.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

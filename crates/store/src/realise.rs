@@ -355,7 +355,9 @@ impl Realiser {
             self.build(&mut store, job)
         };
         self.reporter.build_finished(&job.drv_path, r.is_ok());
-        drop(locks);
+        for lock in locks {
+            lock.remove();
+        }
         r
     }
 
