@@ -490,10 +490,10 @@ pub fn copy_as_nar(src: &Path, dest: &Path) -> Result<NarHash, StoreError> {
     let (mut reader, writer) = io::pipe().map_err(|e| StoreError::io(src, e))?;
     std::thread::scope(|s| {
         let dumper = s.spawn(move || -> Result<NarHash, StoreError> {
-            let mut counted = HashingWriter { inner: io::BufWriter::with_capacity(256 * 1024, writer), hash: Sha256Writer::new(), size: 0 };
+            let mut counted = nar::HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, writer));
             nar::dump_path(src, &mut counted)?;
-            counted.inner.flush().map_err(|e| StoreError::io(src, e))?;
-            Ok(NarHash { sha256: counted.hash.finish(), size: counted.size })
+            counted.flush().map_err(|e| StoreError::io(src, e))?;
+            Ok(counted.into_parts().1)
         });
         let restored = nar::restore(&mut reader, dest);
         drop(reader);
@@ -505,24 +505,6 @@ pub fn copy_as_nar(src: &Path, dest: &Path) -> Result<NarHash, StoreError> {
             (Ok(_), Err(e)) => Err(e.into()),
         }
     })
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256Writer,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// sha256 of a file's bytes (`nix-hash --flat`).

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use super::{nar_extension, parallel_map, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
-use crate::formats::hash::Sha256Writer;
 use crate::formats::nar;
 use crate::formats::narinfo::{NarInfo, SecretKey};
 use crate::formats::path::{StoreDir, StorePath};
@@ -94,14 +93,16 @@ fn upload_nar(
     let what = path.to_basename();
     let tmp = tempfile::NamedTempFile::new().map_err(|e| CacheError::io(&std::env::temp_dir(), e))?;
     let file = tmp.reopen().map_err(|e| CacheError::io(tmp.path(), e))?;
-    let compressed = TeeHash { inner: io::BufWriter::with_capacity(1 << 18, file), hash: Sha256Writer::new(), size: 0 };
+    let compressed = nar::HashingWriter::new(io::BufWriter::with_capacity(1 << 18, file));
     let encoder = zstd::stream::write::Encoder::new(compressed, PUSH_ZSTD_LEVEL).map_err(|e| CacheError::io(tmp.path(), e))?;
-    let mut nar_stream = TeeHash { inner: encoder, hash: Sha256Writer::new(), size: 0 };
+    let mut nar_stream = nar::HashingWriter::new(encoder);
     nar::dump_path(real, &mut nar_stream).map_err(|error| CacheError::BadNar { path: store_dir.display(path), error })?;
-    let (nar_hash, nar_size) = (nar_stream.hash.finish(), nar_stream.size);
-    let mut compressed = nar_stream.inner.finish().map_err(|e| CacheError::io(tmp.path(), e))?;
+    let (encoder, nar) = nar_stream.into_parts();
+    let (nar_hash, nar_size) = (nar.sha256, nar.size);
+    let mut compressed = encoder.finish().map_err(|e| CacheError::io(tmp.path(), e))?;
     compressed.flush().map_err(|e| CacheError::io(tmp.path(), e))?;
-    let (file_hash, file_size) = (compressed.hash.finish(), compressed.size);
+    let (_, file) = compressed.into_parts();
+    let (file_hash, file_size) = (file.sha256, file.size);
     if nar_hash != info.nar_hash || nar_size != info.nar_size {
         return Err(CacheError::CorruptLocalPath { path: store_dir.display(path), registered: info.nar_hash, actual: nar_hash });
     }
@@ -150,21 +151,3 @@ fn temp_file_with(bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     Ok(tmp)
 }
 
-/// Hashes and counts what is written through it.
-struct TeeHash<W> {
-    inner: W,
-    hash: Sha256Writer,
-    size: u64,
-}
-
-impl<W: Write> Write for TeeHash<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}

@@ -200,27 +200,44 @@ pub fn scan_references(
     path: &Path,
     candidates: &BTreeSet<StorePath>,
 ) -> Result<(NarHash, BTreeSet<StorePath>), FormatError> {
-    let counter = CountingHasher::default();
-    let mut scanner = ReferenceScanningWriter::new(counter, candidates);
+    let mut scanner = ReferenceScanningWriter::new(HashingWriter::new(io::sink()), candidates);
     walk::encode(path, &mut scanner)?;
-    let (counter, found) = scanner.finish();
-    Ok((NarHash { sha256: counter.hash.finish(), size: counter.size }, found))
+    let (hashed, found) = scanner.finish();
+    Ok((hashed.into_parts().1, found))
 }
 
-#[derive(Default)]
-struct CountingHasher {
+/// Passes bytes on to `inner` and takes the sha256 and size of what was
+/// written: a NAR's hash while it streams somewhere.
+pub struct HashingWriter<W> {
+    inner: W,
     hash: super::hash::Sha256Writer,
     size: u64,
 }
 
-impl Write for CountingHasher {
+impl<W> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self { inner, hash: super::hash::Sha256Writer::new(), size: 0 }
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The writer and the hash and size of everything written through it.
+    pub fn into_parts(self) -> (W, NarHash) {
+        (self.inner, NarHash { sha256: self.hash.finish(), size: self.size })
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hash.update(buf);
-        self.size += buf.len() as u64;
-        Ok(buf.len())
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
