@@ -15,12 +15,12 @@
 //! - the collector holds `gc.lock` exclusively from reading the roots to the
 //!   last deletion, so a temporary root is either seen or waits (see
 //!   [`crate::roots`] for the protocol);
-//! - a path whose per-path lock ([`LocalStore::lock_path`]) another process
-//!   holds is left alone, and so is an invalid path that is a temporary root
-//!   (it is being created);
+//! - a path in use is a temporary root of its user (taken before it is
+//!   locked, installed or used), hence live; an invalid path that is a
+//!   temporary root (being created) is left alone too;
 //! - a path is unregistered before its files are touched, referrers before
 //!   their references (the database refuses to unregister a path that a valid
-//!   path refers to), then renamed out of the way and deleted. A collection
+//!   path refers to), then deleted. A collection
 //!   killed at any point leaves no valid path with missing files; what it
 //!   leaves behind is an invalid leftover the next collection deletes.
 
