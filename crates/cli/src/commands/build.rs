@@ -161,14 +161,20 @@ impl BuildArgs {
 
 /// Point `link` at `path` and register it as an indirect GC root.
 fn make_result_link(store: &LocalStore, link: &Path, path: &StorePath) -> anyhow::Result<()> {
+    let target = store.display(path);
     if let Ok(m) = std::fs::symlink_metadata(link) {
         if !m.file_type().is_symlink() {
             bail!("{} exists and is not a symlink; not replacing it", link.display());
         }
+        // Already right (a rebuild with nothing to do): only the root.
+        if std::fs::read_link(link).is_ok_and(|t| t == Path::new(&target)) {
+            store.add_indirect_root(link)?;
+            return Ok(());
+        }
     }
     let tmp = link.with_file_name(format!(".{}.tmp-{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(store.display(path), &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     std::fs::rename(&tmp, link).with_context(|| format!("cannot create {}", link.display()))?;
     store.add_indirect_root(link)?;
     Ok(())
