@@ -90,6 +90,23 @@ pub(crate) struct GcNode {
     pub outputs: Vec<usize>,
 }
 
+/// Keep the WAL and its index when the last connection closes: every drv
+/// invocation would otherwise delete and recreate (and re-initialise) them,
+/// which is most of the cost of a command that only reads.
+fn persist_wal(conn: &Connection) {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: the handle is open for the lifetime of `conn`; the file
+    // control takes a pointer to an int, which outlives the call.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        );
+    }
+}
+
 pub(crate) struct Db {
     conn: Connection,
     store_dir: StoreDir,
@@ -115,6 +132,7 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
+        persist_wal(&conn);
         // The common case, an up-to-date schema, is only a read: no write
         // transaction (and no fsync) for every drv invocation.
         let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
