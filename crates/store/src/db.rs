@@ -132,6 +132,9 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
+        // An emptied WAL is truncated at the last close, so the next open
+        // has no frames to read back into the kept index.
+        conn.pragma_update(None, "journal_size_limit", 0).map_err(db_err)?;
         persist_wal(&conn);
         // The common case, an up-to-date schema, is only a read: no write
         // transaction (and no fsync) for every drv invocation.
