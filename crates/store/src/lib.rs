@@ -54,7 +54,7 @@ pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
 pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
-pub use roots::{GcRoot, RootError, RootKind};
+pub use roots::{replace_symlink, GcRoot, RootError, RootKind};
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};

@@ -316,8 +316,9 @@ fn validate_root_name(name: &str) -> Result<(), RootError> {
     Ok(())
 }
 
-/// Point `link` at `target`, atomically replacing whatever `link` was.
-fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
+/// Point `link` at `target`, atomically replacing whatever `link` was
+/// (a symlink beside it, renamed over it).
+pub fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
     let dir = link.parent().expect("a root link has a directory");
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), link.file_name().unwrap().to_string_lossy()));

@@ -172,10 +172,7 @@ fn make_result_link(store: &LocalStore, link: &Path, path: &StorePath) -> anyhow
             return Ok(());
         }
     }
-    let tmp = link.with_file_name(format!(".{}.tmp-{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    std::fs::rename(&tmp, link).with_context(|| format!("cannot create {}", link.display()))?;
+    drv_store::replace_symlink(Path::new(&target), link).with_context(|| format!("cannot create {}", link.display()))?;
     store.add_indirect_root(link)?;
     Ok(())
 }
