@@ -374,3 +374,49 @@ fn build_substitutes_from_a_binary_cache_before_building() {
     assert_eq!(out3, out);
     assert!(err.contains("building c-1"), "{err}");
 }
+
+/// `drv run` starts the recipe's `main` with arguments, and `drv shell`
+/// puts the closure on PATH, both against a store under `--root` (shown at
+/// /store in a mount namespace).
+#[test]
+fn run_and_shell_use_a_store_under_root() {
+    let s = TestStore::new();
+    let r = recipe(&s, "hello", &format!(
+        "name = \"hello\"\nversion = \"1\"\nmain = \"bin/hello\"\n{TOOLS}[build]\nscript = '''\nmkdir -p $out/bin\nprintf '#!/bin/sh\\necho \"hello $*\"\\n' > $out/bin/hello\nchmod +x $out/bin/hello\n'''\n"
+    ));
+    let out = s.cmd().args(["run", r.to_str().unwrap(), "--", "a", "b"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello a b\n");
+    let out = s.cmd().args(["shell", r.to_str().unwrap(), "--command", "hello from-shell; exit 7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from-shell\n");
+    // a recipe without `main` cannot be run
+    let plain = recipe(&s, "plain", &format!("name = \"plain\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo > $out'\n"));
+    let err = s.fails(&["run", plain.to_str().unwrap()]);
+    assert!(err.contains("no `main`"), "{err}");
+}
+
+/// `--keep-going` builds what does not depend on a failure; without it the
+/// first failure stops what has not started.
+#[test]
+fn keep_going_builds_the_independent_rest() {
+    let s = TestStore::new();
+    recipe(&s, "bad", &format!("name = \"bad\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'exit 1'\n"));
+    recipe(&s, "good", &format!("name = \"good\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'sleep 1; echo ok > $out'\n"));
+    let top = recipe(&s, "top", &format!("name = \"top\"\nversion = \"1\"\n[dependencies]\nbuild = [\"bad.toml\", \"good.toml\"]\n{TOOLS}[build]\nscript = 'echo > $out'\n"));
+    let out = build(&s, &["-j1", "--keep-going", "--no-link", top.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built good-1") && err.contains("dependency") && !err.contains("building top-1"), "{err}");
+
+    // the same graph in a fresh store without --keep-going: bad (first in
+    // build order) stops good from starting
+    let s2 = TestStore::new();
+    for f in ["bad", "good", "top"] {
+        recipe(&s2, f, &fs::read_to_string(s.scratch("recipes").join(format!("{f}.toml"))).unwrap());
+    }
+    let out = build(&s2, &["-j1", "--no-link", s2.scratch("recipes/top.toml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to build bad-1") && !err.contains("built good-1"), "{err}");
+}
