@@ -247,3 +247,26 @@ fn result_links_and_physical_paths_name_store_paths() {
         assert_eq!(s.ok(&["path-info", arg]).trim(), p, "{arg}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_drv_quietly() {
+    let t = TestStore::new();
+    let file = t.scratch("big");
+    fs::write(&file, vec![7u8; 4 << 20]).unwrap();
+    let mut child = t
+        .cmd()
+        .args(["store", "dump", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little, then close the pipe, as `| head -c 100` does.
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // No panic, no "Broken pipe" error: the reader chose to stop.
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    assert!(!out.status.success(), "a dump cut short is not a success");
+}

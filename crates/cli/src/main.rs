@@ -86,6 +86,10 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // `drv … | head` ends quietly when the reader goes away, as other Unix
+    // tools do, instead of panicking on the failed write.
+    // SAFETY: no other thread exists yet to race on the signal disposition.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Store(c) => commands::store::run(&cli, c),

@@ -28,6 +28,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 
 use crate::formats::nar;
 use crate::formats::path::StorePath;
@@ -84,9 +85,13 @@ pub struct GcReport {
     pub in_use: usize,
 }
 
-/// Paths unregistered per transaction: big enough that transactions cost
-/// little, small enough that other writers never wait long.
-const BATCH: usize = 1000;
+/// Paths unregistered per transaction. The first batch is small so that
+/// deletions start at once; later ones grow, since each transaction
+/// rewrites most pages of the path index (paths are spread over it by
+/// hash), up to a size whose transaction still takes well under a second,
+/// so that other writers never wait long.
+const FIRST_BATCH: usize = 256;
+const MAX_BATCH: usize = 8192;
 
 /// Collect garbage in `store` (see the module documentation). Blocks while
 /// another collection runs.
@@ -98,6 +103,10 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     roots.sort();
     roots.dedup();
 
+    // Listing a big store directory takes as long as loading the graph:
+    // do both at once.
+    let real_store_dir = store.real_store_dir().to_owned();
+    let listing = std::thread::spawn(move || list_dir(&real_store_dir));
     let graph = store.db().gc_graph()?;
     let nodes = &graph.nodes;
     let index: HashMap<&StorePath, usize> = nodes.iter().enumerate().map(|(i, n)| (&n.path, i)).collect();
@@ -126,7 +135,8 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     let temp_roots: HashSet<&StorePath> =
         roots.iter().filter(|r| matches!(r.kind, RootKind::Temporary(_))).map(|r| &r.path).collect();
     let valid_names: HashSet<String> = nodes.iter().map(|n| n.path.to_basename()).collect();
-    let leftovers = find_leftovers(store, &valid_names, &temp_roots)?;
+    let entries = listing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let leftovers = find_leftovers(store, entries, &valid_names, &temp_roots)?;
     let order = deletion_order(nodes, &live);
     report.roots = roots;
 
@@ -159,54 +169,104 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
         report.bytes_freed += size;
     }
 
-    let mut pending = order.into_iter().peekable();
-    while report.bytes_freed < max && pending.peek().is_some() {
-        // Lock a batch; a path another process holds is theirs.
-        let mut batch: Vec<(usize, bool)> = Vec::new();
-        let mut projected = report.bytes_freed;
-        while batch.len() < BATCH && projected < max {
-            let Some(i) = pending.next() else { break };
-            // A path that a process is creating or using is one of its
-            // temporary roots (added before the path is locked, installed
-            // or used), hence live: dead paths need no per-path lock.
-            projected += nodes[i].nar_size;
-            batch.push((i, !options.dry_run));
-        }
-        let unregistered = if options.dry_run {
-            vec![true; batch.len()]
-        } else {
-            let ids: Vec<i64> = batch.iter().map(|(i, _)| nodes[*i].id).collect();
-            store.db_mut().unregister(&ids)?
-        };
-        let mut trash = Vec::new();
-        for ((i, delete), done) in batch.into_iter().zip(unregistered) {
-            let node = &nodes[i];
-            if !done {
-                // A path registered after we read the graph refers to it
-                // (its references then fail the same way).
-                report.in_use += 1;
-                continue;
-            }
-            if delete {
-                // Nobody can install this path meanwhile: that takes a
-                // temporary root, which waits for our exclusive gc.lock.
-                let real = store.real_path(&node.path);
-                match fs::remove_file(&real) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    // A directory (EISDIR) or a read-only one's entry.
-                    Err(_) => trash.push(real),
+    // Unregister batch by batch on this thread; delete the files of each
+    // unregistered batch on the deleter threads meanwhile.
+    let deleters = if options.dry_run || order.is_empty() { 0 } else { DELETER_THREADS };
+    let (to_delete, queue) = mpsc::channel::<String>();
+    let real_store_dir = &store.real_store_dir().to_owned();
+    // Names relative to the directory: no path walk per deletion.
+    let store_dir_fd = if deleters > 0 {
+        let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let dir = rustix::fs::open(real_store_dir, flags, rustix::fs::Mode::empty());
+        Some(dir.map_err(|e| StoreError::io(real_store_dir, e.into()))?)
+    } else {
+        None
+    };
+    let queue = Mutex::new(queue);
+    let delete_error: Mutex<Option<GcError>> = Mutex::new(None);
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..deleters {
+            scope.spawn(|| {
+                loop {
+                    // Not in the loop's head, whose temporaries (the guard)
+                    // would live through the deletion.
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(name) = next else { break };
+                    let Some(dir) = &store_dir_fd else { break };
+                    if let Err(error) = delete_entry(dir, real_store_dir, &name) {
+                        delete_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(GcError::Delete {
+                            path: real_store_dir.join(name),
+                            error,
+                        });
+                    }
                 }
+            });
+        }
+        // Dropped on every way out, which lets the deleters finish.
+        let to_delete = to_delete;
+        let mut pending = order.into_iter().peekable();
+        let mut batch_size = FIRST_BATCH;
+        while report.bytes_freed < max && pending.peek().is_some() {
+            let mut batch: Vec<usize> = Vec::new();
+            let mut projected = report.bytes_freed;
+            while batch.len() < batch_size && projected < max {
+                let Some(i) = pending.next() else { break };
+                // A path that a process is creating or using is one of its
+                // temporary roots (added before the path is locked, installed
+                // or used), hence live: dead paths need no per-path lock.
+                projected += nodes[i].nar_size;
+                batch.push(i);
             }
-            report.deleted.push(store.display(&node.path));
-            report.deleted_valid += 1;
-            report.bytes_freed += node.nar_size;
+            let unregistered = if options.dry_run {
+                vec![true; batch.len()]
+            } else {
+                let ids: Vec<i64> = batch.iter().map(|&i| nodes[i].id).collect();
+                store.db_mut().unregister(&ids)?
+            };
+            batch_size = (batch_size * 4).min(MAX_BATCH);
+            for (i, done) in batch.into_iter().zip(unregistered) {
+                let node = &nodes[i];
+                if !done {
+                    // A path registered after we read the graph refers to it
+                    // (its references then fail the same way).
+                    report.in_use += 1;
+                    continue;
+                }
+                if !options.dry_run {
+                    // Nobody can install this path meanwhile: that takes a
+                    // temporary root, which waits for our exclusive gc.lock.
+                    // The deleters outlive this loop: a send cannot fail.
+                    let _ = to_delete.send(node.path.to_basename());
+                }
+                report.deleted.push(store.display(&node.path));
+                report.deleted_valid += 1;
+                report.bytes_freed += node.nar_size;
+            }
         }
-        for away in trash {
-            nar::remove_tree(&away).map_err(|error| GcError::Delete { path: away.clone(), error })?;
-        }
+        Ok(())
+    })?;
+    match delete_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(error) => Err(error),
+        None => Ok(report),
     }
-    Ok(report)
+}
+
+/// Unlinks in flight at once. Removing a small file from an ext4 directory
+/// spends most of its time waiting, not computing (here: for the disk to
+/// discard the freed blocks): with 32 deletions in flight 10,000 files go
+/// 3-4x sooner than one at a time, even on 2 cores.
+const DELETER_THREADS: usize = 32;
+
+/// Delete the entry `name` of the store directory (open as `dir`, at
+/// `real_dir`): a file or symlink in one `unlinkat`, a directory tree
+/// otherwise.
+fn delete_entry(dir: &impl std::os::fd::AsFd, real_dir: &Path, name: &str) -> std::io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        // A directory (EISDIR), or an entry of a read-only one.
+        Err(_) => nar::remove_tree(&real_dir.join(name)),
+    }
 }
 
 /// An entry of the store directory that is not a valid path.
@@ -222,16 +282,15 @@ struct Leftover {
 /// anything else. Sorted by name.
 fn find_leftovers(
     store: &LocalStore,
+    entries: Vec<std::ffi::OsString>,
     valid_names: &HashSet<String>,
     temp_roots: &HashSet<&StorePath>,
 ) -> Result<Vec<Leftover>> {
-    let dir = store.real_store_dir();
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+    for entry in entries {
+        let Some(name) = entry.to_str().map(str::to_owned) else {
             // Not UTF-8: no name drv makes; nothing can be using it.
-            found.push(Leftover { name: entry.file_name().to_string_lossy().into_owned(), lock_file: None });
+            found.push(Leftover { name: entry.to_string_lossy().into_owned(), lock_file: None });
             continue;
         };
         if valid_names.contains(&name) {
@@ -256,6 +315,15 @@ fn find_leftovers(
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+/// The names in a directory.
+fn list_dir(dir: &Path) -> Result<Vec<std::ffi::OsString>, StoreError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        names.push(entry.map_err(|e| StoreError::io(dir, e))?.file_name());
+    }
+    Ok(names)
 }
 
 /// The dead paths in an order that deletes referrers before their
