@@ -66,10 +66,15 @@ fn a_chain_builds_in_order_and_a_second_build_is_a_no_op() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     assert_eq!((m.permissions().mode() & 0o777, m.mtime()), (0o444, 1));
 
-    // again: nothing is built, same output
+    // again: nothing is built, same output, and no temporary-roots file
+    // is left behind (the check ran with collections held off)
+    let temproots = s.root().join("var/drv/temproots");
+    let files = || fs::read_dir(&temproots).map(|d| d.count()).unwrap_or(0);
+    let before = files();
     let (again, err) = ok(&build(&s, &[c.to_str().unwrap()]));
     assert_eq!(again, out);
     assert!(!err.contains("building"), "{err}");
+    assert_eq!(files(), before);
     // the log is kept and readable
     let log = s.ok(&["log", out_path]);
     assert!(log.is_empty() || !log.contains("error"), "{log}");

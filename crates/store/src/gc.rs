@@ -465,6 +465,40 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_holds_collections_off_and_its_roots_count_once_resumed() {
+        let (t, mut s) = store();
+        let a = chain(&mut s, "a", 2);
+        let b = chain(&mut s, "b", 1);
+        s.clear_temp_roots().unwrap();
+        s.pause_collections().unwrap();
+        s.add_temp_root(&a[1]).unwrap();
+        s.add_temp_root(&b[0]).unwrap();
+        let temproots = s.state_dir().join("temproots");
+        let written = || -> u64 { fs::read_dir(&temproots).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+        assert_eq!(written(), 0, "a pause writes no temporary roots");
+        let root = t.path().join("root");
+        let collector = std::thread::spawn(move || {
+            let mut other = LocalStore::open(&root, StoreDir::default()).unwrap();
+            collect_garbage(&mut other, &GcOptions::default()).unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!collector.is_finished(), "the collection waits for the pause");
+        s.resume_collections().unwrap();
+        assert!(written() > 0);
+        let report = collector.join().unwrap();
+        assert!(report.deleted.is_empty(), "{:?}", report.deleted);
+
+        // Dropped roots protect nothing once the pause ends.
+        s.clear_temp_roots().unwrap();
+        s.pause_collections().unwrap();
+        s.add_temp_root(&a[1]).unwrap();
+        s.end_pause_dropping_temp_roots();
+        s.add_temp_root(&b[0]).unwrap();
+        let report = collect_garbage(&mut s, &GcOptions::default()).unwrap();
+        assert_eq!(report.deleted, vec![s.display(&a[1]), s.display(&a[0])]);
+    }
+
+    #[test]
     fn keep_derivations_and_keep_outputs() {
         let (_t, mut s) = store();
         let drv = s.add_text("x.drv", b"derivation", &BTreeSet::new()).unwrap();

@@ -37,9 +37,10 @@ pub const FETCH_BUILDER: &str = "builtin:fetchurl";
 /// Knobs of a realisation.
 #[derive(Clone, Debug)]
 pub struct BuildSettings {
-    /// Builds at once.
+    /// Builds at once; 0: one per core.
     pub max_jobs: usize,
-    /// `NIX_BUILD_CORES` of each build (not part of any hash).
+    /// `NIX_BUILD_CORES` of each build (not part of any hash); 0: all
+    /// cores, as in Nix.
     pub cores: usize,
     /// Go on with what does not depend on a failed build.
     pub keep_going: bool,
@@ -54,9 +55,20 @@ pub struct BuildSettings {
 
 impl Default for BuildSettings {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { max_jobs: cores, cores, keep_going: false, check: false, keep_failed: false, sandbox: true }
+        Self { max_jobs: 0, cores: 0, keep_going: false, check: false, keep_failed: false, sandbox: true }
     }
+}
+
+/// The cores this process may use (affinity and cgroup quota). Asked only
+/// when something is built: it reads several files.
+fn available_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// `value`, or the number of cores for 0.
+fn or_cores(value: usize) -> usize {
+    if value == 0 { available_cores() } else { value }
 }
 
 /// What went wrong with one derivation.
@@ -176,6 +188,8 @@ impl Realiser {
             if wanted.is_empty() {
                 break;
             }
+            // Downloads take a while: let collections run meanwhile.
+            store.resume_collections()?;
             let report = sub.substitute(&mut store, &wanted, self.reporter.as_ref())?;
             substituted += report.substituted.len();
             for problem in &report.problems {
@@ -222,6 +236,8 @@ impl Realiser {
         }
         let (jobs, cached) = self.plan(store, targets)?;
         if !jobs.is_empty() {
+            // Builds take a while: let collections run meanwhile.
+            store.resume_collections()?;
             store.remove_stale_staging()?;
         }
         // Refuse to build unsandboxed unless asked: checked once, and only
@@ -272,6 +288,7 @@ impl Realiser {
     }
 
     fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
+        let max_jobs = if jobs.is_empty() { 1 } else { or_cores(self.settings.max_jobs) };
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(StorePath, Result<(), BuildError>)>();
         let mut running = 0usize;
         let mut stopping = false;
@@ -281,7 +298,7 @@ impl Realiser {
                     .iter()
                     .filter(|(_, j)| j.deps.is_empty())
                     .map(|(p, _)| p.clone())
-                    .take(self.settings.max_jobs.max(1).saturating_sub(running))
+                    .take(max_jobs.saturating_sub(running))
                     .collect();
                 for p in ready {
                     let job = jobs.remove(&p).expect("ready job exists");
@@ -464,7 +481,7 @@ impl Realiser {
             ("TZ", "UTC".to_owned()),
             ("LC_ALL", "C".to_owned()),
             ("PYTHONHASHSEED", "0".to_owned()),
-            ("NIX_BUILD_CORES", self.settings.cores.to_string()),
+            ("NIX_BUILD_CORES", or_cores(self.settings.cores).to_string()),
             ("NIX_STORE", self.store_dir.to_string()),
             ("TERM", "dumb".to_owned()),
         ] {

@@ -24,6 +24,13 @@
 //! roots (and is seen), or its writer waits until the collection is over.
 //! A process that calls `add_temp_root(p)` *before* it checks that `p` is
 //! valid can therefore rely on `p` staying valid until it exits.
+//!
+//! A short command can instead hold `gc.lock` shared for its whole run
+//! ([`LocalStore::pause_collections`]): no collection starts meanwhile, so
+//! its temporary roots need no file until it lets collections run again
+//! ([`LocalStore::resume_collections`] writes them first). `drv build`
+//! checks validity this way and writes a file only when it has something
+//! to download or build.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -76,14 +83,32 @@ pub struct GcRoot {
     pub path: StorePath,
 }
 
-/// This process's temporary-roots files, one per store (state directory):
-/// the file (with our exclusive lock on it) and what it already holds.
-struct TempRootsFile {
-    lock: FileLock,
-    written: BTreeSet<StorePath>,
+/// This process's temporary roots in one store (state directory).
+#[derive(Default)]
+struct TempRoots {
+    /// The file (with our exclusive lock on it), once something is written.
+    file: Option<FileLock>,
+    /// Every path rooted, written or not.
+    rooted: BTreeSet<StorePath>,
+    /// While collections are paused: our shared lock on `gc.lock`, and the
+    /// paths rooted meanwhile, which are not in the file yet.
+    pause: Option<FileLock>,
+    unwritten: Vec<StorePath>,
 }
 
-static TEMP_ROOTS: Mutex<Vec<(PathBuf, TempRootsFile)>> = Mutex::new(Vec::new());
+static TEMP_ROOTS: Mutex<Vec<(PathBuf, TempRoots)>> = Mutex::new(Vec::new());
+
+/// This process's roots in the store whose state directory is `key`.
+fn temp_roots_of<'a>(all: &'a mut Vec<(PathBuf, TempRoots)>, key: &Path) -> &'a mut TempRoots {
+    let index = match all.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            all.push((key.to_owned(), TempRoots::default()));
+            all.len() - 1
+        }
+    };
+    &mut all[index].1
+}
 
 pub(crate) const GC_LOCK: &str = "gc.lock";
 const TEMP_ROOTS_DIR: &str = "temproots";
@@ -112,48 +137,106 @@ impl LocalStore {
     /// `gc.lock` (the collector does not).
     pub fn add_temp_root(&self, path: &StorePath) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let key = self.state_dir().to_owned();
-        if let Some((_, f)) = all.iter().find(|(k, _)| *k == key) {
-            if f.written.contains(path) {
-                return Ok(());
+        let roots = temp_roots_of(&mut all, self.state_dir());
+        if roots.rooted.contains(path) {
+            return Ok(());
+        }
+        if roots.pause.is_some() {
+            // No collection can start before we write it or exit.
+            roots.unwritten.push(path.clone());
+        } else {
+            let _gc = FileLock::shared(&self.gc_lock_file())?;
+            self.write_temp_roots(roots, std::slice::from_ref(path))?;
+        }
+        roots.rooted.insert(path.clone());
+        Ok(())
+    }
+
+    /// Keep collections from starting until [`Self::resume_collections`]
+    /// (or [`Self::end_pause_dropping_temp_roots`]), waiting for one that
+    /// runs. Meanwhile [`Self::add_temp_root`] writes no file: a command
+    /// that finds everything valid finishes without ever creating one.
+    /// Call it only before short work: a collection waits for it.
+    pub fn pause_collections(&self) -> Result<(), StoreError> {
+        let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let roots = temp_roots_of(&mut all, self.state_dir());
+        if roots.pause.is_none() {
+            roots.pause = Some(FileLock::shared(&self.gc_lock_file())?);
+        }
+        Ok(())
+    }
+
+    /// Let collections run again; the temporary roots taken during the
+    /// pause are written first, so they stay protected. Does nothing
+    /// unless collections are paused. Call it before long work.
+    pub fn resume_collections(&self) -> Result<(), StoreError> {
+        let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let roots = temp_roots_of(&mut all, self.state_dir());
+        if roots.pause.is_none() {
+            return Ok(());
+        }
+        let unwritten = std::mem::take(&mut roots.unwritten);
+        if !unwritten.is_empty() {
+            // Still under the pause's shared lock.
+            if let Err(e) = self.write_temp_roots(roots, &unwritten) {
+                roots.unwritten = unwritten;
+                return Err(e);
             }
         }
-        let _gc = FileLock::shared(&self.gc_lock_file())?;
-        let index = match all.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                // Created under the shared gc.lock: the collector, which
-                // deletes the files of dead processes under the exclusive
-                // one, cannot delete it between our open and our lock.
-                let dir = self.state_dir().join(TEMP_ROOTS_DIR);
-                fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-                let file = dir.join(std::process::id().to_string());
-                let lock = FileLock::exclusive(&file)?;
-                // Left by a dead process that had our pid.
-                lock.file().set_len(0).map_err(|e| StoreError::io(&file, e))?;
-                all.push((key, TempRootsFile { lock, written: BTreeSet::new() }));
-                all.len() - 1
-            }
-        };
-        let roots = &mut all[index].1;
-        let line = format!("{}\n", self.display(path));
-        let mut file = roots.lock.file();
-        file.seek(SeekFrom::End(0))
-            .and_then(|_| file.write_all(line.as_bytes()))
-            .map_err(|e| StoreError::io(roots.lock.path(), e))?;
-        roots.written.insert(path.clone());
+        roots.pause = None;
         Ok(())
+    }
+
+    /// Let collections run again and drop the temporary roots taken during
+    /// the pause, for a command that is done with those paths (what it
+    /// made is kept by its result links, if any).
+    pub fn end_pause_dropping_temp_roots(&self) {
+        let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let roots = temp_roots_of(&mut all, self.state_dir());
+        for path in std::mem::take(&mut roots.unwritten) {
+            roots.rooted.remove(&path);
+        }
+        roots.pause = None;
+    }
+
+    /// Append `paths` to this process's temporary-roots file, creating it.
+    /// The caller holds `gc.lock` shared.
+    fn write_temp_roots(&self, roots: &mut TempRoots, paths: &[StorePath]) -> Result<(), StoreError> {
+        if roots.file.is_none() {
+            // Created under the shared gc.lock: the collector, which
+            // deletes the files of dead processes under the exclusive
+            // one, cannot delete it between our open and our lock.
+            let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            let file = dir.join(std::process::id().to_string());
+            let lock = FileLock::exclusive(&file)?;
+            // Left by a dead process that had our pid.
+            lock.file().set_len(0).map_err(|e| StoreError::io(&file, e))?;
+            roots.file = Some(lock);
+        }
+        let lock = roots.file.as_ref().expect("created above");
+        let mut lines = String::new();
+        for path in paths {
+            lines.push_str(&self.display(path));
+            lines.push('\n');
+        }
+        let mut file = lock.file();
+        file.seek(SeekFrom::End(0))
+            .and_then(|_| file.write_all(lines.as_bytes()))
+            .map_err(|e| StoreError::io(lock.path(), e))
     }
 
     /// Drop this process's temporary roots (for long-running processes
     /// between jobs, and for tests that build a store and then collect it).
     pub fn clear_temp_roots(&self) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, roots)) = all.iter_mut().find(|(k, _)| k == self.state_dir()) {
+        let roots = temp_roots_of(&mut all, self.state_dir());
+        if let Some(lock) = &roots.file {
             let _gc = FileLock::shared(&self.gc_lock_file())?;
-            roots.lock.file().set_len(0).map_err(|e| StoreError::io(roots.lock.path(), e))?;
-            roots.written.clear();
+            lock.file().set_len(0).map_err(|e| StoreError::io(lock.path(), e))?;
         }
+        roots.rooted.clear();
+        roots.unwritten.clear();
         Ok(())
     }
 

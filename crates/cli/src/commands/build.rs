@@ -24,10 +24,10 @@ pub struct BuildArgs {
     /// Make no result link.
     #[arg(long)]
     no_link: bool,
-    /// Builds at once (default: the configuration's max-jobs, else the number of cores).
+    /// Builds at once; 0 means one per core (default: the configuration's max-jobs, else one per core).
     #[arg(short = 'j', long)]
     max_jobs: Option<usize>,
-    /// NIX_BUILD_CORES of each build (default: the configuration's cores, else the number of cores).
+    /// NIX_BUILD_CORES of each build; 0 means all cores (default: the configuration's cores, else all).
     #[arg(long)]
     cores: Option<usize>,
     /// Go on building what does not depend on a failed build.
@@ -80,6 +80,10 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
 
 pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
+    // Most builds find most things valid: checked with collections held
+    // off (a shared lock), no temporary-roots file is written for them.
+    // The realiser lets collections run before it downloads or builds.
+    store.pause_collections()?;
     let targets = resolve_targets(&mut store, &args.targets, tests)?;
     let cached = realise(cli, &store, &targets, args)?;
     let mut stdout = std::io::stdout().lock();
@@ -103,6 +107,8 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
             }
         }
     }
+    // Done with every path: the result links keep what was asked for.
+    store.end_pause_dropping_temp_roots();
     Ok(ExitCode::SUCCESS)
 }
 
