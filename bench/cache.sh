@@ -27,7 +27,11 @@ MAKE_CLOSURE=$CARGO_TARGET_DIR/release/examples/cache_closure
 
 mkdir -p "$WORK"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# Every measured substitution goes into a new directory here, removed on
+# exit (not between runs: see the wait before measuring).
+RUNDIR=$WORK/runs
+rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$RUNDIR"; }
 trap cleanup EXIT
 
 # --- the closure: the Python standard library, copied until TARGET_MB,
@@ -78,8 +82,8 @@ for h in $hashes; do
 done
 
 # --- (1) substitution vs. the curl + zstd -d + unpack floor
-fetch_cmd="rm -rf $WORK/dst; $DRV --root $WORK/dst cache fetch --substituters $URL --trusted-public-key '$PK' $TOP > /dev/null 2>&1"
-floor_cmd="rm -rf $WORK/floor; mkdir -p $WORK/floor; n=0; while read u; do n=\$((n+1)); curl -fsS \$u | zstd -dq | $DRV store restore $WORK/floor/\$n; done < $WORK/nar-urls"
+fetch_cmd="d=\$(mktemp -d -p $RUNDIR); $DRV --root \$d cache fetch --substituters $URL --trusted-public-key '$PK' $TOP > /dev/null 2>&1"
+floor_cmd="d=\$(mktemp -d -p $RUNDIR); n=0; while read u; do n=\$((n+1)); curl -fsS \$u | zstd -dq | $DRV store restore \$d/\$n; done < $WORK/nar-urls"
 
 # --- (2) narinfos: drv cache serve vs nginx over the same files
 STATIC=$WORK/static
@@ -114,8 +118,16 @@ done
 requests=$(wc -l < "$WORK/drv-urls")
 
 # --- (3) Nix substituting the same closure from the same server
-NIXD=$WORK/nix
-nix_cmd="rm -rf $NIXD; mkdir -p $NIXD/conf; cp tests/fixtures/nix-vectors/nix.conf $NIXD/conf/; NIX_CONF_DIR=$NIXD/conf NIX_STORE_DIR=/store NIX_STATE_DIR=$NIXD/state NIX_LOG_DIR=$NIXD/log NIX_REMOTE= XDG_CACHE_HOME=$NIXD/xdg nix-store --store 'local?store=/store&state=$NIXD/state&log=$NIXD/log&real=$NIXD/real' --realise $TOP --option substituters $URL --option trusted-public-keys '$PK' > /dev/null 2>&1"
+nix_cmd="NIXD=\$(mktemp -d -p $RUNDIR); mkdir -p \$NIXD/conf; cp tests/fixtures/nix-vectors/nix.conf \$NIXD/conf/; NIX_CONF_DIR=\$NIXD/conf NIX_STORE_DIR=/store NIX_STATE_DIR=\$NIXD/state NIX_LOG_DIR=\$NIXD/log NIX_REMOTE= XDG_CACHE_HOME=\$NIXD/xdg nix-store --store \"local?store=/store&state=\$NIXD/state&log=\$NIXD/log&real=\$NIXD/real\" --realise $TOP --option substituters $URL --option trusted-public-keys '$PK' > /dev/null 2>&1"
+
+# This machine's ext4 has no journal, and without one ext4 will not reuse an
+# inode freed in the last minute (five, while its table block is dirty): it
+# scans past every such inode for each file it creates. Deleting the previous
+# run's 15,000 files before each run made every tool pay that scan (8 of its
+# 10 s were system time). So nothing is deleted between runs, and the
+# measuring starts a while after the last deletion.
+sync
+sleep "${SETTLE:-90}"
 
 json=$(mktemp)
 hyperfine --runs "$RUNS" --warmup 1 --style basic --export-json "$json" --export-markdown "${OUT:-/dev/stdout}" \
