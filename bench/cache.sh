@@ -127,7 +127,7 @@ nix_cmd="NIXD=\$(mktemp -d -p $RUNDIR); mkdir -p \$NIXD/conf; cp tests/fixtures/
 # 10 s were system time). So nothing is deleted between runs, and the
 # measuring starts a while after the last deletion.
 sync
-sleep "${SETTLE:-90}"
+sleep "${SETTLE:-120}"
 
 json=$(mktemp)
 hyperfine --runs "$RUNS" --warmup 1 --style basic --export-json "$json" --export-markdown "${OUT:-/dev/stdout}" \

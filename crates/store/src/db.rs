@@ -81,6 +81,9 @@ pub(crate) struct GcNode {
     /// `ValidPaths.id`.
     pub id: i64,
     pub path: StorePath,
+    /// `path` as the database has it (`/store/<hash>-<name>`): rendering
+    /// 20,000 paths again would cost a collection milliseconds.
+    pub logical: String,
     pub registration_time: i64,
     pub nar_size: u64,
     /// The deriver, if it is valid.
@@ -387,6 +390,7 @@ impl Db {
             graph.nodes.push(GcNode {
                 id: *id,
                 path: self.parse(path)?,
+                logical: path.clone(),
                 registration_time: *time,
                 nar_size: size.unwrap_or(0) as u64,
                 deriver: None,

@@ -134,7 +134,7 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
 
     let temp_roots: HashSet<&StorePath> =
         roots.iter().filter(|r| matches!(r.kind, RootKind::Temporary(_))).map(|r| &r.path).collect();
-    let valid_names: HashSet<String> = nodes.iter().map(|n| n.path.to_basename()).collect();
+    let valid_names: HashSet<&str> = nodes.iter().map(|n| basename(&n.logical)).collect();
     let entries = listing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let leftovers = find_leftovers(store, entries, &valid_names, &temp_roots)?;
     let order = deletion_order(nodes, &live);
@@ -236,9 +236,9 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
                     // Nobody can install this path meanwhile: that takes a
                     // temporary root, which waits for our exclusive gc.lock.
                     // The deleters outlive this loop: a send cannot fail.
-                    let _ = to_delete.send(node.path.to_basename());
+                    let _ = to_delete.send(basename(&node.logical).to_owned());
                 }
-                report.deleted.push(store.display(&node.path));
+                report.deleted.push(node.logical.clone());
                 report.deleted_valid += 1;
                 report.bytes_freed += node.nar_size;
             }
@@ -283,7 +283,7 @@ struct Leftover {
 fn find_leftovers(
     store: &LocalStore,
     entries: Vec<std::ffi::OsString>,
-    valid_names: &HashSet<String>,
+    valid_names: &HashSet<&str>,
     temp_roots: &HashSet<&StorePath>,
 ) -> Result<Vec<Leftover>> {
     let mut found = Vec::new();
@@ -293,7 +293,7 @@ fn find_leftovers(
             found.push(Leftover { name: entry.to_string_lossy().into_owned(), lock_file: None });
             continue;
         };
-        if valid_names.contains(&name) {
+        if valid_names.contains(name.as_str()) {
             continue;
         }
         let lock_file = if name.starts_with(".tmp-") {
@@ -315,6 +315,11 @@ fn find_leftovers(
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+/// The file name of a logical store path (`/store/<name>`).
+fn basename(logical: &str) -> &str {
+    logical.rsplit_once('/').map_or(logical, |(_, name)| name)
 }
 
 /// The names in a directory.
