@@ -80,10 +80,10 @@ pub(crate) struct GcGraph {
 pub(crate) struct GcNode {
     /// `ValidPaths.id`.
     pub id: i64,
-    pub path: StorePath,
-    /// `path` as the database has it (`/store/<hash>-<name>`): rendering
-    /// 20,000 paths again would cost a collection milliseconds.
-    pub logical: String,
+    /// The logical path as the database has it (`/store/<hash>-<name>`),
+    /// not parsed: parsing 20,000 paths costs a collection milliseconds,
+    /// and the registration checked it.
+    pub path: String,
     pub registration_time: i64,
     pub nar_size: u64,
     /// The deriver, if it is valid.
@@ -383,23 +383,24 @@ impl Db {
             .map_err(db_err)?;
         let mut graph = GcGraph::default();
         let mut index_of_id = std::collections::HashMap::with_capacity(rows.len());
-        let mut index_of_path = std::collections::HashMap::with_capacity(rows.len());
-        for (i, (id, path, time, size, _)) in rows.iter().enumerate() {
-            index_of_id.insert(*id, i);
-            index_of_path.insert(path.as_str(), i);
+        let mut derivers = Vec::with_capacity(rows.len());
+        for (i, (id, path, time, size, deriver)) in rows.into_iter().enumerate() {
+            index_of_id.insert(id, i);
+            derivers.push(deriver);
             graph.nodes.push(GcNode {
-                id: *id,
-                path: self.parse(path)?,
-                logical: path.clone(),
-                registration_time: *time,
+                id,
+                path,
+                registration_time: time,
                 nar_size: size.unwrap_or(0) as u64,
                 deriver: None,
                 references: Vec::new(),
                 outputs: Vec::new(),
             });
         }
-        for (i, (.., deriver)) in rows.iter().enumerate() {
-            graph.nodes[i].deriver = deriver.as_deref().and_then(|d| index_of_path.get(d).copied());
+        let index_of_path: std::collections::HashMap<String, usize> =
+            graph.nodes.iter().enumerate().map(|(i, n)| (n.path.clone(), i)).collect();
+        for (node, deriver) in graph.nodes.iter_mut().zip(derivers) {
+            node.deriver = deriver.and_then(|d| index_of_path.get(&d).copied());
         }
         let mut refs = self.conn.prepare("SELECT referrer, reference FROM Refs").map_err(db_err)?;
         let mut q = refs.query([]).map_err(db_err)?;
@@ -563,7 +564,7 @@ mod tests {
         let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
         db.register(&[info(A, &[A]), info(B, &[A]), info(C, &[A])]).unwrap();
         let g = db.gc_graph().unwrap();
-        let id = |p: &str| g.nodes.iter().find(|n| n.path.to_basename() == p).unwrap().id;
+        let id = |p: &str| g.nodes.iter().find(|n| n.path.ends_with(p)).unwrap().id;
         let (a, b, c) = (id(A), id(B), id(C));
         // C, outside the batch, still refers to A: A stays, B goes.
         assert_eq!(db.unregister(&[a, b]).unwrap(), vec![false, true]);

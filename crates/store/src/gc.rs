@@ -69,8 +69,8 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Every root, sorted.
     pub roots: Vec<GcRoot>,
-    /// The live valid paths, sorted.
-    pub live: Vec<StorePath>,
+    /// The live valid paths, sorted, as logical paths (`/store/<name>`).
+    pub live: Vec<String>,
     /// What was (with `dry_run`: would be) deleted, in order, as logical
     /// paths (`/store/<name>`); invalid leftovers included.
     pub deleted: Vec<String>,
@@ -109,10 +109,10 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     let listing = std::thread::spawn(move || list_dir(&real_store_dir));
     let graph = store.db().gc_graph()?;
     let nodes = &graph.nodes;
-    let index: HashMap<&StorePath, usize> = nodes.iter().enumerate().map(|(i, n)| (&n.path, i)).collect();
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.path.as_str(), i)).collect();
 
     let mut live = vec![false; nodes.len()];
-    let mut stack: Vec<usize> = roots.iter().filter_map(|r| index.get(&r.path).copied()).collect();
+    let mut stack: Vec<usize> = roots.iter().filter_map(|r| index.get(store.display(&r.path).as_str()).copied()).collect();
     while let Some(i) = stack.pop() {
         if std::mem::replace(&mut live[i], true) {
             continue;
@@ -122,19 +122,19 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
         if options.keep_derivations {
             stack.extend(node.deriver.filter(|&d| !live[d]));
         }
-        if options.keep_outputs && node.path.is_derivation() {
+        if options.keep_outputs && node.path.ends_with(".drv") {
             stack.extend(node.outputs.iter().filter(|&&o| !live[o]));
         }
     }
 
     let mut report = GcReport { dry_run: options.dry_run, ..Default::default() };
-    let mut live_paths: Vec<StorePath> = (0..nodes.len()).filter(|&i| live[i]).map(|i| nodes[i].path.clone()).collect();
+    let mut live_paths: Vec<String> = (0..nodes.len()).filter(|&i| live[i]).map(|i| nodes[i].path.clone()).collect();
     live_paths.sort();
     report.live = live_paths;
 
     let temp_roots: HashSet<&StorePath> =
         roots.iter().filter(|r| matches!(r.kind, RootKind::Temporary(_))).map(|r| &r.path).collect();
-    let valid_names: HashSet<&str> = nodes.iter().map(|n| basename(&n.logical)).collect();
+    let valid_names: HashSet<&str> = nodes.iter().map(|n| basename(&n.path)).collect();
     let entries = listing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let leftovers = find_leftovers(store, entries, &valid_names, &temp_roots)?;
     let order = deletion_order(nodes, &live);
@@ -236,9 +236,9 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
                     // Nobody can install this path meanwhile: that takes a
                     // temporary root, which waits for our exclusive gc.lock.
                     // The deleters outlive this loop: a send cannot fail.
-                    let _ = to_delete.send(basename(&node.logical).to_owned());
+                    let _ = to_delete.send(basename(&node.path).to_owned());
                 }
-                report.deleted.push(node.logical.clone());
+                report.deleted.push(node.path.clone());
                 report.deleted_valid += 1;
                 report.bytes_freed += node.nar_size;
             }

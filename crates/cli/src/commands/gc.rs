@@ -87,7 +87,7 @@ pub fn run_gc(cli: &Cli, args: &GcArgs) -> anyhow::Result<ExitCode> {
         }
         if args.print_live {
             for p in &report.live {
-                println!("{}", store.display(p));
+                println!("{p}");
             }
         }
         if args.print_dead || args.dry_run {
@@ -124,7 +124,7 @@ fn print_json(store: &drv_store::LocalStore, args: &GcArgs, report: &GcReport) -
             .collect();
     }
     if args.print_live {
-        v["live"] = report.live.iter().map(|p| store.display(p)).collect();
+        v["live"] = report.live.iter().cloned().collect();
     }
     println!("{}", serde_json::to_string(&v)?);
     Ok(())
