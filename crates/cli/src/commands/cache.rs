@@ -16,6 +16,7 @@ use super::key::read_secret_key;
 use crate::Cli;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum CacheCommand {
     /// Upload the closures of store paths (or of a recipe's outputs that
     /// are valid) to a binary cache, skipping what it has.

@@ -38,6 +38,7 @@ fn parse_max_freed(text: &str) -> Result<u64, String> {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum RootCommand {
     /// Keep PATH (and its closure) alive under the root NAME.
     Add { name: String, path: String },

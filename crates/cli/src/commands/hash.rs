@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use drv_store::{formats::nar, hash_file, HashEncoding};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum HashCommand {
     /// sha256 of the NAR serialisation of a path (`nix-hash --type sha256`).
     Path {

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use drv_store::SecretKey;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum KeyCommand {
     /// Generate a key pair: the secret key (mode 0600) and its public key.
     Generate {

@@ -11,6 +11,7 @@ use drv_store::{formats::nar, Ingestion, Sha256};
 use crate::Cli;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum StoreCommand {
     /// Add a file or directory by content and print its store path (`nix-store --add`).
     Add {
