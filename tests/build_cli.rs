@@ -425,3 +425,20 @@ fn keep_going_builds_the_independent_rest() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("failed to build bad-1") && !err.contains("built good-1"), "{err}");
 }
+
+#[test]
+fn builds_see_all_cores_unless_told_otherwise() {
+    let text = format!("name = \"cores\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo $NIX_BUILD_CORES > $out'\n");
+    let cores_seen = |args: &[&str]| {
+        let s = TestStore::new();
+        let r = recipe(&s, "cores", &text);
+        let mut all = args.to_vec();
+        all.extend(["--no-link", r.to_str().unwrap()]);
+        let (out, _) = ok(&build(&s, &all));
+        fs::read_to_string(real(&s, out.trim())).unwrap().trim().to_owned()
+    };
+    let available = std::thread::available_parallelism().unwrap().get().to_string();
+    assert_eq!(cores_seen(&[]), available);
+    assert_eq!(cores_seen(&["--cores", "0"]), available);
+    assert_eq!(cores_seen(&["--cores", "3"]), "3");
+}

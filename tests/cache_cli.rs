@@ -114,12 +114,7 @@ fn signatures(s: &TestStore, path: &str) -> Vec<String> {
 
 #[test]
 fn push_to_file_then_fetch_into_an_empty_root() {
-    let src = TestStore::new();
-    let top = populate(&src);
-    let k = keys(&src, "test-cache-1");
-    let dir = src.scratch("cache");
-    let url = format!("file://{}", dir.display());
-    src.ok(&["cache", "push", "--to", &url, "--key", &k.secret, &top]);
+    let (src, top, url, k, dir) = signed_cache();
     assert_eq!(fs::read_to_string(dir.join("nix-cache-info")).unwrap().lines().next(), Some("StoreDir: /store"));
     assert_eq!(fs::read_dir(dir.join("nar")).unwrap().count(), 4);
     assert!(fs::read_dir(dir.join("nar")).unwrap().all(|e| e.unwrap().file_name().to_str().unwrap().ends_with(".nar.zst")));

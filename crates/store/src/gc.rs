@@ -106,7 +106,10 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     // Listing a big store directory takes as long as loading the graph:
     // do both at once.
     let real_store_dir = store.real_store_dir().to_owned();
-    let listing = std::thread::spawn(move || list_dir(&real_store_dir));
+    let listing = {
+        let dir = real_store_dir.clone();
+        std::thread::spawn(move || list_dir(&dir))
+    };
     let graph = store.db().gc_graph()?;
     let nodes = &graph.nodes;
     let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.path.as_str(), i)).collect();
@@ -171,7 +174,7 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
 
     // Unregister batch by batch on this thread; delete the files of each
     // unregistered batch on the deleter threads meanwhile.
-    let real_store_dir = &store.real_store_dir().to_owned();
+    let real_store_dir = &real_store_dir;
     let store_dir_fd = if options.dry_run || order.is_empty() {
         None
     } else {
@@ -407,12 +410,6 @@ mod tests {
     use crate::StoreDir;
     use std::collections::BTreeSet;
 
-    fn store() -> (tempfile::TempDir, LocalStore) {
-        let t = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(&t.path().join("root"), StoreDir::default()).unwrap();
-        (t, s)
-    }
-
     fn chain(s: &mut LocalStore, prefix: &str, len: usize) -> Vec<StorePath> {
         let mut out: Vec<StorePath> = Vec::new();
         for i in 0..len {
@@ -435,7 +432,7 @@ mod tests {
 
     #[test]
     fn roots_keep_their_closure_and_nothing_else() {
-        let (_t, mut s) = store();
+        let (_t, mut s) = LocalStore::temporary();
         let live = chain(&mut s, "live", 5);
         let dead = chain(&mut s, "dead", 5);
         s.add_root("r", live.last().unwrap()).unwrap();
@@ -461,7 +458,7 @@ mod tests {
 
     #[test]
     fn temp_roots_protect_paths_and_their_closures() {
-        let (_t, mut s) = store();
+        let (_t, mut s) = LocalStore::temporary();
         let a = chain(&mut s, "a", 3);
         let b = chain(&mut s, "b", 1);
         s.clear_temp_roots().unwrap();
@@ -477,7 +474,7 @@ mod tests {
 
     #[test]
     fn a_pause_holds_collections_off_and_its_roots_count_once_resumed() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let a = chain(&mut s, "a", 2);
         let b = chain(&mut s, "b", 1);
         s.clear_temp_roots().unwrap();
@@ -511,7 +508,7 @@ mod tests {
 
     #[test]
     fn dead_paths_of_every_kind_are_deleted() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let src = t.path().join("tree");
         fs::create_dir_all(src.join("sub/deeper")).unwrap();
         fs::write(src.join("sub/deeper/file"), b"x").unwrap();
@@ -534,7 +531,7 @@ mod tests {
 
     #[test]
     fn keep_derivations_and_keep_outputs() {
-        let (_t, mut s) = store();
+        let (_t, mut s) = LocalStore::temporary();
         let drv = s.add_text("x.drv", b"derivation", &BTreeSet::new()).unwrap();
         let out = s.add_text("x", b"output", &BTreeSet::new()).unwrap();
         let mut info = s.require_path_info(&out).unwrap();
@@ -558,7 +555,7 @@ mod tests {
 
     #[test]
     fn max_freed_deletes_oldest_first_and_stops() {
-        let (_t, mut s) = store();
+        let (_t, mut s) = LocalStore::temporary();
         let newer = chain(&mut s, "q", 1);
         // registered later, but with an older registration time
         let staging = s.staging().unwrap();

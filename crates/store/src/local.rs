@@ -559,19 +559,24 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+impl LocalStore {
+    /// A store rooted at `root` in a new temporary directory, for unit
+    /// tests (the directory is theirs for scratch files too).
+    pub(crate) fn temporary() -> (tempfile::TempDir, Self) {
+        let t = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(&t.path().join("root"), StoreDir::default()).unwrap();
+        (t, s)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn store() -> (tempfile::TempDir, LocalStore) {
-        let t = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(t.path(), StoreDir::default()).unwrap();
-        (t, s)
-    }
-
     #[test]
     fn added_paths_are_canonical_valid_and_idempotent() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let src = t.path().join("src");
         fs::create_dir_all(src.join("d")).unwrap();
         fs::write(src.join("d/f"), "x").unwrap();
@@ -600,7 +605,7 @@ mod tests {
 
     #[test]
     fn flat_add_of_a_directory_fails_and_changes_nothing() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         assert!(s.add_path(t.path(), "x", Ingestion::Flat).is_err());
         assert!(s.add_path(&t.path().join("missing"), "x", Ingestion::Recursive).is_err());
         assert!(s.add_path(t.path(), "bad name", Ingestion::Recursive).is_err());
@@ -610,7 +615,7 @@ mod tests {
 
     #[test]
     fn verify_finds_modified_and_missing_paths() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let f = t.path().join("f");
         fs::write(&f, "one").unwrap();
         let a = s.add_path(&f, "a", Ingestion::Recursive).unwrap();
@@ -630,7 +635,7 @@ mod tests {
     fn text_paths_match_nix() {
         // v2-dependent's script: builtins.toFile with a reference to the source
         let fx = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/nix-vectors");
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let src_file = t.path().join("v2-src.txt");
         fs::copy(format!("{fx}/v2-src.txt"), &src_file).unwrap();
         let src = s.add_path(&src_file, "v2-src.txt", Ingestion::Recursive).unwrap();

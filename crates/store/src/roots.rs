@@ -413,17 +413,10 @@ pub fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreDir;
-
-    fn store() -> (tempfile::TempDir, LocalStore) {
-        let t = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(&t.path().join("root"), StoreDir::default()).unwrap();
-        (t, s)
-    }
 
     #[test]
     fn explicit_and_indirect_roots_are_found_and_dangling_ones_pruned() {
-        let (t, mut s) = store();
+        let (t, mut s) = LocalStore::temporary();
         let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
         let b = s.add_text("b", b"b", &BTreeSet::new()).unwrap();
         s.add_root("keep-a", &a).unwrap();
@@ -445,7 +438,7 @@ mod tests {
 
     #[test]
     fn temp_roots_of_this_process_are_read_and_cleared() {
-        let (_t, mut s) = store();
+        let (_t, mut s) = LocalStore::temporary();
         let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
         // add_text roots what it adds
         let temp = s.read_temp_roots(true).unwrap();

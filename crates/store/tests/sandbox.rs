@@ -295,17 +295,23 @@ fn namespaces_are_available_here() {
     sandbox::check_namespaces().unwrap();
 }
 
-#[test]
-fn builder_creates_its_outputs_and_the_caller_finds_them() {
-    let fx = Fixture::new();
-    // A file output, written by the toolchain's shell.
+/// Build a file output with the toolchain's shell; it must succeed and
+/// the caller must find the file.
+fn build_file_output(fx: &Fixture) -> SandboxSpec {
     let mut spec = fx.shell_spec("echo built > $out");
     spec.env = vec![("out".into(), OUT.into())];
     spec.outputs = vec![OUT.into()];
     let (result, log) = fx.run(&spec);
     assert!(result.unwrap().success(), "{log}");
-    assert_eq!(spec.host_path(Path::new(OUT)), fx.scratch().join(Path::new(OUT).file_name().unwrap()));
     assert_eq!(fs::read_to_string(spec.host_path(Path::new(OUT))).unwrap(), "built\n");
+    spec
+}
+
+#[test]
+fn builder_creates_its_outputs_and_the_caller_finds_them() {
+    let fx = Fixture::new();
+    let spec = build_file_output(&fx);
+    assert_eq!(spec.host_path(Path::new(OUT)), fx.scratch().join(Path::new(OUT).file_name().unwrap()));
 
     // A file and a directory output (dash has no mkdir: the probe).
     let mut spec = fx.probe_spec(&format!("write {OUT}; mkdir {DEV}; write {DEV}/file"), "-");
@@ -618,12 +624,7 @@ fn unprivileged_checks() {
     assert!(!nix_is_root());
     sandbox::check_namespaces().unwrap();
     let fx = Fixture::new();
-    let mut spec = fx.shell_spec("echo built > $out");
-    spec.env = vec![("out".into(), OUT.into())];
-    spec.outputs = vec![OUT.into()];
-    let (result, log) = fx.run(&spec);
-    assert!(result.unwrap().success(), "{log}");
-    assert_eq!(fs::read_to_string(spec.host_path(Path::new(OUT))).unwrap(), "built\n");
+    build_file_output(&fx);
     let r = fx.probe(&format!("status; read /proc/sys/kernel/hostname; write {INPUT}/data; read {INPUT}/data"));
     assert!(r["status"].contains(&format!("Uid: {BUILD_UID} {BUILD_UID} {BUILD_UID} {BUILD_UID}")), "{r:?}");
     assert_eq!(one(&r, "read /proc/sys/kernel/hostname"), "ok localhost");
