@@ -1,0 +1,25 @@
+//! drv's Debian layer: pinned toolchains from Debian's archive.
+//!
+//! Pure parsing and resolution, plus the file-system work of unpacking
+//! `.deb`s; nothing here touches the network, the store or the host's dpkg
+//! database. The store's builtin builder and `drv lock` sit above it.
+//!
+//! - [`control`]: deb822 paragraphs (`Packages`, `Release`, `control`).
+//! - [`relation`]: `Depends`-style relation fields.
+//! - [`release`]: `Release`/`InRelease` files: fields and the sha256 of
+//!   each index they list.
+//! - [`resolve`]: closing requested package names over `Depends` and
+//!   `Pre-Depends` against one suite's indices.
+//! - [`lock`]: the lock file (`drv.lock`): what was resolved, pinned by
+//!   sha256; the only thing evaluation reads.
+//! - [`deb`]: reading one `.deb` (`ar`, `control.tar`, `data.tar.{xz,zst,gz}`).
+//! - [`rootfs`]: assembling `.deb`s into a toolchain root file system
+//!   without maintainer scripts, then checking it.
+
+pub mod control;
+pub mod deb;
+pub mod lock;
+pub mod relation;
+pub mod release;
+pub mod resolve;
+pub mod rootfs;
