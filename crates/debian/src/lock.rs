@@ -121,14 +121,228 @@ impl Lock {
     /// digits, a path with `..`, a dependency on a package not in the
     /// lock).
     pub fn parse(text: &str, file: &Path) -> Result<Lock, LockError> {
-        let _ = (text, file);
-        todo!("lock parse")
+        let raw: LockFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            LockError::Syntax { file: file.to_owned(), line, column, message: e.message().to_owned() }
+        })?;
+        let invalid = |field: String, message: String| LockError::Invalid { file: file.to_owned(), field, message };
+        if raw.version != LOCK_VERSION {
+            return Err(invalid("version".into(), format!("{} is not a lock version this drv reads ({LOCK_VERSION})", raw.version)));
+        }
+        let Some(d) = raw.debian else { return Ok(Lock { debian: None }) };
+        let mut suites = BTreeSet::new();
+        for (i, r) in d.repository.iter().enumerate() {
+            let field = |f: &str| format!("debian.repository[{i}].{f}");
+            if !is_name(&r.suite) {
+                return Err(invalid(field("suite"), format!("{:?} is not a suite name", r.suite)));
+            }
+            if !is_name(&r.mirror) {
+                return Err(invalid(field("mirror"), format!("{:?} is not a mirror name", r.mirror)));
+            }
+            if !suites.insert(r.suite.clone()) {
+                return Err(invalid(field("suite"), format!("repository {:?} is listed twice", r.suite)));
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut packages = Vec::with_capacity(d.package.len());
+        for (i, p) in d.package.into_iter().enumerate() {
+            let field = |f: &str| format!("debian.package[{i}] ({}).{f}", p.name);
+            if !is_package_name(&p.name) {
+                return Err(invalid(field("name"), format!("{:?} is not a Debian package name", p.name)));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(invalid(field("name"), "locked twice".into()));
+            }
+            if p.version.is_empty() || p.version.chars().any(|c| c.is_whitespace()) {
+                return Err(invalid(field("version"), format!("{:?} is not a Debian version", p.version)));
+            }
+            if !is_name(&p.architecture) {
+                return Err(invalid(field("architecture"), format!("{:?} is not an architecture", p.architecture)));
+            }
+            if !suites.contains(&p.repository) {
+                return Err(invalid(field("repository"), format!("{:?} is not one of the lock's repositories", p.repository)));
+            }
+            if !is_pool_path(&p.path) {
+                return Err(invalid(field("path"), format!("{:?} is not a relative path to a .deb without `..`", p.path)));
+            }
+            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(invalid(field("sha256"), format!("{:?} is not 64 lowercase hex digits", p.sha256)));
+            }
+            packages.push(LockedPackage {
+                name: p.name,
+                version: p.version,
+                architecture: p.architecture,
+                repository: p.repository,
+                path: p.path,
+                size: p.size,
+                sha256: p.sha256,
+                depends: sorted(p.depends),
+                provides: sorted(p.provides),
+            });
+        }
+        for (i, p) in packages.iter().enumerate() {
+            for dep in &p.depends {
+                if !names.contains(dep) {
+                    return Err(invalid(
+                        format!("debian.package[{i}] ({}).depends", p.name),
+                        format!("{dep:?} is not a package of the lock"),
+                    ));
+                }
+            }
+        }
+        packages.sort();
+        Ok(Lock {
+            debian: Some(DebianLock {
+                suite: d.suite,
+                architecture: d.architecture,
+                repositories: d
+                    .repository
+                    .into_iter()
+                    .map(|r| Repository { suite: r.suite, mirror: r.mirror, date: r.date })
+                    .collect(),
+                packages,
+            }),
+        })
+    }
+
+    /// Read and parse the lock file at `path`.
+    ///
+    /// Errors: [`LockError::Missing`] when there is none; otherwise as
+    /// [`Lock::parse`].
+    pub fn read(path: &Path) -> Result<Lock, LockError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Lock::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LockError::Missing { file: path.to_owned() }),
+            Err(e) => Err(LockError::Invalid { file: path.to_owned(), field: "(file)".into(), message: e.to_string() }),
+        }
     }
 
     /// The canonical text of the lock: sorted, one value per line.
     pub fn to_toml(&self) -> String {
-        todo!("lock render")
+        let mut s = String::from(
+            "# drv.lock: what `drv lock` resolved for the recipes beside it. Committed;\n\
+             # evaluation reads only this file. Regenerate with `drv lock --update`.\n",
+        );
+        s.push_str(&format!("version = {LOCK_VERSION}\n"));
+        let Some(d) = &self.debian else { return s };
+        s.push_str(&format!("\n[debian]\narchitecture = {}\nsuite = {}\n", quote(&d.architecture), quote(&d.suite)));
+        for r in &d.repositories {
+            s.push_str(&format!(
+                "\n[[debian.repository]]\nsuite = {}\nmirror = {}\ndate = {}\n",
+                quote(&r.suite),
+                quote(&r.mirror),
+                quote(&r.date)
+            ));
+        }
+        let mut packages: Vec<&LockedPackage> = d.packages.iter().collect();
+        packages.sort();
+        for p in packages {
+            s.push_str(&format!(
+                "\n[[debian.package]]\nname = {}\nversion = {}\narchitecture = {}\nrepository = {}\npath = {}\nsize = {}\nsha256 = {}\n",
+                quote(&p.name),
+                quote(&p.version),
+                quote(&p.architecture),
+                quote(&p.repository),
+                quote(&p.path),
+                p.size,
+                quote(&p.sha256)
+            ));
+            s.push_str(&format!("depends = {}\n", list(&sorted(p.depends.clone()))));
+            if !p.provides.is_empty() {
+                s.push_str(&format!("provides = {}\n", list(&sorted(p.provides.clone()))));
+            }
+        }
+        s
     }
+}
+
+// ---- the file as written -------------------------------------------------
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    version: u32,
+    debian: Option<DebianFile>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DebianFile {
+    suite: String,
+    architecture: String,
+    #[serde(default)]
+    repository: Vec<RepositoryFile>,
+    #[serde(default)]
+    package: Vec<PackageFile>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryFile {
+    suite: String,
+    mirror: String,
+    date: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageFile {
+    name: String,
+    version: String,
+    architecture: String,
+    repository: String,
+    path: String,
+    size: u64,
+    sha256: String,
+    #[serde(default)]
+    depends: Vec<String>,
+    #[serde(default)]
+    provides: Vec<String>,
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Suite, mirror and architecture names: what the archive uses.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Debian Policy §5.6.1: lowercase letters, digits, `+`, `-`, `.`; at
+/// least two characters, starting with a letter or digit.
+pub fn is_package_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
+fn is_pool_path(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('/')
+        && s.ends_with(".deb")
+        && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && !s.bytes().any(|b| b.is_ascii_control() || b == b'\\')
 }
 
 impl DebianLock {
@@ -168,5 +382,82 @@ impl DebianLock {
             }
         }
         Ok(seen.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        let pkg = |name: &str, depends: &[&str]| LockedPackage {
+            name: name.into(),
+            version: "1.0-1".into(),
+            architecture: "amd64".into(),
+            repository: "bookworm".into(),
+            path: format!("pool/main/x/{name}/{name}_1.0-1_amd64.deb"),
+            size: 10,
+            sha256: "ab".repeat(32),
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            provides: vec![],
+        };
+        let mut awk = pkg("mawk", &["libc6"]);
+        awk.provides = vec!["awk".into()];
+        Lock {
+            debian: Some(DebianLock {
+                suite: "bookworm".into(),
+                architecture: "amd64".into(),
+                repositories: vec![Repository { suite: "bookworm".into(), mirror: "debian".into(), date: "d".into() }],
+                packages: vec![pkg("dash", &["libc6"]), pkg("libc6", &["libgcc-s1"]), pkg("libgcc-s1", &["libc6"]), awk],
+            }),
+        }
+    }
+
+    #[test]
+    fn render_parse_round_trip() {
+        let lock = sample();
+        let text = lock.to_toml();
+        let back = Lock::parse(&text, Path::new("drv.lock")).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.to_toml(), text);
+    }
+
+    #[test]
+    fn closure_follows_edges_and_virtual_names() {
+        let lock = sample();
+        let d = lock.debian.as_ref().unwrap();
+        let names: Vec<&str> = d.closure(&["awk".into()]).unwrap().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["libc6", "libgcc-s1", "mawk"]);
+        match d.closure(&["dash".into(), "gcc".into()]) {
+            Err(LockError::NotLocked { name, needed_by: None }) => assert_eq!(name, "gcc"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let text = sample().to_toml();
+        let typo = text.replacen("sha256 =", "sha265 =", 1);
+        let line = typo.lines().position(|l| l.starts_with("sha265")).unwrap() + 1;
+        match Lock::parse(&typo, Path::new("r/drv.lock")) {
+            Err(LockError::Syntax { line: l, message, .. }) => {
+                assert_eq!(l, line);
+                assert!(message.contains("sha265"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (from, to, field) in [
+            ("\"abab", "\"ABAB", "sha256"),
+            ("path = \"pool/main/x/dash", "path = \"../x/dash", "path"),
+            ("repository = \"bookworm\"", "repository = \"sid\"", "repository"),
+            ("depends = [\"libc6\"]", "depends = [\"nothere\"]", "depends"),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            assert_ne!(bad, text, "{from}");
+            let e = Lock::parse(&bad, Path::new("r/drv.lock")).unwrap_err().to_string();
+            assert!(e.starts_with("r/drv.lock: ") && e.contains(field), "{e}");
+        }
+        let e = Lock::parse("version = 2\n", Path::new("l")).unwrap_err().to_string();
+        assert!(e.contains("version"), "{e}");
     }
 }
