@@ -4,7 +4,6 @@
 mod commands;
 mod reporter;
 mod store_view;
-mod toolchains;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -58,6 +57,8 @@ enum Command {
     ShowDerivation(commands::eval::ShowDerivationArgs),
     /// Print a recipe's derivation graph (dot or JSON).
     Graph(commands::eval::GraphArgs),
+    /// Resolve the recipes' Debian packages into the lock file (drv.lock).
+    Lock(commands::lock::LockArgs),
     /// Download a file, print its sha256 (SRI) and keep it in the store as
     /// a fixed-output path (`nix-prefetch-url`).
     Prefetch(commands::prefetch::PrefetchArgs),
@@ -107,6 +108,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run_eval(&cli, a),
         Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
         Command::Graph(a) => commands::eval::run_graph(&cli, a),
+        Command::Lock(a) => commands::lock::run(&cli, a),
         Command::Prefetch(a) => commands::prefetch::run(&cli, a),
         Command::Gc(a) => commands::gc::run_gc(&cli, a),
         Command::Root(c) => commands::gc::run_root(&cli, c),

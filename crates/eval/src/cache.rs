@@ -5,8 +5,7 @@
 //! identity (size, inode, modification and change times) of everything it
 //! read: the recipe files, the local sources (every entry of a source
 //! directory), the drv executable itself, and — where a recipe has a
-//! toolchain — dpkg's status, diversions and alternatives, which decide
-//! the toolchain's path. The entry is used only while all of these are
+//! toolchain — the lock file, which decides the toolchain's path. The entry is used only while all of these are
 //! unchanged and the `.drv` files are still valid; otherwise the recipe is
 //! evaluated again and the entry rewritten. A changed input is never
 //! missed: editors and dpkg replace or modify files, which changes their
@@ -20,7 +19,7 @@ use drv_store::{LocalStore, Sha256, StorePath};
 use serde::{Deserialize, Serialize};
 
 use crate::graph::NodeKind;
-use crate::{EvalError, ToolchainProvider};
+use crate::EvalError;
 
 /// What `drv build`, `drv test` and `drv run` need of an evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +31,6 @@ pub struct EvaluationSummary {
 }
 
 const FORMAT: u32 = 1;
-
-/// Files whose contents decide a toolchain's identity.
-const DPKG_STATE: &[&str] = &["/var/lib/dpkg/status", "/var/lib/dpkg/diversions", "/var/lib/dpkg/alternatives", "/etc/alternatives"];
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -106,7 +102,6 @@ fn lookup(store: &LocalStore, file: &Path) -> Option<EvaluationSummary> {
 pub fn evaluate_cached(
     recipe: &Path,
     store: &mut LocalStore,
-    toolchains: &mut dyn ToolchainProvider,
 ) -> Result<EvaluationSummary, EvalError> {
     let abs = std::path::absolute(recipe).map_err(|error| EvalError::Read { path: recipe.to_owned(), error })?;
     let abs = crate::recipe::normalize(&abs);
@@ -118,20 +113,25 @@ pub fn evaluate_cached(
     // hence a miss next time, never a stale hit.
     let set = crate::load(&abs)?;
     let mut stamps = vec![exe_stamp()];
-    let mut toolchain = false;
     for (path, r) in &set.recipes {
         stamps.push((path.clone(), stamp(path)));
-        toolchain |= !r.toolchain.is_empty();
         for s in &r.sources {
             if let crate::Source::Local { path, .. } = s {
                 stamp_tree(path, &mut stamps);
             }
         }
     }
-    if toolchain {
-        stamps.extend(DPKG_STATE.iter().map(|p| (PathBuf::from(p), stamp(Path::new(p)))));
+    // The lock that was read, and where a nearer one would be found: a
+    // lock created closer to the recipe takes over.
+    if let Some((lock, _)) = &set.lock {
+        stamps.push((lock.clone(), stamp(lock)));
+        let dir = abs.parent().unwrap_or(Path::new("/"));
+        for d in dir.ancestors().take_while(|d| Some(*d) != lock.parent()) {
+            let candidate = d.join(drv_debian::lock::LOCK_FILE_NAME);
+            stamps.push((candidate.clone(), stamp(&candidate)));
+        }
     }
-    let eval = crate::lower(&set, store, toolchains)?;
+    let eval = crate::lower(&set, store)?;
     let main = eval.get(&eval.root).and_then(|(_, n)| (n.kind == NodeKind::Package).then(|| n.main.clone()).flatten());
     let summary = EvaluationSummary { root: eval.root.clone(), tests: eval.tests.clone(), main };
     let entry = Entry {

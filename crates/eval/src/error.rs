@@ -69,8 +69,8 @@ pub enum EvalError {
     Cycle(Vec<PathBuf>),
     #[error("cannot read recipe {}: {error}", path.display())]
     Read { path: PathBuf, error: std::io::Error },
-    #[error("{recipe}: cannot import the host toolchain: {reason}")]
-    Toolchain { recipe: String, reason: String },
+    #[error(transparent)]
+    Lock(Box<drv_debian::lock::LockError>),
     #[error(transparent)]
     Store(#[from] drv_store::StoreError),
     #[error(transparent)]

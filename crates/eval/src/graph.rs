@@ -16,6 +16,9 @@ pub enum NodeKind {
     Test(String),
     /// A pinned download.
     Fetch,
+    /// A toolchain root file system assembled from pinned `.deb`s; its
+    /// node's `recipe` is the lock file.
+    Toolchain,
 }
 
 /// Where a derivation came from.
@@ -88,6 +91,7 @@ impl Evaluation {
             let (_, node) = &self.derivations[p];
             let shape = match node.kind {
                 NodeKind::Fetch => ", shape = note",
+                NodeKind::Toolchain => ", shape = box3d",
                 NodeKind::Test(_) => ", shape = hexagon",
                 NodeKind::Package => "",
             };
@@ -112,6 +116,7 @@ impl Evaluation {
                 NodeKind::Package => json!("package"),
                 NodeKind::Test(t) => json!({ "test": t }),
                 NodeKind::Fetch => json!("fetch"),
+                NodeKind::Toolchain => json!("toolchain"),
             };
             nodes.push(json!({
                 "drvPath": store.display(&p),

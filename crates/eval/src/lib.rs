@@ -16,8 +16,9 @@ pub mod recipe;
 pub use cache::{evaluate_cached, EvaluationSummary};
 pub use error::{Diagnostic, EvalError};
 pub use graph::{Evaluation, Node, NodeKind};
-pub use load::{load, RecipeSet};
-pub use lower::{lower, ToolchainProvider, FETCH_BUILDER, SYSTEM, TOOLCHAIN_ENV};
+pub use load::{load, load_unlocked, RecipeSet};
+pub use load::lock_file_for;
+pub use lower::{lower, FETCH_BUILDER, ROOTFS_BUILDER, SYSTEM, TOOLCHAIN_ENV};
 pub use recipe::{Recipe, Source};
 
 use std::path::Path;
@@ -25,11 +26,7 @@ use std::path::Path;
 use drv_store::LocalStore;
 
 /// Load `recipe` and everything it reaches, and lower it into `store`.
-pub fn evaluate(
-    recipe: &Path,
-    store: &mut LocalStore,
-    toolchains: &mut dyn ToolchainProvider,
-) -> Result<Evaluation, EvalError> {
+pub fn evaluate(recipe: &Path, store: &mut LocalStore) -> Result<Evaluation, EvalError> {
     let set = load(recipe)?;
-    lower(&set, store, toolchains)
+    lower(&set, store)
 }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use drv_debian::lock::{DebianLock, Lock, LockError, LOCK_FILE_NAME};
+
 use crate::error::{Diagnostic, EvalError};
 use crate::recipe::{self, Recipe, Spans};
 
@@ -14,16 +16,64 @@ pub struct RecipeSet {
     pub recipes: BTreeMap<PathBuf, Recipe>,
     /// Every recipe, dependencies before their dependents.
     pub order: Vec<PathBuf>,
+    /// The lock file and what it pins, when a recipe names Debian packages.
+    pub lock: Option<(PathBuf, DebianLock)>,
 }
 
-/// Load `entry` and, recursively, its dependencies. A dependency cycle is
-/// an error listing the recipe files around the cycle.
+/// Where the lock file of a recipe is: `drv.lock` in the recipe's
+/// directory or the nearest ancestor directory that has one; when none
+/// has, the one `drv lock` would create (in the recipe's directory).
+pub fn lock_file_for(recipe: &Path) -> PathBuf {
+    let dir = recipe.parent().unwrap_or(Path::new("/"));
+    dir.ancestors()
+        .map(|d| d.join(LOCK_FILE_NAME))
+        .find(|f| f.is_file())
+        .unwrap_or_else(|| dir.join(LOCK_FILE_NAME))
+}
+
+/// Load `entry` and, recursively, its dependencies, and the lock file that
+/// pins their Debian packages ([`lock_file_for`]). A dependency cycle is an
+/// error listing the recipe files around the cycle; a Debian package name
+/// the lock does not cover is an error pointing at the recipe's
+/// `toolchain.debian`.
 pub fn load(entry: &Path) -> Result<RecipeSet, EvalError> {
+    load_with(entry, true)
+}
+
+/// [`load`] without the lock file: what `drv lock` reads to learn the
+/// names to resolve.
+pub fn load_unlocked(entry: &Path) -> Result<RecipeSet, EvalError> {
+    load_with(entry, false)
+}
+
+fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
     let entry = std::path::absolute(entry).map_err(|error| EvalError::Read { path: entry.to_owned(), error })?;
     let entry = recipe::normalize(&entry);
     let mut loader = Loader::default();
     loader.visit(&entry, None)?;
-    Ok(RecipeSet { root: entry, recipes: loader.recipes, order: loader.order })
+    let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty()) {
+        let file = lock_file_for(&entry);
+        let lock = Lock::read(&file).map_err(|e| EvalError::Lock(Box::new(e)))?;
+        let Some(debian) = lock.debian else {
+            return Err(EvalError::Lock(Box::new(LockError::Missing { file })));
+        };
+        // A name the lock does not cover is shown where the recipe says it.
+        for (path, recipe) in &loader.recipes {
+            for name in &recipe.toolchain {
+                if let Err(e) = debian.closure(std::slice::from_ref(name)) {
+                    let (spans, text) = &loader.spans[path];
+                    let offset = spans.toolchain.as_ref().map_or(0, |s| s.start);
+                    return Err(Diagnostic::at(path, text, offset, format!("{e}"))
+                        .with_help(format!("`drv lock` adds it to {}", crate::error::shown(&file).display()))
+                        .into());
+                }
+            }
+        }
+        Some((file, debian))
+    } else {
+        None
+    };
+    Ok(RecipeSet { root: entry, recipes: loader.recipes, order: loader.order, lock })
 }
 
 #[derive(Default)]

@@ -21,19 +21,19 @@ pub const FETCH_BUILDER: &str = "builtin:fetchurl";
 /// Environment variable naming the toolchain root file system of a build.
 pub const TOOLCHAIN_ENV: &str = "drvToolchain";
 
-/// Supplies the store path of a toolchain root file system made of the
-/// named Debian packages (see `drv_store::toolchain`).
-pub trait ToolchainProvider {
-    fn toolchain(&mut self, store: &mut LocalStore, debian_packages: &[String]) -> Result<StorePath, String>;
-}
+/// The builder of toolchain root file systems, realised by drv itself
+/// from the `.deb`s named by `debs` (see `drv_debian::rootfs`).
+pub const ROOTFS_BUILDER: &str = drv_store::realise::ROOTFS_BUILDER;
 
 /// Lower every recipe of `set` and write the derivations to `store`.
-pub fn lower(
-    set: &RecipeSet,
-    store: &mut LocalStore,
-    toolchains: &mut dyn ToolchainProvider,
-) -> Result<Evaluation, EvalError> {
-    let mut l = Lowering { store, toolchains, hashes: BTreeMap::new(), eval: GraphBuilder::default(), packages: BTreeMap::new() };
+pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, EvalError> {
+    let mut l = Lowering {
+        store,
+        hashes: BTreeMap::new(),
+        eval: GraphBuilder::default(),
+        packages: BTreeMap::new(),
+        toolchains: BTreeMap::new(),
+    };
     for file in &set.order {
         l.recipe(&set.recipes[file], set)?;
     }
@@ -48,7 +48,8 @@ pub fn lower(
 
 struct Lowering<'a> {
     store: &'a mut LocalStore,
-    toolchains: &'a mut dyn ToolchainProvider,
+    /// The packages of a toolchain (sorted names) → its derivation and output.
+    toolchains: BTreeMap<Vec<String>, (StorePath, StorePath)>,
     hashes: BTreeMap<StorePath, DerivationHash>,
     eval: GraphBuilder,
     /// Recipe file → (package `.drv`, its `out` path).
@@ -110,12 +111,9 @@ impl Lowering<'_> {
         let toolchain = if recipe.toolchain.is_empty() {
             None
         } else {
-            let p = self
-                .toolchains
-                .toolchain(self.store, &recipe.toolchain)
-                .map_err(|reason| EvalError::Toolchain { recipe: recipe.file.display().to_string(), reason })?;
-            input_srcs.insert(p.clone());
-            Some(p)
+            let (drv, out) = self.toolchain(recipe, set)?;
+            input_drvs.insert(drv);
+            Some(out)
         };
 
         // Dependencies: declared ones plus what they propagate.
@@ -186,11 +184,12 @@ impl Lowering<'_> {
             for (k, v) in env {
                 b = b.env(k, v);
             }
+            if toolchain.is_some() {
+                let (drv, _) = self.toolchain(recipe, set)?;
+                t_inputs.insert(drv);
+            }
             for d in &t_inputs {
                 b = b.input_derivation(d.clone(), ["out".to_owned()]);
-            }
-            if let Some(t) = &toolchain {
-                b = b.input_source(t.clone());
             }
             let drv = b.build(|p| self.hashes.get(p).copied())?;
             let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Test(test.name.clone()), main: None };
@@ -246,6 +245,52 @@ impl Lowering<'_> {
         }
         env.insert("SOURCE_DATE_EPOCH".into(), recipe.source_date_epoch.to_string());
         env
+    }
+
+    /// The toolchain of `recipe`: a `.deb` download for each locked
+    /// package of the closure of its `toolchain.debian` names, and the
+    /// derivation that assembles them into a root file system. Recipes
+    /// with the same closure share one.
+    fn toolchain(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
+        let Some((lock_file, lock)) = &set.lock else {
+            unreachable!("load() reads the lock whenever a recipe names Debian packages")
+        };
+        let closure = lock.closure(&recipe.toolchain).map_err(|e| EvalError::Lock(Box::new(e)))?;
+        let key: Vec<String> = closure.iter().map(|p| p.name.clone()).collect();
+        if let Some(t) = self.toolchains.get(&key) {
+            return Ok(t.clone());
+        }
+        let mut debs = Vec::new();
+        let mut b = Derivation::builder(self.store.store_dir(), &format!("{}-toolchain", lock.suite), "builtin", ROOTFS_BUILDER);
+        for p in &closure {
+            let repository = lock.repository(p).ok_or_else(|| {
+                EvalError::Lock(Box::new(drv_debian::lock::LockError::Invalid {
+                    file: lock_file.clone(),
+                    field: format!("package {}.repository", p.name),
+                    message: format!("{:?} is not one of the lock's repositories", p.repository),
+                }))
+            })?;
+            let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
+            let file = p.path.rsplit('/').next().unwrap_or(&p.path);
+            let url = format!("mirror://{}/{}", repository.mirror, p.path);
+            let (drv, out) = self.fetch(file, sha256, &[("url", url.as_str())], lock_file)?;
+            b = b.input_derivation(drv, ["out".to_owned()]);
+            debs.push(self.store.display(&out));
+        }
+        let name = format!("{}-toolchain", lock.suite);
+        b = b
+            .output("out")
+            .env("builder", ROOTFS_BUILDER)
+            .env("name", name.as_str())
+            .env("system", "builtin")
+            .env("debs", debs.join(" "))
+            .env("rootfsFormat", drv_debian::rootfs::FORMAT_VERSION.to_string());
+        let drv = b.build(|p| self.hashes.get(p).copied())?;
+        let out = drv.outputs()?["out"].path.clone();
+        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Toolchain, main: None };
+        let drv_path = self.add(drv, node)?;
+        self.toolchains.insert(key, (drv_path.clone(), out.clone()));
+        Ok((drv_path, out))
     }
 
     /// A fixed-output derivation that downloads one file.

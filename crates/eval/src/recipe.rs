@@ -154,6 +154,8 @@ pub struct Recipe {
 #[derive(Debug, Clone, Default)]
 pub struct Spans {
     pub dependencies: BTreeMap<PathBuf, Range<usize>>,
+    /// `toolchain.debian`, where a name the lock does not cover is shown.
+    pub toolchain: Option<Range<usize>>,
 }
 
 impl Recipe {
@@ -248,11 +250,11 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
                 return Err(at(t.debian.span(), "toolchain.debian is empty: name the Debian packages the build needs".into()));
             }
             for p in &list {
-                let ok = !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:".contains(c));
-                if !ok {
+                if !drv_debian::lock::is_package_name(p) {
                     return Err(at(t.debian.span(), format!("{p:?} is not a Debian package name")));
                 }
             }
+            spans.toolchain = Some(t.debian.span());
             list
         }
     };

@@ -5,8 +5,9 @@
 //! 1. `/etc/drv/config.toml`
 //! 2. `$XDG_CONFIG_HOME/drv/config.toml` (default `~/.config/drv/config.toml`)
 //! 3. the file named by `DRV_CONFIG`, if set
-//! 4. `DRV_MIRROR_<NAME>=URL`, one mirror each (`NAME` lower-cased:
-//!    `DRV_MIRROR_DEBIAN` sets the mirror `debian`)
+//! 4. `DRV_MIRROR_<NAME>=URL`, one mirror each (`NAME` lower-cased, `_`
+//!    for `-`: `DRV_MIRROR_DEBIAN_SECURITY` sets the mirror
+//!    `debian-security`)
 //!
 //! A missing file is skipped; an unreadable or malformed one, or one with a
 //! key drv does not know, is an error naming the file and the key (a typo
@@ -113,7 +114,8 @@ impl Config {
         }
         for (var, url) in env {
             if let Some(name) = var.strip_prefix(MIRROR_ENV_PREFIX) {
-                let name = name.to_ascii_lowercase();
+                // Shell variable names have no `-`.
+                let name = name.to_ascii_lowercase().replace('_', "-");
                 validate_mirror(var, &name, url)?;
                 config.mirrors.insert(name, url.clone());
             }

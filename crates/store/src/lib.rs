@@ -17,13 +17,15 @@
 //!   backends (`file://`, `http(s)://`), [`Substituter`] (fetch verified
 //!   closures before building), [`push`](cache::push), and the HTTP
 //!   [`server`](cache::server).
-//! - [`import_toolchain`]: host tools named as Debian packages, imported
-//!   with their dependencies as one content-addressed root file system.
+//! - [`archive`]: Debian archive indices for `drv lock`: `InRelease`
+//!   (signature checked with the archive keyring) and `Packages.xz`
+//!   (checked against the sha256 the release lists).
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
 //!   mount, PID, network, UTS, IPC) with only its inputs visible.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
+pub mod archive;
 pub mod cache;
 pub mod config;
 pub mod fetch;
@@ -35,7 +37,6 @@ pub mod roots;
 mod db;
 mod local;
 mod lock;
-mod toolchain;
 pub mod reporter;
 pub mod realise;
 pub mod sandbox;
@@ -58,10 +59,6 @@ pub use roots::{replace_symlink, GcRoot, RootError, RootKind};
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
 pub use reporter::{Reporter, SilentReporter};
-pub use toolchain::{
-    import_toolchain, DebianPackages, InstalledPackage, ToolchainError, DOCUMENTATION_DIRS, TOOLCHAIN_FORMAT_VERSION,
-    TOOLCHAIN_MANIFEST,
-};
 
 /// What can go wrong in the store layer.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,8 @@
 //! 1. the configuration's `[mirrors]` table and `DRV_MIRROR_<NAME>`;
 //! 2. for `debian`, the Debian archive this machine's apt already uses
 //!    (the first `deb` source serving `main`, preferring a non-security one);
+//!    for `debian-security`, apt's security archive, else the `debian`
+//!    mirror's sibling `…/debian-security` (the archive's own layout);
 //! 3. for `pypi`, the index pip is configured with (`PIP_INDEX_URL`,
 //!    `pip config list`), else the default index the installed pip reports.
 //!    The value is a "simple" index base URL (PEP 503).
@@ -25,7 +27,7 @@ pub enum MirrorError {
     #[error(
         "unknown mirror {name:?}: configure it with `[mirrors] {name} = \"https://...\"` in \
          the config file ({config}) or the environment variable DRV_MIRROR_{}",
-        name.to_ascii_uppercase()
+        name.to_ascii_uppercase().replace('-', "_")
     )]
     Unknown { name: String, config: String },
     #[error("mirror {name:?} is not configured and {probe} found none{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -95,6 +97,26 @@ impl Mirrors {
                 probe: format!("apt's sources under {}", self.system.apt_dir.display()),
                 detail: None,
             })?,
+            "debian-security" => {
+                let sources = read_apt_sources(&self.system.apt_dir);
+                match pick_security_archive(&sources) {
+                    Some(url) => url,
+                    None => {
+                        let debian = self.resolve("debian")?;
+                        let base = debian.trim_end_matches('/');
+                        match base.strip_suffix("/debian") {
+                            Some(parent) => format!("{parent}/debian-security"),
+                            None => {
+                                return Err(MirrorError::NotFound {
+                                    name: name.to_owned(),
+                                    probe: format!("apt's sources under {}", self.system.apt_dir.display()),
+                                    detail: Some(format!("and mirror debian ({debian}) does not end in /debian")),
+                                })
+                            }
+                        }
+                    }
+                }
+            }
             "pypi" => pypi_from_pip(&self.system)?,
             _ => {
                 return Err(MirrorError::Unknown {
@@ -225,6 +247,11 @@ pub fn pick_debian_archive(sources: &[AptSource]) -> Option<String> {
         .map(|s| s.uri.clone())
 }
 
+/// The security archive among `sources`: the first serving `main`.
+pub fn pick_security_archive(sources: &[AptSource]) -> Option<String> {
+    sources.iter().find(|s| s.is_security() && s.components.iter().any(|c| c == "main")).map(|s| s.uri.clone())
+}
+
 /// Every `deb` source under `apt_dir`, in apt's reading order:
 /// `sources.list`, then `sources.list.d/*.list` and `*.sources` by name.
 pub fn read_apt_sources(apt_dir: &Path) -> Vec<AptSource> {
@@ -352,6 +379,8 @@ Components: contrib main
         assert_eq!(pick_debian_archive(&s).as_deref(), Some("http://main.example/debian"));
         // only a security archive: better than nothing
         assert_eq!(pick_debian_archive(&s[..1]).as_deref(), Some("http://sec.example/debian-security"));
+        assert_eq!(pick_security_archive(&s).as_deref(), Some("http://sec.example/debian-security"));
+        assert_eq!(pick_security_archive(&s[1..]), None);
         // nothing serving main
         let contrib_only = parse_sources_list("deb http://x.example/debian trixie contrib\n");
         assert_eq!(pick_debian_archive(&contrib_only), None);

@@ -34,6 +34,15 @@ pub const TOOLCHAIN_ENV: &str = "drvToolchain";
 /// The builder of downloads that drv performs itself.
 pub const FETCH_BUILDER: &str = "builtin:fetchurl";
 
+/// The builder of toolchain root file systems, which drv performs itself:
+/// the `.deb`s named by the derivation's `debs` (store paths of its
+/// inputs) unpacked and checked by [`drv_debian::rootfs::assemble`].
+pub const ROOTFS_BUILDER: &str = "builtin:debian-rootfs";
+
+/// Downloads at once, besides `max_jobs` builds: they wait on the
+/// network, not on the cores.
+pub const MAX_DOWNLOADS: usize = 16;
+
 /// Knobs of a realisation.
 #[derive(Clone, Debug)]
 pub struct BuildSettings {
@@ -92,6 +101,15 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Cache(#[from] crate::CacheError),
+    #[error(transparent)]
+    Rootfs(#[from] drv_debian::rootfs::RootfsError),
+    #[error(
+        "{package} {version} ({url}) is no longer on mirror {mirror:?}: Debian's archive keeps only current versions. \
+         Ways out: substitute it from a binary cache that holds it (--substituters), point mirror {mirror:?} at an \
+         archive that still has it (a snapshot; see `[mirrors]` in docs/recipes.md), or re-resolve the lock with \
+         `drv lock --update {package}`"
+    )]
+    DebianFileGone { drv: String, package: String, version: String, mirror: String, url: String },
 }
 
 impl From<crate::FormatError> for BuildError {
@@ -242,7 +260,7 @@ impl Realiser {
         }
         // Refuse to build unsandboxed unless asked: checked once, and only
         // when something is to be built.
-        if self.settings.sandbox && jobs.values().any(|j| !j.drv.is_fixed_output()) {
+        if self.settings.sandbox && jobs.values().any(|j| !j.drv.builder_path().starts_with("builtin:")) {
             sandbox::check_namespaces()?;
         }
         let mut result = Realisation { cached, ..Default::default() };
@@ -289,32 +307,37 @@ impl Realiser {
 
     fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
         let max_jobs = if jobs.is_empty() { 1 } else { or_cores(self.settings.max_jobs) };
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(StorePath, Result<(), BuildError>)>();
-        let mut running = 0usize;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(StorePath, bool, Result<(), BuildError>)>();
+        // Builds and downloads are limited apart.
+        let (mut building, mut downloading) = (0usize, 0usize);
         let mut stopping = false;
         std::thread::scope(|scope| loop {
             if !stopping {
-                let ready: Vec<StorePath> = jobs
-                    .iter()
-                    .filter(|(_, j)| j.deps.is_empty())
-                    .map(|(p, _)| p.clone())
-                    .take(max_jobs.saturating_sub(running))
-                    .collect();
-                for p in ready {
+                let ready: Vec<(StorePath, bool)> =
+                    jobs.iter().filter(|(_, j)| j.deps.is_empty()).map(|(p, j)| (p.clone(), j.drv.is_fixed_output())).collect();
+                for (p, download) in ready {
+                    let slot = if download { &mut downloading } else { &mut building };
+                    if *slot >= if download { MAX_DOWNLOADS } else { max_jobs } {
+                        continue;
+                    }
+                    *slot += 1;
                     let job = jobs.remove(&p).expect("ready job exists");
                     let tx = done_tx.clone();
-                    running += 1;
                     scope.spawn(move || {
                         let r = self.realise_one(&job);
-                        let _ = tx.send((job.drv_path, r));
+                        let _ = tx.send((job.drv_path, download, r));
                     });
                 }
             }
-            if running == 0 {
+            if building + downloading == 0 {
                 break;
             }
-            let (drv, r) = done_rx.recv().expect("a worker is running");
-            running -= 1;
+            let (drv, download, r) = done_rx.recv().expect("a worker is running");
+            if download {
+                downloading -= 1;
+            } else {
+                building -= 1;
+            }
             match r {
                 Ok(()) => {
                     for j in jobs.values_mut() {
@@ -368,6 +391,8 @@ impl Realiser {
         self.reporter.build_started(&job.drv_path);
         let r = if job.drv.is_fixed_output() {
             self.fetch(&mut store, job)
+        } else if job.drv.builder_path() == ROOTFS_BUILDER {
+            self.assemble_rootfs(&mut store, job)
         } else {
             self.build(&mut store, job)
         };
@@ -396,7 +421,9 @@ impl Realiser {
             _ => return Err(unsupported("a download names a `url` or a Python index file")),
         };
         let staging = store.staging()?;
-        self.fetcher()?.fetch_to(&source, expected, &staging.path())?;
+        if let Err(e) = self.fetcher()?.fetch_to(&source, expected, &staging.path()) {
+            return Err(debian_file_gone(&source, &e).unwrap_or(BuildError::Fetch(e)));
+        }
         let nar_hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
         let info = PathInfo {
             path: out.path.clone(),
@@ -541,11 +568,25 @@ impl Realiser {
         // References: inputs of the closure and the outputs themselves.
         let mut candidates = closure.clone();
         candidates.extend(outputs.values().map(|o| o.path.clone()));
+        self.register_outputs(store, job, staged, &candidates)
+    }
+
+    /// Canonicalise and scan each staged output, then register them all
+    /// with the derivation as deriver (or, checking, compare each with the
+    /// registered one).
+    fn register_outputs(
+        &self,
+        store: &mut LocalStore,
+        job: &Job,
+        staged: Vec<(String, StorePath, Staging)>,
+        candidates: &BTreeSet<StorePath>,
+    ) -> Result<(), BuildError> {
+        let shown = store.display(&job.drv_path);
         let mut infos = Vec::new();
         for (name, path, staging) in staged {
             let at = staging.path();
             crate::local::canonicalise(&at)?;
-            let (nar_hash, references) = nar::scan_references(&at, &candidates).map_err(StoreError::from)?;
+            let (nar_hash, references) = nar::scan_references(&at, candidates).map_err(StoreError::from)?;
             let info = PathInfo {
                 path: path.clone(),
                 nar_hash: nar_hash.sha256,
@@ -583,6 +624,64 @@ impl Realiser {
         store.install(infos.into_iter().map(|(_, s, i)| (s, i)).collect())?;
         store.register_derivation_outputs(&job.drv_path, &names)?;
         Ok(())
+    }
+
+    /// A toolchain root file system: the `.deb`s named by `debs`, unpacked
+    /// by drv itself (no host tool, no maintainer script) and checked.
+    /// The log records the packages and what was made.
+    fn assemble_rootfs(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+        let drv = &job.drv;
+        let shown = store.display(&job.drv_path);
+        let unsupported = |reason: String| BuildError::Unsupported { drv: shown.clone(), reason };
+        let outputs = drv.outputs()?;
+        let out = outputs.get("out").filter(|_| outputs.len() == 1).ok_or_else(|| unsupported(format!("{ROOTFS_BUILDER} makes exactly one output, `out`")))?;
+        // Only the outputs of declared inputs may be read.
+        let mut inputs = BTreeSet::new();
+        for (input, wanted) in drv.input_derivations() {
+            let outs = read_derivation(store, &input)?.outputs()?;
+            inputs.extend(wanted.iter().filter_map(|w| outs.get(w)).map(|o| o.path.clone()));
+        }
+        let listed = drv.env().get("debs").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+        let mut debs = Vec::new();
+        for arg in listed.split_whitespace() {
+            let p = store.parse_path_arg(arg)?;
+            if !inputs.contains(&p) {
+                return Err(unsupported(format!("{arg} is not an output of one of the derivation's inputs")));
+            }
+            store.add_temp_root(&p)?;
+            if !store.is_valid(&p)? {
+                return Err(StoreError::NotValid(arg.to_owned()).into());
+            }
+            debs.push(store.real_path(&p));
+        }
+        if debs.is_empty() {
+            return Err(unsupported("`debs` names no .deb".into()));
+        }
+        let staging = store.staging()?;
+        let options = drv_debian::rootfs::AssembleOptions { jobs: or_cores(self.settings.cores) };
+        let started = std::time::Instant::now();
+        let assembled = drv_debian::rootfs::assemble(&debs, &staging.path(), &options)?;
+        let mut log = format!("drv: assembling {} packages with {} threads\n", assembled.packages.len(), options.jobs);
+        for p in &assembled.packages {
+            log.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
+        }
+        log.push_str(&format!(
+            "drv: {} files, {} bytes in {:.2} s\n",
+            assembled.files,
+            assembled.bytes,
+            started.elapsed().as_secs_f64()
+        ));
+        for line in log.lines() {
+            self.reporter.build_log_line(&job.drv_path, line);
+        }
+        let log_path = log_file(store, &job.drv_path);
+        if let Some(dir) = log_path.parent() {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let compressed = zstd::encode_all(log.as_bytes(), 3).map_err(|e| StoreError::io(&log_path, e))?;
+        fs::write(&log_path, compressed).map_err(|e| StoreError::io(&log_path, e))?;
+        let staged = vec![("out".to_owned(), out.path.clone(), staging)];
+        self.register_outputs(store, job, staged, &BTreeSet::from([out.path.clone()]))
     }
 
     /// Run the builder with its output going to the log (zstd) and to the
@@ -626,6 +725,32 @@ impl Realiser {
             Ok((status?, tail))
         })
     }
+}
+
+/// A pinned `.deb` (`mirror://NAME/pool/…/NAME_VERSION_ARCH.deb`) that
+/// its mirror no longer has, as the error that says so and what to do.
+fn debian_file_gone(source: &FetchSource, error: &crate::fetch::FetchError) -> Option<BuildError> {
+    use crate::fetch::FetchError;
+    let not_found = match error {
+        FetchError::NotFound { .. } => true,
+        FetchError::GaveUp { last, .. } => matches!(**last, FetchError::NotFound { .. }),
+        _ => false,
+    };
+    let FetchSource::Url(url) = source else { return None };
+    let (mirror, path) = url.strip_prefix("mirror://")?.split_once('/')?;
+    if !not_found || !path.starts_with("pool/") {
+        return None;
+    }
+    let file = path.rsplit('/').next()?.strip_suffix(".deb")?;
+    let mut parts = file.split('_');
+    let (package, version) = (parts.next()?, parts.next()?);
+    Some(BuildError::DebianFileGone {
+        drv: String::new(),
+        package: package.to_owned(),
+        version: version.to_owned(),
+        mirror: mirror.to_owned(),
+        url: url.clone(),
+    })
 }
 
 /// Where the log of `drv_path` is kept: `ROOT/var/drv/log/<2>/<rest>.zst`.

@@ -8,7 +8,6 @@ use drv_eval::Evaluation;
 use drv_store::{LocalStore, StorePath};
 use serde_json::json;
 
-use crate::toolchains::HostToolchains;
 use crate::Cli;
 
 #[derive(Args)]
@@ -47,14 +46,12 @@ pub struct GraphArgs {
 
 /// Evaluate a recipe into the store, or remember its unchanged evaluation.
 pub fn evaluate_summary(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<drv_eval::EvaluationSummary> {
-    let mut toolchains = HostToolchains::default();
-    Ok(drv_eval::evaluate_cached(recipe, store, &mut toolchains)?)
+    Ok(drv_eval::evaluate_cached(recipe, store)?)
 }
 
 /// Evaluate a recipe into the store.
 pub fn evaluate(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<Evaluation> {
-    let mut toolchains = HostToolchains::default();
-    Ok(drv_eval::evaluate(recipe, store, &mut toolchains)?)
+    Ok(drv_eval::evaluate(recipe, store)?)
 }
 
 pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {

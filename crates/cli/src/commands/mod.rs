@@ -4,6 +4,7 @@ pub mod eval;
 pub mod gc;
 pub mod hash;
 pub mod key;
+pub mod lock;
 pub mod path_info;
 pub mod prefetch;
 pub mod run;

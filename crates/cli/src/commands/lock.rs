@@ -1,0 +1,263 @@
+//! `drv lock`: resolve the recipes' Debian package names against the
+//! archive's signed indices and write the lock file that evaluation reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use drv_debian::lock::{DebianLock, Lock, LockError, LockedPackage, Repository};
+use drv_debian::resolve::Index;
+use drv_store::archive::{fetch_suite_index, Verification};
+use drv_store::{Config, Fetcher, Reporter};
+
+use crate::Cli;
+
+#[derive(Args)]
+pub struct LockArgs {
+    /// Recipe files, or directories whose `*.toml` recipes are all read
+    /// (default: the current directory). They share one lock file: the
+    /// nearest `drv.lock` at or above the first recipe's directory, else a
+    /// new one there.
+    paths: Vec<PathBuf>,
+    /// Check, offline, that the lock covers every name the recipes use;
+    /// exit 1 naming the recipe and the package when it does not.
+    #[arg(long, conflicts_with = "update")]
+    check: bool,
+    /// Re-resolve against the archive: the named packages, or all of them
+    /// when none is named. Without it, what is locked stays locked and
+    /// only missing names are resolved.
+    #[arg(long, num_args = 0.., value_name = "PACKAGE")]
+    update: Option<Vec<String>>,
+    /// The Debian release to resolve against (default: the lock's, else
+    /// bookworm).
+    #[arg(long)]
+    suite: Option<String>,
+    /// Debian architecture (default: the lock's, else amd64).
+    #[arg(long)]
+    architecture: Option<String>,
+    /// OpenPGP keyring the release files must be signed with (default: the
+    /// debian-archive-keyring package's).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+}
+
+/// Messages of the fetcher (retries) go to stderr.
+struct StderrReporter;
+
+impl Reporter for StderrReporter {
+    fn message(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// Every recipe to read: the files given, and the `*.toml` files of the
+/// directories given, sorted.
+fn recipe_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() };
+    let mut files = Vec::new();
+    for p in &paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    if files.is_empty() {
+        bail!("no recipe (*.toml) in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(files)
+}
+
+/// The default repositories of a suite: the release, its updates, and its
+/// security archive (another mirror), in order of preference.
+fn default_repositories(suite: &str) -> Vec<(String, String)> {
+    vec![
+        (suite.to_owned(), "debian".to_owned()),
+        (format!("{suite}-updates"), "debian".to_owned()),
+        (format!("{suite}-security"), "debian-security".to_owned()),
+    ]
+}
+
+pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
+    let files = recipe_files(&args.paths)?;
+    // Each name, with the first recipe that asks for it.
+    let mut wanted: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut lock_file: Option<PathBuf> = None;
+    for f in &files {
+        let set = drv_eval::load_unlocked(f)?;
+        let this_lock = drv_eval::lock_file_for(&set.root);
+        match &lock_file {
+            None => lock_file = Some(this_lock),
+            Some(l) if *l != this_lock => bail!(
+                "{} and {} would use different lock files ({} and {}): lock them separately",
+                files[0].display(),
+                f.display(),
+                l.display(),
+                this_lock.display()
+            ),
+            Some(_) => {}
+        }
+        for (path, recipe) in &set.recipes {
+            for name in &recipe.toolchain {
+                wanted.entry(name.clone()).or_insert_with(|| path.clone());
+            }
+        }
+    }
+    let lock_file = lock_file.expect("at least one recipe");
+    let shown = shown(&lock_file);
+    let old = match Lock::read(&lock_file) {
+        Ok(l) => Some(l),
+        Err(LockError::Missing { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let old_debian = old.as_ref().and_then(|l| l.debian.as_ref());
+
+    let uncovered: Vec<(&String, &PathBuf)> = wanted
+        .iter()
+        .filter(|(name, _)| old_debian.is_none_or(|d| d.closure(std::slice::from_ref(*name)).is_err()))
+        .collect();
+    if args.check {
+        if old.is_none() {
+            bail!("there is no lock file {shown}: run `drv lock`");
+        }
+        for (name, recipe) in &uncovered {
+            eprintln!("{}: Debian package {name:?} is not in {}", shown(recipe).display(), shown.display());
+        }
+        if !uncovered.is_empty() {
+            eprintln!("run `drv lock` to resolve {}", if uncovered.len() == 1 { "it" } else { "them" });
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("{} covers every Debian package of {} recipe(s)", shown.display(), files.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.update.is_none() && uncovered.is_empty() && old.is_some() {
+        println!("{} is up to date", shown.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if wanted.is_empty() {
+        bail!("no recipe names Debian packages: nothing to lock");
+    }
+
+    let suite = args.suite.clone().or_else(|| old_debian.map(|d| d.suite.clone())).unwrap_or_else(|| "bookworm".into());
+    let architecture =
+        args.architecture.clone().or_else(|| old_debian.map(|d| d.architecture.clone())).unwrap_or_else(|| "amd64".into());
+    let repositories: Vec<(String, String)> = match old_debian {
+        Some(d) if d.suite == suite && !d.repositories.is_empty() => {
+            d.repositories.iter().map(|r| (r.suite.clone(), r.mirror.clone())).collect()
+        }
+        _ => default_repositories(&suite),
+    };
+
+    let fetcher = Fetcher::new(&Config::load()?, Arc::new(StderrReporter))?;
+    let mut index = Index::new();
+    let mut locked_repositories = Vec::new();
+    let started = std::time::Instant::now();
+    for (repo_suite, mirror) in &repositories {
+        let got = fetch_suite_index(&fetcher, mirror, repo_suite, "main", &architecture, args.keyring.as_deref())
+            .with_context(|| format!("cannot read the index of {repo_suite} (mirror {mirror})"))?;
+        match &got.verification {
+            Verification::Verified { .. } => {}
+            Verification::Unverified { reason } => {
+                eprintln!("warning: the release file of {repo_suite} is not verified: {reason}")
+            }
+        }
+        index
+            .add_packages(&got.packages, repo_suite)
+            .with_context(|| format!("the Packages index of {repo_suite} (mirror {mirror})"))?;
+        locked_repositories.push(Repository { suite: repo_suite.clone(), mirror: mirror.clone(), date: got.date });
+    }
+    let names: Vec<String> = wanted.keys().cloned().collect();
+    let resolved = drv_debian::resolve::resolve(&index, &architecture, &names).map_err(|e| {
+        let needing = match &e {
+            drv_debian::resolve::ResolveError::Missing { name, needed_by: None } => wanted.get(name),
+            _ => None,
+        };
+        match needing {
+            Some(recipe) => anyhow::anyhow!("{}: {e}", shown(recipe).display()),
+            None => e.into(),
+        }
+    })?;
+
+    // What is locked stays locked, unless it is to be updated.
+    let update_all = args.update.as_ref().is_some_and(|u| u.is_empty());
+    let updating: BTreeSet<&str> = args.update.iter().flatten().map(String::as_str).collect();
+    let kept: BTreeMap<&str, &LockedPackage> = match (old_debian, update_all) {
+        (Some(d), false) if d.suite == suite && d.architecture == architecture => {
+            d.packages.iter().filter(|p| !updating.contains(p.name.as_str())).map(|p| (p.name.as_str(), p)).collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut candidates: BTreeMap<String, LockedPackage> =
+        resolved.into_iter().map(|p| (p.name.clone(), p)).collect();
+    for (name, p) in &kept {
+        candidates.insert((*name).to_owned(), (*p).clone());
+    }
+    let packages = reachable(&candidates, &names);
+
+    let new = Lock {
+        debian: Some(DebianLock { suite, architecture, repositories: locked_repositories, packages }),
+    };
+    let text = new.to_toml();
+    let tmp = lock_file.with_extension(format!("lock.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &lock_file).with_context(|| format!("cannot write {}", lock_file.display()))?;
+
+    let d = new.debian.as_ref().expect("just made");
+    let before: BTreeMap<&str, &str> =
+        old_debian.map(|o| o.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()).unwrap_or_default();
+    let (mut added, mut changed) = (0, 0);
+    for p in &d.packages {
+        match before.get(p.name.as_str()) {
+            None => added += 1,
+            Some(v) if *v != p.version => changed += 1,
+            Some(_) => {}
+        }
+    }
+    let removed = before.keys().filter(|n| !d.packages.iter().any(|p| p.name == **n)).count();
+    let size: u64 = d.packages.iter().map(|p| p.size).sum();
+    println!(
+        "{}: {} packages ({:.1} MB) from {} names: {added} added, {changed} changed, {removed} removed ({:.1} s)",
+        shown.display(),
+        d.packages.len(),
+        size as f64 / 1e6,
+        names.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The entries of `candidates` reachable from `names` over `depends` and
+/// `provides`, sorted.
+fn reachable(candidates: &BTreeMap<String, LockedPackage>, names: &[String]) -> Vec<LockedPackage> {
+    let find = |n: &str| {
+        candidates.get(n).or_else(|| candidates.values().find(|p| p.provides.iter().any(|v| v == n)))
+    };
+    let mut seen: BTreeMap<String, LockedPackage> = BTreeMap::new();
+    let mut queue: Vec<String> = names.to_vec();
+    while let Some(n) = queue.pop() {
+        if let Some(p) = find(&n) {
+            if !seen.contains_key(&p.name) {
+                queue.extend(p.depends.iter().cloned());
+                seen.insert(p.name.clone(), p.clone());
+            }
+        }
+    }
+    seen.into_values().collect()
+}
+
+/// `path` relative to the current directory when it is below it.
+fn shown(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_owned))
+        .unwrap_or_else(|| path.to_owned())
+}
