@@ -37,6 +37,10 @@ pub struct Field<'a> {
     pub value: &'a str,
     /// 1-based line number of the field's first line.
     pub line: usize,
+    /// 1-based line number of the value's first line: the field's line, or
+    /// a later one when the name line holds nothing after the colon
+    /// (`SHA256:` followed by continuation lines).
+    pub value_line: usize,
 }
 
 impl<'a> Field<'a> {
@@ -114,8 +118,11 @@ impl<'a> Paragraphs<'a> {
 
     fn close(&self, fields: &mut Vec<Field<'a>>, open: Option<Open<'a>>) {
         if let Some(o) = open {
-            let value = self.text.get(o.start..o.end).unwrap_or_default().trim_ascii();
-            fields.push(Field { name: o.name, value, line: o.line });
+            let raw = self.text.get(o.start..o.end).unwrap_or_default();
+            let value = raw.trim_ascii();
+            let leading = raw.len() - raw.trim_ascii_start().len();
+            let skipped = raw.get(..leading).unwrap_or_default().bytes().filter(|&b| b == b'\n').count();
+            fields.push(Field { name: o.name, value, line: o.line, value_line: o.line + skipped });
         }
     }
 }
@@ -206,7 +213,8 @@ mod tests {
         assert_eq!(ps[1].line, 10);
         assert_eq!(ps[1].get("Package"), Some("b"));
         let sha = ps[1].field("sha256").unwrap();
-        assert_eq!(sha.line, 11);
+        assert_eq!((sha.line, sha.value_line), (11, 12));
+        assert_eq!(ps[0].field("version").map(|f| f.value_line), Some(2));
         assert_eq!(sha.lines().collect::<Vec<_>>(), ["00 1 x", "11 2 y"]);
         assert_eq!(ps[1].get("Missing"), None);
     }
