@@ -210,7 +210,7 @@ fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[Term]) -> fmt::Result {
 
 /// Policy §5.6.1: lower-case letters, digits, `+`, `-`, `.`; at least two
 /// characters; starting with a letter or digit.
-fn valid_package_name(name: &str) -> bool {
+pub(crate) fn valid_package_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -220,7 +220,7 @@ fn valid_package_name(name: &str) -> bool {
 /// Architecture names and wildcards (`amd64`, `linux-any`) and build
 /// profile names: lower-case letters, digits, `-`, `.`, `+` and `_`, wider
 /// than the names dpkg knows today so that new ones still parse.
-fn valid_word(word: &str) -> bool {
+pub(crate) fn valid_word(word: &str) -> bool {
     !word.is_empty()
         && word.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.' | b'_'))
 }
