@@ -118,14 +118,14 @@ fn verify(file: &Path, keyring: &Path, url: &str) -> Result<(String, Verificatio
         let reason = format!("no archive keyring at {} (install debian-archive-keyring)", keyring.display());
         return Ok((read(file)?, Verification::Unverified { reason }));
     }
-    let out = tempfile::NamedTempFile::new().map_err(ArchiveError::Gpgv)?;
+    let dir = tempfile::tempdir().map_err(ArchiveError::Gpgv)?;
+    let signed = dir.path().join("Release");
     let result = Command::new("gpgv")
         .arg("--quiet")
         .arg("--keyring")
         .arg(keyring)
         .arg("--output")
-        .arg(out.path())
-        .arg("--yes")
+        .arg(&signed)
         .arg(file)
         .output();
     match result {
@@ -139,6 +139,6 @@ fn verify(file: &Path, keyring: &Path, url: &str) -> Result<(String, Verificatio
             keyring: keyring.to_owned(),
             detail: String::from_utf8_lossy(&o.stderr).trim().to_owned(),
         }),
-        Ok(_) => Ok((read(out.path())?, Verification::Verified { keyring: keyring.to_owned() })),
+        Ok(_) => Ok((read(&signed)?, Verification::Verified { keyring: keyring.to_owned() })),
     }
 }

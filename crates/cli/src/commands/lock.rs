@@ -113,7 +113,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let lock_file = lock_file.expect("at least one recipe");
-    let shown = shown(&lock_file);
+    let lock_shown = shown(&lock_file);
     let old = match Lock::read(&lock_file) {
         Ok(l) => Some(l),
         Err(LockError::Missing { .. }) => None,
@@ -127,20 +127,20 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if args.check {
         if old.is_none() {
-            bail!("there is no lock file {shown}: run `drv lock`");
+            bail!("there is no lock file {}: run `drv lock`", lock_shown.display());
         }
         for (name, recipe) in &uncovered {
-            eprintln!("{}: Debian package {name:?} is not in {}", shown(recipe).display(), shown.display());
+            eprintln!("{}: Debian package {name:?} is not in {}", shown(recipe).display(), lock_shown.display());
         }
         if !uncovered.is_empty() {
             eprintln!("run `drv lock` to resolve {}", if uncovered.len() == 1 { "it" } else { "them" });
             return Ok(ExitCode::FAILURE);
         }
-        println!("{} covers every Debian package of {} recipe(s)", shown.display(), files.len());
+        println!("{} covers every Debian package of {} recipe(s)", lock_shown.display(), files.len());
         return Ok(ExitCode::SUCCESS);
     }
     if args.update.is_none() && uncovered.is_empty() && old.is_some() {
-        println!("{} is up to date", shown.display());
+        println!("{} is up to date", lock_shown.display());
         return Ok(ExitCode::SUCCESS);
     }
     if wanted.is_empty() {
@@ -226,7 +226,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let size: u64 = d.packages.iter().map(|p| p.size).sum();
     println!(
         "{}: {} packages ({:.1} MB) from {} names: {added} added, {changed} changed, {removed} removed ({:.1} s)",
-        shown.display(),
+        lock_shown.display(),
         d.packages.len(),
         size as f64 / 1e6,
         names.len(),
