@@ -40,6 +40,7 @@
 //!   ignored; cycles (through `Pre-Depends` too) are fine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use debversion::Version;
 
@@ -112,8 +113,9 @@ pub struct IndexPackage {
     pub size: u64,
     /// 64 lowercase hexadecimal digits.
     pub sha256: String,
-    /// The repository (suite) whose index listed it.
-    pub repository: String,
+    /// The repository (suite) whose index listed it (shared by all the
+    /// packages of one index).
+    pub repository: Arc<str>,
 }
 
 impl IndexPackage {
@@ -121,7 +123,7 @@ impl IndexPackage {
     pub fn relations(&self) -> Result<Vec<Alternatives>> {
         let parse = |field: &'static str, text: &str| {
             relation::parse_relations(text).map_err(|e| ResolveError::Malformed {
-                repository: self.repository.clone(),
+                repository: self.repository.to_string(),
                 package: self.name.clone(),
                 field,
                 reason: e.to_string(),
@@ -162,10 +164,12 @@ impl Index {
         if !self.repositories.iter().any(|r| r == repository) {
             self.repositories.push(repository.to_owned());
         }
-        for paragraph in control::paragraphs(text) {
-            let paragraph =
-                paragraph.map_err(|source| ResolveError::Control { repository: repository.to_owned(), source })?;
-            let package = parse_stanza(&paragraph, repository)?;
+        let repository: Arc<str> = Arc::from(repository);
+        let mut paragraphs = control::paragraphs(text);
+        let mut fields = Vec::new();
+        while let Some(line) = paragraphs.next_into(&mut fields) {
+            let line = line.map_err(|source| ResolveError::Control { repository: repository.to_string(), source })?;
+            let package = parse_stanza(line, &fields, &repository)?;
             let id = self.packages.len();
             for p in &package.provides {
                 self.provided_by.entry(p.name.clone()).or_default().push(id);
@@ -230,11 +234,11 @@ struct Wanted<'a> {
     sha256: Option<&'a str>,
 }
 
-fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Result<IndexPackage> {
+fn parse_stanza<'p>(line: usize, fields: &[control::Field<'p>], repository: &Arc<str>) -> Result<IndexPackage> {
     // One pass over the fields rather than a lookup per wanted field:
     // this runs for each of an index's ~60,000 stanzas.
     let mut w = Wanted::default();
-    for f in &paragraph.fields {
+    for f in fields {
         let slot = match f.name.len() {
             4 if f.is("Size") => &mut w.size,
             6 if f.is("SHA256") => &mut w.sha256,
@@ -253,8 +257,8 @@ fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Res
     }
     let name = w.package.unwrap_or_default();
     let malformed = |field, reason: &str| ResolveError::Malformed {
-        repository: repository.to_owned(),
-        package: if name.is_empty() { format!("(stanza at line {})", paragraph.line) } else { name.to_owned() },
+        repository: repository.to_string(),
+        package: if name.is_empty() { format!("(stanza at line {line})") } else { name.to_owned() },
         field,
         reason: reason.to_owned(),
     };
@@ -313,7 +317,7 @@ fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Res
         filename: filename.to_owned(),
         size,
         sha256: sha256.to_ascii_lowercase(),
-        repository: repository.to_owned(),
+        repository: Arc::clone(repository),
     })
 }
 
@@ -506,7 +510,7 @@ pub fn resolve(index: &Index, architecture: &str, requested: &[String]) -> Resul
                 name: p.name.clone(),
                 version: p.version.to_string(),
                 architecture: p.architecture.clone(),
-                repository: p.repository.clone(),
+                repository: p.repository.to_string(),
                 path: p.filename.clone(),
                 size: p.size,
                 sha256: p.sha256.clone(),
