@@ -4,12 +4,15 @@
 //! `.deb`s; nothing here touches the network, the store or the host's dpkg
 //! database. The store's builtin builder and `drv lock` sit above it.
 //!
-//! - [`control`]: deb822 paragraphs (`Packages`, `Release`, `control`).
-//! - [`relation`]: `Depends`-style relation fields.
+//! - [`control`]: deb822 paragraphs (`Packages`, `Release`, `control`),
+//!   borrowed from the text.
+//! - [`relation`]: `Depends`-style relation fields; versions compare with
+//!   dpkg's ordering through `debversion`.
 //! - [`release`]: `Release`/`InRelease` files: fields and the sha256 of
-//!   each index they list.
-//! - [`resolve`]: closing requested package names over `Depends` and
-//!   `Pre-Depends` against one suite's indices.
+//!   each index they list (the signature is the caller's to check).
+//! - [`resolve`]: an [`resolve::Index`] of `Packages` stanzas from one or
+//!   more repositories, and [`resolve::resolve`], closing requested package
+//!   names over `Depends` and `Pre-Depends` into [`lock::LockedPackage`]s.
 //! - [`lock`]: the lock file (`drv.lock`): what was resolved, pinned by
 //!   sha256; the only thing evaluation reads.
 //! - [`deb`]: reading one `.deb` (`ar`, `control.tar`, `data.tar.{xz,zst,gz}`).

@@ -40,6 +40,7 @@
 //!   ignored; cycles (through `Pre-Depends` too) are fine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use debversion::Version;
 
@@ -112,8 +113,9 @@ pub struct IndexPackage {
     pub size: u64,
     /// 64 lowercase hexadecimal digits.
     pub sha256: String,
-    /// The repository (suite) whose index listed it.
-    pub repository: String,
+    /// The repository (suite) whose index listed it (shared by all the
+    /// packages of one index).
+    pub repository: Arc<str>,
 }
 
 impl IndexPackage {
@@ -121,7 +123,7 @@ impl IndexPackage {
     pub fn relations(&self) -> Result<Vec<Alternatives>> {
         let parse = |field: &'static str, text: &str| {
             relation::parse_relations(text).map_err(|e| ResolveError::Malformed {
-                repository: self.repository.clone(),
+                repository: self.repository.to_string(),
                 package: self.name.clone(),
                 field,
                 reason: e.to_string(),
@@ -162,10 +164,12 @@ impl Index {
         if !self.repositories.iter().any(|r| r == repository) {
             self.repositories.push(repository.to_owned());
         }
-        for paragraph in control::paragraphs(text) {
-            let paragraph =
-                paragraph.map_err(|source| ResolveError::Control { repository: repository.to_owned(), source })?;
-            let package = parse_stanza(&paragraph, repository)?;
+        let repository: Arc<str> = Arc::from(repository);
+        let mut paragraphs = control::paragraphs(text);
+        let mut fields = Vec::new();
+        while let Some(line) = paragraphs.next_into(&mut fields) {
+            let line = line.map_err(|source| ResolveError::Control { repository: repository.to_string(), source })?;
+            let package = parse_stanza(line, &fields, &repository)?;
             let id = self.packages.len();
             for p in &package.provides {
                 self.provided_by.entry(p.name.clone()).or_default().push(id);
@@ -230,11 +234,11 @@ struct Wanted<'a> {
     sha256: Option<&'a str>,
 }
 
-fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Result<IndexPackage> {
+fn parse_stanza<'p>(line: usize, fields: &[control::Field<'p>], repository: &Arc<str>) -> Result<IndexPackage> {
     // One pass over the fields rather than a lookup per wanted field:
     // this runs for each of an index's ~60,000 stanzas.
     let mut w = Wanted::default();
-    for f in &paragraph.fields {
+    for f in fields {
         let slot = match f.name.len() {
             4 if f.is("Size") => &mut w.size,
             6 if f.is("SHA256") => &mut w.sha256,
@@ -253,8 +257,8 @@ fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Res
     }
     let name = w.package.unwrap_or_default();
     let malformed = |field, reason: &str| ResolveError::Malformed {
-        repository: repository.to_owned(),
-        package: if name.is_empty() { format!("(stanza at line {})", paragraph.line) } else { name.to_owned() },
+        repository: repository.to_string(),
+        package: if name.is_empty() { format!("(stanza at line {line})") } else { name.to_owned() },
         field,
         reason: reason.to_owned(),
     };
@@ -313,7 +317,7 @@ fn parse_stanza<'p>(paragraph: &control::Paragraph<'p>, repository: &str) -> Res
         filename: filename.to_owned(),
         size,
         sha256: sha256.to_ascii_lowercase(),
-        repository: repository.to_owned(),
+        repository: Arc::clone(repository),
     })
 }
 
@@ -435,14 +439,18 @@ impl<'i> Resolver<'i> {
                 Err(Failure::Missing) if group.len() == 1 => {
                     return Err(ResolveError::Missing { name: relation.name.clone(), needed_by: needed_by.map(str::to_owned) })
                 }
-                Err(Failure::Missing) => reasons.push(format!("{relation}: not in the index")),
-                Err(Failure::Unsatisfiable(why)) => reasons.push(format!("{relation}: {why}")),
+                Err(Failure::Missing) => reasons.push((relation, "not in the index".to_owned())),
+                Err(Failure::Unsatisfiable(why)) => reasons.push((relation, why)),
             }
         }
         first.ok_or_else(|| ResolveError::Unsatisfiable {
             relation: Alternatives(group.to_vec()).to_string(),
             needed_by: needed_by.map(str::to_owned),
-            reason: reasons.join("; "),
+            // One relation: its reason alone, without repeating it.
+            reason: match group {
+                [_] => reasons.pop().map(|(_, why)| why).unwrap_or_default(),
+                _ => reasons.iter().map(|(r, why)| format!("{r}: {why}")).collect::<Vec<_>>().join("; "),
+            },
         })
     }
 }
@@ -502,7 +510,7 @@ pub fn resolve(index: &Index, architecture: &str, requested: &[String]) -> Resul
                 name: p.name.clone(),
                 version: p.version.to_string(),
                 architecture: p.architecture.clone(),
-                repository: p.repository.clone(),
+                repository: p.repository.to_string(),
                 path: p.filename.clone(),
                 size: p.size,
                 sha256: p.sha256.clone(),
@@ -513,4 +521,300 @@ pub fn resolve(index: &Index, architecture: &str, requested: &[String]) -> Resul
         .collect();
     locked.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
     Ok(locked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// A stanza with the required fields filled in; `extra` holds more
+    /// `Field: value` lines.
+    fn stanza(name: &str, version: &str, arch: &str, extra: &str) -> String {
+        let sha: String = Sha256::digest(format!("{name} {version} {arch}")).iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: {arch}\n{extra}Filename: pool/main/{name}_{version}_{arch}.deb\nSize: 1000\nSHA256: {sha}\n"
+        )
+    }
+
+    fn index_of(stanzas: &[String]) -> Index {
+        let mut index = Index::new();
+        index.add_packages(&stanzas.join("\n"), "bookworm").unwrap();
+        index
+    }
+
+    fn names(requested: &[&str]) -> Vec<String> {
+        requested.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(index: &Index, requested: &[&str]) -> Result<Vec<LockedPackage>> {
+        resolve(index, "amd64", &names(requested))
+    }
+
+    /// `name version -> depends [provides]` lines, for compact asserts.
+    fn summary(locked: &[LockedPackage]) -> Vec<String> {
+        locked
+            .iter()
+            .map(|p| {
+                let mut s = format!("{} {} -> {}", p.name, p.version, p.depends.join(","));
+                if !p.provides.is_empty() && !p.depends.is_empty() {
+                    s += " ";
+                }
+                if !p.provides.is_empty() {
+                    s += &format!("[{}]", p.provides.join(","));
+                }
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn closure_with_pre_depends_and_fields() {
+        let index = index_of(&[
+            stanza("app", "1.0-1", "amd64", "Pre-Depends: libc6 (>= 2.34)\nDepends: tool, libc6\n"),
+            stanza("tool", "2", "all", ""),
+            stanza("libc6", "2.36-9", "amd64", "Multi-Arch: same\n"),
+            stanza("unrelated", "1", "amd64", "Depends: missing-thing\n"),
+        ]);
+        let locked = run(&index, &["app"]).unwrap();
+        assert_eq!(summary(&locked), ["app 1.0-1 -> libc6,tool", "libc6 2.36-9 -> ", "tool 2 -> "]);
+        let app = &locked[0];
+        assert_eq!(app.architecture, "amd64");
+        assert_eq!(app.repository, "bookworm");
+        assert_eq!(app.path, "pool/main/app_1.0-1_amd64.deb");
+        assert_eq!(app.size, 1000);
+        assert_eq!(app.sha256.len(), 64);
+        assert_eq!(locked[2].architecture, "all");
+    }
+
+    #[test]
+    fn alternatives_first_satisfiable_unless_one_is_requested() {
+        let index = index_of(&[
+            stanza("app", "1", "amd64", "Depends: gone | old (>= 2) | first | second\n"),
+            stanza("old", "1", "amd64", ""),
+            stanza("first", "1", "amd64", ""),
+            stanza("second", "1", "amd64", ""),
+        ]);
+        assert_eq!(summary(&run(&index, &["app"]).unwrap()), ["app 1 -> first", "first 1 -> "]);
+        // A requested alternative wins over an earlier one.
+        assert_eq!(summary(&run(&index, &["app", "second"]).unwrap()), ["app 1 -> second", "second 1 -> "]);
+        // A requested but unsatisfiable alternative does not.
+        assert_eq!(summary(&run(&index, &["app", "old"]).unwrap()), ["app 1 -> first", "first 1 -> ", "old 1 -> "]);
+    }
+
+    #[test]
+    fn alternatives_none_satisfiable() {
+        let index = index_of(&[stanza("app", "1", "amd64", "Depends: gone | old (>= 2)\n"), stanza("old", "1", "amd64", "")]);
+        let err = run(&index, &["app"]).unwrap_err();
+        let ResolveError::Unsatisfiable { relation, needed_by, reason } = &err else { panic!("{err:?}") };
+        assert_eq!(relation, "gone | old (>= 2)");
+        assert_eq!(needed_by.as_deref(), Some("app"));
+        assert!(reason.contains("gone: not in the index") && reason.contains("old (>= 2): the candidate is old 1"), "{reason}");
+        assert!(err.to_string().contains("needed by app"));
+    }
+
+    #[test]
+    fn virtual_packages() {
+        let index = index_of(&[
+            stanza("app", "1", "amd64", "Depends: awk\n"),
+            stanza("mawk", "1.3", "amd64", "Provides: awk\n"),
+            stanza("gawk", "5.2", "amd64", "Provides: awk\n"),
+            stanza("busybox", "1", "amd64", "Provides: gawk\n"),
+        ]);
+        // Several providers: the smallest name…
+        assert_eq!(summary(&run(&index, &["app"]).unwrap()), ["app 1 -> gawk", "gawk 5.2 -> [awk]"]);
+        // …unless one is requested.
+        assert_eq!(summary(&run(&index, &["app", "mawk"]).unwrap()), ["app 1 -> mawk", "mawk 1.3 -> [awk]"]);
+        // A virtual name can be requested; a real package beats a provider.
+        assert_eq!(summary(&run(&index, &["awk", "gawk"]).unwrap()), ["gawk 5.2 -> [awk]"]);
+    }
+
+    #[test]
+    fn versioned_provides() {
+        let index = index_of(&[
+            stanza("app", "1", "amd64", "Depends: iface (>= 2)\n"),
+            stanza("plain", "1", "amd64", "Provides: iface\n"),
+            stanza("one", "1", "amd64", "Provides: iface (= 1)\n"),
+            stanza("two", "1", "amd64", "Provides: iface (= 2.0), other\n"),
+            stanza("old", "1", "amd64", "Depends: iface (>= 3)\n"),
+        ]);
+        assert_eq!(summary(&run(&index, &["app"]).unwrap()), ["app 1 -> two", "two 1 -> [iface]"]);
+        let err = run(&index, &["old"]).unwrap_err();
+        let ResolveError::Unsatisfiable { relation, needed_by, reason } = &err else { panic!("{err:?}") };
+        assert_eq!((relation.as_str(), needed_by.as_deref()), ("iface (>= 3)", Some("old")));
+        assert!(reason.contains("plain provides iface") && reason.contains("two provides iface (= 2.0)"), "{reason}");
+    }
+
+    #[test]
+    fn multi_arch_qualifiers() {
+        let index = index_of(&[
+            stanza("allowed", "1", "amd64", "Multi-Arch: allowed\n"),
+            stanza("foreign", "1", "all", "Multi-Arch: foreign\n"),
+            stanza("plain", "1", "amd64", ""),
+            stanza("same", "1", "amd64", "Multi-Arch: same\n"),
+            stanza("badsame", "1", "all", "Multi-Arch: same\n"),
+            stanza("other", "1", "i386", ""),
+            stanza("ok", "1", "amd64", "Depends: allowed:any, foreign:any, plain:native, same, plain:amd64, foreign\n"),
+            stanza("any-plain", "1", "amd64", "Depends: plain:any\n"),
+            stanza("cross", "1", "amd64", "Depends: plain:i386\n"),
+            stanza("needs-badsame", "1", "amd64", "Depends: badsame\n"),
+            stanza("needs-other", "1", "amd64", "Depends: other\n"),
+        ]);
+        let locked = run(&index, &["ok"]).unwrap();
+        assert_eq!(locked[2].depends, ["allowed", "foreign", "plain", "same"]);
+        for (name, relation) in [("any-plain", "plain:any"), ("cross", "plain:i386"), ("needs-badsame", "badsame")] {
+            match run(&index, &[name]) {
+                Err(ResolveError::Unsatisfiable { relation: r, needed_by, .. }) => {
+                    assert_eq!((r.as_str(), needed_by.as_deref()), (relation, Some(name)))
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // Only the target architecture and `all` are candidates.
+        assert_eq!(
+            run(&index, &["needs-other"]).unwrap_err(),
+            ResolveError::Missing { name: "other".into(), needed_by: Some("needs-other".into()) }
+        );
+        assert_eq!(summary(&resolve(&index, "i386", &names(&["other"])).unwrap()), ["other 1 -> "]);
+    }
+
+    #[test]
+    fn missing_packages_name_who_needs_them() {
+        let index = index_of(&[stanza("app", "1", "amd64", "Depends: libgone (>= 1)\n")]);
+        let err = run(&index, &["app"]).unwrap_err();
+        assert_eq!(err, ResolveError::Missing { name: "libgone".into(), needed_by: Some("app".into()) });
+        assert_eq!(err.to_string(), "package \"libgone\" is not in the index (needed by app)");
+        let err = run(&index, &["nothere"]).unwrap_err();
+        assert_eq!(err, ResolveError::Missing { name: "nothere".into(), needed_by: None });
+        assert_eq!(err.to_string(), "package \"nothere\" is not in the index");
+    }
+
+    #[test]
+    fn version_constraint_fails() {
+        let index = index_of(&[stanza("app", "1", "amd64", "Depends: lib (>= 2.0)\n"), stanza("lib", "1:1.0", "amd64", "")]);
+        // With an epoch the candidate is newer.
+        assert!(run(&index, &["app"]).is_ok());
+        let index = index_of(&[stanza("app", "1", "amd64", "Depends: lib (>= 2.0)\n"), stanza("lib", "1.9", "amd64", "")]);
+        let err = run(&index, &["app"]).unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::Unsatisfiable {
+                relation: "lib (>= 2.0)".into(),
+                needed_by: Some("app".into()),
+                reason: "the candidate is lib 1.9".into()
+            }
+        );
+    }
+
+    #[test]
+    fn cycles_and_self_dependencies() {
+        let index = index_of(&[
+            stanza("aa", "1", "amd64", "Pre-Depends: bb\nDepends: aa-virt\n"),
+            stanza("bb", "1", "amd64", "Pre-Depends: aa\nProvides: aa-virt\n"),
+            stanza("cc", "1", "amd64", "Depends: cc-virt\nProvides: cc-virt\n"),
+        ]);
+        assert_eq!(summary(&run(&index, &["aa"]).unwrap()), ["aa 1 -> bb", "bb 1 -> aa [aa-virt]"]);
+        assert_eq!(summary(&run(&index, &["cc"]).unwrap()), ["cc 1 -> [cc-virt]"]);
+    }
+
+    #[test]
+    fn essential_packages_are_not_implicit() {
+        let index = index_of(&[
+            stanza("app", "1", "amd64", "Depends: lib\n"),
+            stanza("lib", "1", "amd64", ""),
+            stanza("bash", "5", "amd64", "Essential: yes\n"),
+        ]);
+        assert_eq!(summary(&run(&index, &["app"]).unwrap()), ["app 1 -> lib", "lib 1 -> "]);
+        assert!(index.candidate("bash", "amd64").is_some_and(|p| p.essential));
+        assert_eq!(run(&index, &["bash"]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn candidates_highest_version_then_earlier_repository() {
+        let mut index = Index::new();
+        let security = [stanza("lib", "1.0-1+deb12u1", "amd64", ""), stanza("tie", "2", "amd64", "")].join("\n");
+        let main = [
+            stanza("lib", "1.0-1", "amd64", ""),
+            stanza("lib", "0.9", "amd64", ""),
+            stanza("tie", "2", "amd64", "Depends: lib\n"),
+        ]
+        .join("\n");
+        index.add_packages(&main, "bookworm").unwrap();
+        index.add_packages(&security, "bookworm-security").unwrap();
+        let locked = run(&index, &["tie"]).unwrap();
+        assert_eq!(summary(&locked), ["lib 1.0-1+deb12u1 -> ", "tie 2 -> lib"]);
+        assert_eq!((locked[0].repository.as_str(), locked[1].repository.as_str()), ("bookworm-security", "bookworm"));
+        assert_eq!(index.repositories(), ["bookworm", "bookworm-security"]);
+    }
+
+    #[test]
+    fn stanza_order_does_not_matter() {
+        let mut stanzas = vec![
+            stanza("app", "1", "amd64", "Depends: awk, cc | c-compiler, iface (>= 2), libc6\nPre-Depends: dpkg\n"),
+            stanza("mawk", "1.3", "amd64", "Provides: awk\nDepends: libc6\n"),
+            stanza("gawk", "5.2", "amd64", "Provides: awk\nDepends: libc6\n"),
+            stanza("gcc", "12", "amd64", "Provides: c-compiler\nDepends: cpp (= 12), libc6\n"),
+            stanza("clang", "14", "amd64", "Provides: c-compiler\n"),
+            stanza("cpp", "12", "amd64", "Depends: gcc\n"),
+            stanza("one", "1", "all", "Provides: iface (= 2)\n"),
+            stanza("two", "1", "all", "Provides: iface (= 3)\n"),
+            stanza("libc6", "2.36", "amd64", "Multi-Arch: same\n"),
+            stanza("libc6", "2.35", "amd64", "Multi-Arch: same\n"),
+            stanza("dpkg", "1.21", "amd64", "Pre-Depends: libc6\nEssential: yes\n"),
+        ];
+        let requested = ["mawk", "app"];
+        let expected = run(&index_of(&stanzas), &requested).unwrap();
+        assert_eq!(
+            summary(&expected),
+            [
+                "app 1 -> clang,dpkg,libc6,mawk,one",
+                "clang 14 -> [c-compiler]",
+                "dpkg 1.21 -> libc6",
+                "libc6 2.36 -> ",
+                "mawk 1.3 -> libc6 [awk]",
+                "one 1 -> [iface]",
+            ]
+        );
+        // Every rotation, and each of those reversed.
+        for _ in 0..stanzas.len() {
+            stanzas.rotate_left(1);
+            assert_eq!(run(&index_of(&stanzas), &requested).unwrap(), expected);
+            let reversed: Vec<String> = stanzas.iter().rev().cloned().collect();
+            assert_eq!(run(&index_of(&reversed), &["app", "mawk", "app"]).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn malformed_stanzas_name_package_and_field() {
+        let good = stanza("app", "1", "amd64", "");
+        let cases = [
+            (good.replace("Package: app\n", ""), "(stanza at line 1)", "Package"),
+            (good.replace("Version: 1\n", ""), "app", "Version"),
+            (good.replace("Version: 1", "Version: 1 2"), "app", "Version"),
+            (good.replace("Architecture: amd64\n", ""), "app", "Architecture"),
+            (good.replace("Filename: pool/main", "Filename: /pool/main"), "app", "Filename"),
+            (good.replace("Filename: pool/main", "Filename: pool/../../etc"), "app", "Filename"),
+            (good.replace("Size: 1000", "Size: -1"), "app", "Size"),
+            (good.lines().filter(|l| !l.starts_with("SHA256")).map(|l| format!("{l}\n")).collect(), "app", "SHA256"),
+            (good.replace("SHA256: ", "SHA256: 00"), "app", "SHA256"),
+            (good.replace("Size: 1000", "Size: 1000\nMulti-Arch: maybe"), "app", "Multi-Arch"),
+            (good.replace("Size: 1000", "Size: 1000\nProvides: a | b"), "app", "Provides"),
+            (good.replace("Size: 1000", "Size: 1000\nProvides: virt (>= 1)"), "app", "Provides"),
+        ];
+        for (text, package, field) in cases {
+            let err = Index::new().add_packages(&text, "bookworm").unwrap_err();
+            match &err {
+                ResolveError::Malformed { repository, package: p, field: f, .. } => {
+                    assert_eq!((repository.as_str(), p.as_str(), *f), ("bookworm", package, field), "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let err = Index::new().add_packages("Package: x\n bad\nnocolon\n", "bookworm").unwrap_err();
+        assert!(matches!(err, ResolveError::Control { .. }));
+        // A bad Depends is reported only when the package is needed.
+        let index = index_of(&[stanza("app", "1", "amd64", "Depends: lib (>= )\n"), stanza("ok", "1", "amd64", "")]);
+        assert!(run(&index, &["ok"]).is_ok());
+        assert!(matches!(run(&index, &["app"]), Err(ResolveError::Malformed { field: "Depends", .. })));
+    }
 }
