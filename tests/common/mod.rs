@@ -7,6 +7,27 @@ use std::process::{Command, Output};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 
+/// The tests' lock file: the test toolchain (dash, coreutils, grep, sed,
+/// bash and their dependencies), pinned to the `.deb`s of the miniature
+/// archive in `tests/fixtures/debian`.
+pub const TEST_LOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes/drv.lock");
+
+/// Put the tests' lock file next to recipes written into `dir`.
+pub fn write_lock(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(TEST_LOCK, dir.join("drv.lock")).unwrap();
+}
+
+/// The miniature archive's mirrors, as `file://` URLs: every download of a
+/// test `.deb` is a local copy, so the tests stay offline.
+pub fn fixture_mirrors() -> [(&'static str, String); 2] {
+    let base = std::fs::canonicalize(Path::new(FIXTURES).join("debian")).unwrap();
+    [
+        ("DRV_MIRROR_DEBIAN", format!("file://{}/debian", base.display())),
+        ("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", base.display())),
+    ]
+}
+
 /// A temporary drv root; `drv` commands run against it.
 pub struct TestStore {
     pub dir: tempfile::TempDir,
@@ -30,6 +51,7 @@ impl TestStore {
         let mut c = Command::new(env!("CARGO_BIN_EXE_drv"));
         c.arg("--root").arg(self.root());
         c.env_remove("DRV_ROOT");
+        c.envs(fixture_mirrors());
         c
     }
 

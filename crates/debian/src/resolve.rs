@@ -17,9 +17,11 @@
 //!   name. The providers are the candidates of the names that list it in
 //!   `Provides`; a versioned relation is satisfied only by a versioned
 //!   `Provides: name (= v)`. Of the providers that satisfy the relation,
-//!   a requested one (the smallest name if several), else the one with
-//!   the smallest name: apt would ask, and a lock must not depend on
-//!   which provider happened to be seen first.
+//!   a requested one, else the one of the highest `Priority` (Policy
+//!   §2.5: `required` before `important`, `standard`, `optional`,
+//!   `extra`; what a Debian base system already has, as apt would keep
+//!   it: `awk` is `mawk`), then the smallest name: a lock must not depend
+//!   on which provider happened to be seen first.
 //! - **Alternatives** `a | b`: the first alternative that is satisfiable
 //!   and is requested (its own name, or the name of the package it
 //!   resolves to, is among the requested names); otherwise the first
@@ -101,6 +103,8 @@ pub struct IndexPackage {
     pub multi_arch: MultiArch,
     /// `Essential: yes`.
     pub essential: bool,
+    /// `Priority:` as a rank, 0 = `required` … 4 = `extra`, 5 = absent.
+    pub priority: u8,
     /// `Pre-Depends:` as written; parsed only when the package is part of
     /// a resolution (most of an index never is).
     pub pre_depends: String,
@@ -226,6 +230,7 @@ struct Wanted<'a> {
     architecture: Option<&'a str>,
     multi_arch: Option<&'a str>,
     essential: Option<&'a str>,
+    priority: Option<&'a str>,
     depends: Option<&'a str>,
     pre_depends: Option<&'a str>,
     provides: Option<&'a str>,
@@ -247,6 +252,7 @@ fn parse_stanza<'p>(line: usize, fields: &[control::Field<'p>], repository: &Arc
             7 if f.is("Depends") => &mut w.depends,
             8 if f.is("Filename") => &mut w.filename,
             8 if f.is("Provides") => &mut w.provides,
+            8 if f.is("Priority") => &mut w.priority,
             9 if f.is("Essential") => &mut w.essential,
             10 if f.is("Multi-Arch") => &mut w.multi_arch,
             11 if f.is("Pre-Depends") => &mut w.pre_depends,
@@ -284,6 +290,15 @@ fn parse_stanza<'p>(line: usize, fields: &[control::Field<'p>], repository: &Arc
         "no" => false,
         _ => return Err(malformed("Essential", "not yes or no")),
     };
+    // Unknown or absent priorities rank last.
+    let priority = match w.priority.unwrap_or_default() {
+        "required" => 0,
+        "important" => 1,
+        "standard" => 2,
+        "optional" => 3,
+        "extra" => 4,
+        _ => 5,
+    };
     let filename = required("Filename", w.filename)?;
     if filename.starts_with('/') || filename.split('/').any(|c| c == ".." || c.is_empty()) {
         return Err(malformed("Filename", "not a relative path below the mirror"));
@@ -311,6 +326,7 @@ fn parse_stanza<'p>(line: usize, fields: &[control::Field<'p>], repository: &Arc
         architecture: architecture.to_owned(),
         multi_arch,
         essential,
+        priority,
         pre_depends: w.pre_depends.unwrap_or_default().to_owned(),
         depends: w.depends.unwrap_or_default().to_owned(),
         provides,
@@ -408,11 +424,12 @@ impl<'i> Resolver<'i> {
                 satisfying.push(id);
             }
         }
-        // Providers are in id order; pick by name so that stanza order
-        // does not matter.
-        let by_name = |ids: &mut dyn Iterator<Item = usize>| ids.min_by(|&a, &b| self.package(a).name.cmp(&self.package(b).name));
-        let requested = by_name(&mut satisfying.iter().copied().filter(|&id| self.requested.contains(self.package(id).name.as_str())));
-        match requested.or_else(|| by_name(&mut satisfying.iter().copied())) {
+        // Providers are in id order; pick by priority and name so that
+        // stanza order does not matter.
+        let rank = |id: usize| (self.package(id).priority, self.package(id).name.as_str());
+        let best = |ids: &mut dyn Iterator<Item = usize>| ids.min_by(|&a, &b| rank(a).cmp(&rank(b)));
+        let requested = best(&mut satisfying.iter().copied().filter(|&id| self.requested.contains(self.package(id).name.as_str())));
+        match requested.or_else(|| best(&mut satisfying.iter().copied())) {
             Some(id) => {
                 // Borrow the virtual name from the index, which outlives
                 // the relation.
@@ -627,6 +644,25 @@ mod tests {
         assert_eq!(summary(&run(&index, &["app", "mawk"]).unwrap()), ["app 1 -> mawk", "mawk 1.3 -> [awk]"]);
         // A virtual name can be requested; a real package beats a provider.
         assert_eq!(summary(&run(&index, &["awk", "gawk"]).unwrap()), ["gawk 5.2 -> [awk]"]);
+    }
+
+    #[test]
+    fn providers_rank_by_priority_before_name() {
+        let index = index_of(&[
+            stanza("app", "1", "amd64", "Depends: awk
+"),
+            stanza("mawk", "1.3", "amd64", "Provides: awk
+Priority: required
+"),
+            stanza("gawk", "5.2", "amd64", "Provides: awk
+Priority: optional
+"),
+            stanza("awka", "1", "amd64", "Provides: awk
+"),
+        ]);
+        assert_eq!(summary(&run(&index, &["app"]).unwrap()), ["app 1 -> mawk", "mawk 1.3 -> [awk]"]);
+        // A requested provider still wins over a higher priority.
+        assert_eq!(summary(&run(&index, &["app", "gawk"]).unwrap()), ["app 1 -> gawk", "gawk 5.2 -> [awk]"]);
     }
 
     #[test]

@@ -271,9 +271,17 @@ impl Lowering<'_> {
                 }))
             })?;
             let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
-            let file = p.path.rsplit('/').next().unwrap_or(&p.path);
+            // Store names have no `~` (Debian versions do: `5.7-0.5~deb12u1`).
+            let file: String = p
+                .path
+                .rsplit('/')
+                .next()
+                .unwrap_or(&p.path)
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || "+-._?=".contains(c) { c } else { '_' })
+                .collect();
             let url = format!("mirror://{}/{}", repository.mirror, p.path);
-            let (drv, out) = self.fetch(file, sha256, &[("url", url.as_str())], lock_file)?;
+            let (drv, out) = self.fetch(&file, sha256, &[("url", url.as_str())], lock_file)?;
             b = b.input_derivation(drv, ["out".to_owned()]);
             debs.push(self.store.display(&out));
         }

@@ -663,7 +663,7 @@ impl Realiser {
         let assembled = drv_debian::rootfs::assemble(&debs, &staging.path(), &options)?;
         let mut log = format!("drv: assembling {} packages with {} threads\n", assembled.packages.len(), options.jobs);
         for p in &assembled.packages {
-            log.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
+            log.push_str(&format!("  {} {} {}\n", p.package, p.version, p.architecture));
         }
         log.push_str(&format!(
             "drv: {} files, {} bytes in {:.2} s\n",
