@@ -9,27 +9,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::Nix;
-use drv_eval::{Evaluation, ToolchainProvider};
+use drv_eval::Evaluation;
 use drv_store::{Ingestion, LocalStore, StoreDir, StorePath};
 
 const RECIPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes");
-const TOOLCHAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/toolchain");
 
-/// A fixed tree stands in for the host's Debian packages, so the golden
-/// files do not depend on the machine's package versions.
-struct FixtureToolchain;
-
-impl ToolchainProvider for FixtureToolchain {
-    fn toolchain(&mut self, store: &mut LocalStore, _packages: &[String]) -> Result<StorePath, String> {
-        store.add_path(Path::new(TOOLCHAIN), "toolchain", Ingestion::Recursive).map_err(|e| e.to_string())
-    }
-}
-
+/// The toolchain comes from `tests/recipes/drv.lock`, so the golden files
+/// depend on nothing of the machine.
 fn evaluate(root: &Path, recipe: &Path) -> (LocalStore, Evaluation) {
     let mut store = LocalStore::open(root, StoreDir::default()).unwrap();
-    let eval = drv_eval::evaluate(recipe, &mut store, &mut FixtureToolchain).unwrap();
+    let eval = drv_eval::evaluate(recipe, &mut store).unwrap();
     (store, eval)
 }
+
+/// The `.deb` downloads of the toolchain (dash, coreutils and their
+/// closure in the lock) and its assembly.
+const TOOLCHAIN_DERIVATIONS: usize = 18 + 1;
 
 #[test]
 fn golden_derivations() {
@@ -64,8 +59,10 @@ fn evaluation_is_deterministic_and_graph_is_complete() {
     let (_, e1) = evaluate(a.path(), &top);
     let (store, e2) = evaluate(b.path(), &top);
     assert_eq!(e1.root, e2.root);
-    // top, middle, base, two fetches, one test
-    assert_eq!(e2.derivations.len(), 6, "{:?}", e2.derivations.keys().collect::<Vec<_>>());
+    // top, middle, base, two fetches, one test, and one toolchain for all
+    assert_eq!(e2.derivations.len(), 6 + TOOLCHAIN_DERIVATIONS, "{:?}", e2.derivations.keys().collect::<Vec<_>>());
+    let toolchains: Vec<&StorePath> = e2.derivations.keys().filter(|p| p.name().ends_with("-toolchain.drv")).collect();
+    assert_eq!(toolchains.len(), 1, "recipes with the same packages share one toolchain");
     assert_eq!(e2.tests.len(), 1);
     let order = e2.build_order();
     let pos = |n: &str| order.iter().position(|p| p.name().starts_with(n)).unwrap();
@@ -184,7 +181,7 @@ fn nix_instantiate_gives_the_same_drv_paths() {
     let mut sources: Vec<(StorePath, PathBuf, String)> = vec![];
     {
         let mut s2 = LocalStore::open(t.path(), StoreDir::default()).unwrap();
-        for (file, name) in [(PathBuf::from(TOOLCHAIN), "toolchain"), (Path::new(RECIPES).join("base-data.txt"), "base-data.txt")] {
+        for (file, name) in [(Path::new(RECIPES).join("base-data.txt"), "base-data.txt")] {
             let p = s2.add_path(&file, name, Ingestion::Recursive).unwrap();
             sources.push((p, file, name.to_owned()));
         }
