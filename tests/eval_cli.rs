@@ -71,7 +71,10 @@ fn semantic_errors_point_at_the_value() {
 
 const RECIPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes");
 
-/// With the host's real Debian packages as the toolchain.
+/// The toolchain of dash and coreutils from `tests/recipes/drv.lock`: 18
+/// pinned `.deb` downloads and the derivation that assembles them.
+const TOOLCHAIN_DERIVATIONS: usize = 18 + 1;
+
 #[test]
 fn eval_show_derivation_and_graph() {
     let s = TestStore::new();
@@ -86,35 +89,47 @@ fn eval_show_derivation_and_graph() {
 
     let json: serde_json::Value = serde_json::from_str(&s.ok(&["eval", "--json", &top])).unwrap();
     assert_eq!(json["drvPath"], drv);
-    assert_eq!(json["derivations"].as_object().unwrap().len(), 6);
+    assert_eq!(json["derivations"].as_object().unwrap().len(), 6 + TOOLCHAIN_DERIVATIONS);
     assert_eq!(json["tests"].as_array().unwrap().len(), 1);
 
     let show: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv])).unwrap();
     let me = &show[drv];
     assert_eq!(me["builder"], "/bin/sh");
-    assert!(me["env"]["drvToolchain"].as_str().unwrap().contains("-toolchain-"));
-    assert_eq!(me["inputDrvs"].as_object().unwrap().len(), 3);
+    assert!(me["env"]["drvToolchain"].as_str().unwrap().ends_with("-bookworm-toolchain"));
+    assert_eq!(me["inputDrvs"].as_object().unwrap().len(), 4, "middle, the download, the toolchain and its test's inputs");
     let from_recipe: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", &top])).unwrap();
     assert_eq!(from_recipe, show);
     let all: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", "-r", drv])).unwrap();
-    assert_eq!(all.as_object().unwrap().len(), 5, "top, middle, base and two downloads");
+    assert_eq!(all.as_object().unwrap().len(), 5 + TOOLCHAIN_DERIVATIONS, "top, middle, base, two downloads and the toolchain");
 
     let graph: serde_json::Value = serde_json::from_str(&s.ok(&["graph", "--format", "json", &top])).unwrap();
-    assert_eq!(graph["nodes"].as_array().unwrap().len(), 6);
+    assert_eq!(graph["nodes"].as_array().unwrap().len(), 6 + TOOLCHAIN_DERIVATIONS);
     let dot = s.ok(&["graph", &top]);
     assert!(dot.starts_with("digraph") && dot.contains("->"), "{dot}");
-    // the toolchain is in the store, with a manifest of what is inside
+    // the toolchain is a derivation of drv's own builder over the pinned
+    // .debs; built, it holds a manifest of what is inside
     let toolchain = me["env"]["drvToolchain"].as_str().unwrap();
+    let (toolchain_drv, t) = all.as_object().unwrap().iter().find(|(_, d)| d["outputs"]["out"]["path"] == toolchain).unwrap();
+    assert_eq!(t["builder"], "builtin:debian-rootfs");
+    assert_eq!(t["inputDrvs"].as_object().unwrap().len(), 18);
+    assert_eq!(t["env"]["debs"].as_str().unwrap().split(' ').count(), 18);
+    assert_eq!(s.ok(&["build", "--no-link", toolchain_drv]).trim(), toolchain);
     let manifest = s.root().join(toolchain.trim_start_matches('/')).join(".drv-toolchain.json");
-    let m = std::fs::read_to_string(manifest).unwrap();
-    assert!(m.contains("\"dash\"") || m.contains("dash"), "{m}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    let names: Vec<&str> = m["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"dash") && names.contains(&"coreutils") && names.len() == 18, "{names:?}");
 }
 
 #[test]
 fn an_unknown_debian_package_is_a_clear_error() {
     let s = TestStore::new();
     let recipe = s.scratch("r.toml");
-    fs::write(&recipe, "name = \"a\"\nversion = \"1\"\n[toolchain]\ndebian = [\"no-such-package-drv-test\"]\n").unwrap();
+    fs::write(&recipe, "name = \"a\"\nversion = \"1\"\n[toolchain]\ndebian = [\"dash\", \"no-such-package-drv-test\"]\n").unwrap();
+    // without a lock file: say which file and how to make it
     let err = eval_error(&s, recipe.to_str().unwrap());
-    assert!(err.contains("no-such-package-drv-test") && err.contains("apt-get install"), "{err}");
+    assert!(err.contains("drv.lock") && err.contains("drv lock"), "{err}");
+    // with one that does not cover the name: point at the recipe's list
+    common::write_lock(&s.scratch(""));
+    let err = eval_error(&s, recipe.to_str().unwrap());
+    assert!(err.contains("r.toml:4:10") && err.contains("\"no-such-package-drv-test\"") && err.contains("drv lock"), "{err}");
 }
