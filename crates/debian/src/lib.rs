@@ -23,3 +23,6 @@ pub mod relation;
 pub mod release;
 pub mod resolve;
 pub mod rootfs;
+
+#[cfg(test)]
+mod test_debs;
