@@ -103,23 +103,11 @@ pub struct LockedPackage {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("{}:{line}:{column}: {message}", file.display())]
-    Syntax {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { file: PathBuf, line: usize, column: usize, message: String },
     #[error("{}: {field}: {message}", file.display())]
-    Invalid {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    Invalid { file: PathBuf, field: String, message: String },
     #[error("the lock file does not cover Debian package {name:?}{}; run `drv lock`", needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default())]
-    NotLocked {
-        name: String,
-        needed_by: Option<String>,
-    },
+    NotLocked { name: String, needed_by: Option<String> },
     #[error("no lock file {}: run `drv lock` to resolve the recipes' Debian packages", file.display())]
     Missing { file: PathBuf },
 }
@@ -147,18 +135,15 @@ impl DebianLock {
     /// The package `name` (a real package, or failing that one that
     /// provides it).
     pub fn find(&self, name: &str) -> Option<&LockedPackage> {
-        self.packages.iter().find(|p| p.name == name).or_else(|| {
-            self.packages
-                .iter()
-                .find(|p| p.provides.iter().any(|v| v == name))
-        })
+        self.packages
+            .iter()
+            .find(|p| p.name == name)
+            .or_else(|| self.packages.iter().find(|p| p.provides.iter().any(|v| v == name)))
     }
 
     /// The repository a package came from.
     pub fn repository(&self, package: &LockedPackage) -> Option<&Repository> {
-        self.repositories
-            .iter()
-            .find(|r| r.suite == package.repository)
+        self.repositories.iter().find(|r| r.suite == package.repository)
     }
 
     /// The closure of `names` over the locked `depends` edges, sorted by
@@ -168,8 +153,7 @@ impl DebianLock {
     /// does not cover.
     pub fn closure(&self, names: &[String]) -> Result<Vec<&LockedPackage>, LockError> {
         let mut seen: BTreeMap<&str, &LockedPackage> = BTreeMap::new();
-        let mut queue: Vec<(&str, Option<&str>)> =
-            names.iter().map(|n| (n.as_str(), None)).collect();
+        let mut queue: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
         let mut visited: BTreeSet<&str> = BTreeSet::new();
         while let Some((name, needed_by)) = queue.pop() {
             let p = self.find(name).ok_or_else(|| LockError::NotLocked {
