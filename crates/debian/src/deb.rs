@@ -34,21 +34,13 @@ pub enum DebError {
     #[error("{} is not a .deb of format 2.x: debian-binary is {found:?}", path.display())]
     FormatVersion { path: PathBuf, found: String },
     #[error("{}: member {expected} missing (found {found})", path.display())]
-    MissingMember {
-        path: PathBuf,
-        expected: &'static str,
-        found: String,
-    },
+    MissingMember { path: PathBuf, expected: &'static str, found: String },
     #[error("{}: member {member} has a compression this reader does not know (gz, xz, zst or none)", path.display())]
     UnknownCompression { path: PathBuf, member: String },
     #[error("{}: truncated in member {member}", path.display())]
     Truncated { path: PathBuf, member: String },
     #[error("{}: member {member} is corrupt: {source}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        member: String,
-        source: io::Error,
-    },
+    Corrupt { path: PathBuf, member: String, source: io::Error },
     #[error("{}: control file: {reason}", path.display())]
     Control { path: PathBuf, reason: String },
 }
@@ -104,10 +96,7 @@ pub struct Deb {
 
 impl std::fmt::Debug for Deb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deb")
-            .field("path", &self.path)
-            .field("control", &self.control)
-            .finish_non_exhaustive()
+        f.debug_struct("Deb").field("path", &self.path).field("control", &self.control).finish_non_exhaustive()
     }
 }
 
@@ -117,23 +106,14 @@ impl Deb {
     /// (deb(5): readers accept a higher minor version and extra lines), and
     /// read `./control` from `control.tar*`.
     pub fn open(path: &Path) -> Result<Self, DebError> {
-        let io_err = |source| DebError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io_err = |source| DebError::Io { path: path.to_owned(), source };
         let mut file = File::open(path).map_err(io_err)?;
         let mut magic = [0u8; 8];
         match file.read_exact(&mut magic) {
             Ok(()) if &magic == AR_MAGIC => {}
-            Ok(()) => {
-                return Err(DebError::NotAr {
-                    path: path.to_owned(),
-                })
-            }
+            Ok(()) => return Err(DebError::NotAr { path: path.to_owned() }),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(DebError::NotAr {
-                    path: path.to_owned(),
-                })
+                return Err(DebError::NotAr { path: path.to_owned() })
             }
             Err(e) => return Err(io_err(e)),
         }
@@ -148,41 +128,23 @@ impl Deb {
         let mut version = Vec::new();
         let (_, reader) = member(&mut archive, path, layout.debian_binary, "debian-binary")?;
         // A version line and perhaps a few more: no reason to read further.
-        reader
-            .take(4096)
-            .read_to_end(&mut version)
-            .map_err(|e| member_error(path, "debian-binary", e))?;
+        reader.take(4096).read_to_end(&mut version).map_err(|e| member_error(path, "debian-binary", e))?;
         check_format_version(path, &version)?;
 
         let control_name = name_of(layout.control);
         let compression = member_compression(path, &control_name, "control.tar")?;
         let (size, mut reader) = member(&mut archive, path, layout.control, &control_name)?;
         if size > MAX_CONTROL_TAR {
-            return Err(DebError::Control {
-                path: path.to_owned(),
-                reason: format!("{control_name} is {size} bytes"),
-            });
+            return Err(DebError::Control { path: path.to_owned(), reason: format!("{control_name} is {size} bytes") });
         }
         let mut control_tar = Vec::new();
-        reader
-            .read_to_end(&mut control_tar)
-            .map_err(|e| member_error(path, &control_name, e))?;
+        reader.read_to_end(&mut control_tar).map_err(|e| member_error(path, &control_name, e))?;
         drop(reader);
-        let control = read_control(
-            path,
-            &control_name,
-            decompress(path, &control_tar[..], compression)?,
-        )?;
+        let control = read_control(path, &control_name, decompress(path, &control_tar[..], compression)?)?;
 
         let data_member = name_of(layout.data);
         member_compression(path, &data_member, "data.tar")?;
-        Ok(Self {
-            path: path.to_owned(),
-            control,
-            archive,
-            data_index: layout.data,
-            data_member,
-        })
+        Ok(Self { path: path.to_owned(), control, archive, data_index: layout.data, data_member })
     }
 
     /// The `.deb`'s path, as given to [`Deb::open`].
@@ -203,11 +165,7 @@ impl Deb {
         let compression = member_compression(path, &self.data_member, "data.tar")?;
         let (_, reader) = member(&mut self.archive, path, self.data_index, &self.data_member)?;
         let reader = decompress(path, reader, compression)?;
-        Ok(DataTar {
-            path,
-            member: self.data_member.clone(),
-            reader,
-        })
+        Ok(DataTar { path, member: self.data_member.clone(), reader })
     }
 }
 
@@ -234,9 +192,7 @@ impl DataTar<'_> {
     /// padding, say), so that a truncated member or a failed integrity
     /// check of the compressed stream is an error.
     pub fn finish(mut self) -> Result<(), DebError> {
-        io::copy(&mut self.reader, &mut io::sink())
-            .map(drop)
-            .map_err(|e| self.error(e))
+        io::copy(&mut self.reader, &mut io::sink()).map(drop).map_err(|e| self.error(e))
     }
 }
 
@@ -270,10 +226,7 @@ impl<R: Read> Read for Exact<R> {
         }
         let n = self.inner.read(buf)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the archive ends inside this member",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive ends inside this member"));
         }
         self.remaining = self.remaining.saturating_sub(n as u64);
         Ok(n)
@@ -285,21 +238,15 @@ type MemberReader<'a> = Exact<ar::Entry<'a, BufReader<File>>>;
 
 /// The names of the archive's members, in order; `length` is the file's.
 fn member_names(archive: &mut Archive, path: &Path, length: u64) -> Result<Vec<String>, DebError> {
-    let count = archive
-        .count_entries()
-        .map_err(|e| member_error(path, "(ar header)", e))?;
+    let count = archive.count_entries().map_err(|e| member_error(path, "(ar header)", e))?;
     let mut names = Vec::with_capacity(count);
     // The least the archive's length can be: the magic, each header and
     // each member's data (padding and any GNU name table come on top).
     let mut least_length = AR_MAGIC.len() as u64;
     for i in 0..count {
-        let entry = archive
-            .jump_to_entry(i)
-            .map_err(|e| member_error(path, "(ar header)", e))?;
+        let entry = archive.jump_to_entry(i).map_err(|e| member_error(path, "(ar header)", e))?;
         names.push(member_name(entry.header().identifier()));
-        least_length = least_length
-            .saturating_add(60)
-            .saturating_add(entry.header().size());
+        least_length = least_length.saturating_add(60).saturating_add(entry.header().size());
         // Dropping an entry reads the rest of it; `jump_to_entry` seeks,
         // so skipping that read (a whole `data.tar`) loses nothing.
         std::mem::forget(entry);
@@ -308,10 +255,7 @@ fn member_names(archive: &mut Archive, path: &Path, length: u64) -> Result<Vec<S
     // member would otherwise look like one with members missing.
     if length < least_length {
         let member = names.last().cloned().unwrap_or_default();
-        return Err(DebError::Truncated {
-            path: path.to_owned(),
-            member,
-        });
+        return Err(DebError::Truncated { path: path.to_owned(), member });
     }
     Ok(names)
 }
@@ -320,32 +264,18 @@ fn member_names(archive: &mut Archive, path: &Path, length: u64) -> Result<Vec<S
 /// `control.tar*`, `data.tar*` in that order, members whose names start
 /// with `_` ignored between them and anything ignored after `data.tar`.
 fn layout(path: &Path, names: &[String]) -> Result<Layout, DebError> {
-    let mut candidates = names
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| !n.starts_with('_'));
+    let mut candidates = names.iter().enumerate().filter(|(_, n)| !n.starts_with('_'));
     let mut next = |expected: &'static str, accepts: fn(&str) -> bool| match candidates.next() {
         Some((i, name)) if accepts(name) => Ok(i),
         other => {
-            let found = other.map_or_else(
-                || "the end of the archive".to_owned(),
-                |(_, n)| format!("member {n:?}"),
-            );
-            Err(DebError::MissingMember {
-                path: path.to_owned(),
-                expected,
-                found,
-            })
+            let found = other.map_or_else(|| "the end of the archive".to_owned(), |(_, n)| format!("member {n:?}"));
+            Err(DebError::MissingMember { path: path.to_owned(), expected, found })
         }
     };
     Ok(Layout {
         debian_binary: next("debian-binary", |n| n == "debian-binary")?,
-        control: next("control.tar", |n| {
-            Compression::of_member(n, "control.tar").is_some()
-        })?,
-        data: next("data.tar", |n| {
-            Compression::of_member(n, "data.tar").is_some()
-        })?,
+        control: next("control.tar", |n| Compression::of_member(n, "control.tar").is_some())?,
+        data: next("data.tar", |n| Compression::of_member(n, "data.tar").is_some())?,
     })
 }
 
@@ -357,17 +287,9 @@ fn member<'a>(
     index: usize,
     name: &str,
 ) -> Result<(u64, MemberReader<'a>), DebError> {
-    let entry = archive
-        .jump_to_entry(index)
-        .map_err(|e| member_error(path, name, e))?;
+    let entry = archive.jump_to_entry(index).map_err(|e| member_error(path, name, e))?;
     let size = entry.header().size();
-    Ok((
-        size,
-        Exact {
-            inner: entry,
-            remaining: size,
-        },
-    ))
+    Ok((size, Exact { inner: entry, remaining: size }))
 }
 
 /// An `ar` member name as text: GNU `ar` ends names with `/`, and names
@@ -381,10 +303,7 @@ fn member_name(identifier: &[u8]) -> String {
 fn member_compression(path: &Path, name: &str, stem: &str) -> Result<Compression, DebError> {
     match Compression::of_member(name, stem) {
         Some(Ok(c)) => Ok(c),
-        _ => Err(DebError::UnknownCompression {
-            path: path.to_owned(),
-            member: name.to_owned(),
-        }),
+        _ => Err(DebError::UnknownCompression { path: path.to_owned(), member: name.to_owned() }),
     }
 }
 
@@ -399,16 +318,9 @@ impl DebError {
 
 fn member_error(path: &Path, member: &str, error: io::Error) -> DebError {
     if error.kind() == io::ErrorKind::UnexpectedEof {
-        DebError::Truncated {
-            path: path.to_owned(),
-            member: member.to_owned(),
-        }
+        DebError::Truncated { path: path.to_owned(), member: member.to_owned() }
     } else {
-        DebError::Corrupt {
-            path: path.to_owned(),
-            member: member.to_owned(),
-            source: error,
-        }
+        DebError::Corrupt { path: path.to_owned(), member: member.to_owned(), source: error }
     }
 }
 
@@ -417,17 +329,12 @@ fn member_error(path: &Path, member: &str, error: io::Error) -> DebError {
 fn check_format_version(path: &Path, bytes: &[u8]) -> Result<(), DebError> {
     let text = String::from_utf8_lossy(bytes);
     let ok = text.split_once('\n').is_some_and(|(first, _)| {
-        first
-            .strip_prefix("2.")
-            .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+        first.strip_prefix("2.").is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
     });
     if ok {
         Ok(())
     } else {
-        Err(DebError::FormatVersion {
-            path: path.to_owned(),
-            found: text.into_owned(),
-        })
+        Err(DebError::FormatVersion { path: path.to_owned(), found: text.into_owned() })
     }
 }
 
@@ -442,10 +349,7 @@ fn decompress<'a, R: Read + 'a>(
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new(reader)),
         Compression::Zstd => Box::new(
             // Only fails when zstd cannot allocate its context.
-            zstd::stream::read::Decoder::new(reader).map_err(|e| DebError::Io {
-                path: path.to_owned(),
-                source: e,
-            })?,
+            zstd::stream::read::Decoder::new(reader).map_err(|e| DebError::Io { path: path.to_owned(), source: e })?,
         ),
     })
 }
@@ -453,9 +357,7 @@ fn decompress<'a, R: Read + 'a>(
 /// Find `./control` in a `control.tar` and take its identifying fields.
 fn read_control(path: &Path, member: &str, tar: Box<dyn Read + '_>) -> Result<Control, DebError> {
     let mut archive = tar::Archive::new(tar);
-    let entries = archive
-        .entries()
-        .map_err(|e| member_error(path, member, e))?;
+    let entries = archive.entries().map_err(|e| member_error(path, member, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| member_error(path, member, e))?;
         let name = entry.path_bytes();
@@ -463,24 +365,13 @@ fn read_control(path: &Path, member: &str, tar: Box<dyn Read + '_>) -> Result<Co
             continue;
         }
         if entry.size() > MAX_CONTROL_TAR {
-            return Err(DebError::Control {
-                path: path.to_owned(),
-                reason: "./control is too large".into(),
-            });
+            return Err(DebError::Control { path: path.to_owned(), reason: "./control is too large".into() });
         }
         let mut text = Vec::new();
-        entry
-            .read_to_end(&mut text)
-            .map_err(|e| member_error(path, member, e))?;
-        return parse_control(&text).map_err(|reason| DebError::Control {
-            path: path.to_owned(),
-            reason,
-        });
+        entry.read_to_end(&mut text).map_err(|e| member_error(path, member, e))?;
+        return parse_control(&text).map_err(|reason| DebError::Control { path: path.to_owned(), reason });
     }
-    Err(DebError::Control {
-        path: path.to_owned(),
-        reason: format!("{member} has no ./control"),
-    })
+    Err(DebError::Control { path: path.to_owned(), reason: format!("{member} has no ./control") })
 }
 
 /// The identifying fields of a binary package's control paragraph
@@ -512,38 +403,18 @@ fn parse_control(bytes: &[u8]) -> Result<Control, String> {
     // manifest, so it must be what Debian allows.
     let name_ok = package.len() >= 2
         && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && package
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        && package.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     if !name_ok {
-        return Err(format!(
-            "package name {package:?} is not a Debian package name"
-        ));
+        return Err(format!("package name {package:?} is not a Debian package name"));
     }
     // Policy §5.6.12: alphanumerics and `.+-~:`.
-    if version.is_empty()
-        || !version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c))
-    {
-        return Err(format!(
-            "version {version:?} of {package} is not a Debian version"
-        ));
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c)) {
+        return Err(format!("version {version:?} of {package} is not a Debian version"));
     }
-    if architecture.is_empty()
-        || !architecture
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return Err(format!(
-            "architecture {architecture:?} of {package} is not one word"
-        ));
+    if architecture.is_empty() || !architecture.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("architecture {architecture:?} of {package} is not one word"));
     }
-    Ok(Control {
-        package,
-        version,
-        architecture,
-    })
+    Ok(Control { package, version, architecture })
 }
 
 #[cfg(test)]
@@ -563,22 +434,12 @@ mod tests {
 
     #[test]
     fn control_fields_and_data_in_every_compression() {
-        for compression in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Xz,
-            Compression::Zstd,
-        ] {
-            let (_dir, deb) =
-                open_bytes(&deb_bytes("hello", &[file("./usr/x", b"x")], compression));
+        for compression in [Compression::None, Compression::Gzip, Compression::Xz, Compression::Zstd] {
+            let (_dir, deb) = open_bytes(&deb_bytes("hello", &[file("./usr/x", b"x")], compression));
             let mut deb = deb.unwrap();
             assert_eq!(
                 deb.control(),
-                &Control {
-                    package: "hello".into(),
-                    version: "1.0-1".into(),
-                    architecture: "amd64".into()
-                }
+                &Control { package: "hello".into(), version: "1.0-1".into(), architecture: "amd64".into() }
             );
             let mut data = deb.data().unwrap();
             assert_eq!(data.member(), format!("data.tar{}", suffix(compression)));
@@ -591,10 +452,7 @@ mod tests {
 
     #[test]
     fn members_deb5_says_to_ignore() {
-        let control_tar = tar_of(&[file(
-            "./control",
-            b"Package: a1\nVersion: 1\nArchitecture: all\n",
-        )]);
+        let control_tar = tar_of(&[file("./control", b"Package: a1\nVersion: 1\nArchitecture: all\n")]);
         let bytes = ar_of(&[
             ("debian-binary", b"2.1\nmore\n".to_vec()),
             ("_extra", b"ignored".to_vec()),
@@ -608,28 +466,15 @@ mod tests {
 
     #[test]
     fn malformed_packages() {
-        let control_tar = tar_of(&[file(
-            "./control",
-            b"Package: a1\nVersion: 1\nArchitecture: all\n",
-        )]);
+        let control_tar = tar_of(&[file("./control", b"Package: a1\nVersion: 1\nArchitecture: all\n")]);
         type Members<'a> = Vec<(&'a str, Vec<u8>)>;
         let cases: Vec<(Members, &str)> = vec![
             (
-                vec![
-                    ("debian-binary", b"3.0\n".to_vec()),
-                    ("control.tar", control_tar.clone()),
-                    ("data.tar", vec![]),
-                ],
+                vec![("debian-binary", b"3.0\n".to_vec()), ("control.tar", control_tar.clone()), ("data.tar", vec![])],
                 "format 2.x",
             ),
-            (
-                vec![("debian-binary", b"2.0\n".to_vec())],
-                "member control.tar missing",
-            ),
-            (
-                vec![("control.tar", control_tar.clone())],
-                "member debian-binary missing",
-            ),
+            (vec![("debian-binary", b"2.0\n".to_vec())], "member control.tar missing"),
+            (vec![("control.tar", control_tar.clone())], "member debian-binary missing"),
             (
                 vec![
                     ("debian-binary", b"2.0\n".to_vec()),
@@ -651,10 +496,7 @@ mod tests {
                     ("debian-binary", b"2.0\n".to_vec()),
                     (
                         "control.tar",
-                        tar_of(&[file(
-                            "./control",
-                            b"Package: Bad/Name\nVersion: 1\nArchitecture: all\n",
-                        )]),
+                        tar_of(&[file("./control", b"Package: Bad/Name\nVersion: 1\nArchitecture: all\n")]),
                     ),
                     ("data.tar", vec![]),
                 ],
@@ -664,10 +506,7 @@ mod tests {
         for (members, expected) in cases {
             let (_dir, deb) = open_bytes(&ar_of(&members));
             let error = deb.unwrap_err().to_string();
-            assert!(
-                error.contains(expected) && error.contains("p.deb"),
-                "{error}"
-            );
+            assert!(error.contains(expected) && error.contains("p.deb"), "{error}");
         }
     }
 
@@ -681,10 +520,7 @@ mod tests {
         let mut deb = deb.unwrap();
         let data = deb.data().unwrap();
         let error = data.finish().unwrap_err();
-        assert!(
-            matches!(error, DebError::Corrupt { .. } | DebError::Truncated { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, DebError::Corrupt { .. } | DebError::Truncated { .. }), "{error}");
         assert!(error.to_string().contains("data.tar.xz"));
     }
 }

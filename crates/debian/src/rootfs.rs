@@ -27,13 +27,8 @@ use crate::deb::{Control, Deb, DebError};
 /// them, and leaving them out keeps the tree small. dpkg does the same for
 /// paths a `path-exclude` rule in `/etc/dpkg/dpkg.cfg.d` names, which is how
 /// Debian's minimal images drop them.
-pub const DOCUMENTATION_DIRS: [&str; 5] = [
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/info",
-    "usr/share/locale",
-    "usr/share/lintian",
-];
+pub const DOCUMENTATION_DIRS: [&str; 5] =
+    ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian"];
 
 /// Name of the manifest at the top of every tree: the packages and the
 /// declared links, so a user can see what is inside. Part of the tree, hence
@@ -87,112 +82,36 @@ pub struct DeclaredLink {
 pub const DECLARED_LINKS: &[DeclaredLink] = &[
     // mawk postinst: update-alternatives --install /usr/bin/awk awk
     // /usr/bin/mawk 5 --slave /usr/bin/nawk nawk /usr/bin/mawk
-    DeclaredLink {
-        path: "usr/bin/awk",
-        target: "usr/bin/mawk",
-        package: "mawk",
-    },
-    DeclaredLink {
-        path: "usr/bin/nawk",
-        target: "usr/bin/mawk",
-        package: "mawk",
-    },
+    DeclaredLink { path: "usr/bin/awk", target: "usr/bin/mawk", package: "mawk" },
+    DeclaredLink { path: "usr/bin/nawk", target: "usr/bin/mawk", package: "mawk" },
     // gcc postinst: --install /usr/bin/cc cc /usr/bin/gcc 20, and the same
     // for c89 (c89-gcc) and c99 (c99-gcc).
-    DeclaredLink {
-        path: "usr/bin/cc",
-        target: "usr/bin/gcc",
-        package: "gcc",
-    },
-    DeclaredLink {
-        path: "usr/bin/c89",
-        target: "usr/bin/c89-gcc",
-        package: "gcc",
-    },
-    DeclaredLink {
-        path: "usr/bin/c99",
-        target: "usr/bin/c99-gcc",
-        package: "gcc",
-    },
+    DeclaredLink { path: "usr/bin/cc", target: "usr/bin/gcc", package: "gcc" },
+    DeclaredLink { path: "usr/bin/c89", target: "usr/bin/c89-gcc", package: "gcc" },
+    DeclaredLink { path: "usr/bin/c99", target: "usr/bin/c99-gcc", package: "gcc" },
     // g++ postinst: --install /usr/bin/c++ c++ /usr/bin/g++ 20.
-    DeclaredLink {
-        path: "usr/bin/c++",
-        target: "usr/bin/g++",
-        package: "g++",
-    },
+    DeclaredLink { path: "usr/bin/c++", target: "usr/bin/g++", package: "g++" },
     // cpp postinst: --install /lib/cpp cpp /usr/bin/cpp 10 (/lib is usr/lib).
-    DeclaredLink {
-        path: "usr/lib/cpp",
-        target: "usr/bin/cpp",
-        package: "cpp",
-    },
+    DeclaredLink { path: "usr/lib/cpp", target: "usr/bin/cpp", package: "cpp" },
     // debianutils postinst: --install /usr/bin/which which
     // /usr/bin/which.debianutils 0.
-    DeclaredLink {
-        path: "usr/bin/which",
-        target: "usr/bin/which.debianutils",
-        package: "debianutils",
-    },
+    DeclaredLink { path: "usr/bin/which", target: "usr/bin/which.debianutils", package: "debianutils" },
     // xz-utils postinst: --install /usr/bin/lzma lzma /usr/bin/xz 20 with
     // slaves unlzma (unxz) and lz{cat,more,less,diff,cmp,grep,egrep,fgrep}
     // (xz{cat,…}).
-    DeclaredLink {
-        path: "usr/bin/lzma",
-        target: "usr/bin/xz",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/unlzma",
-        target: "usr/bin/unxz",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzcat",
-        target: "usr/bin/xzcat",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzmore",
-        target: "usr/bin/xzmore",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzless",
-        target: "usr/bin/xzless",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzdiff",
-        target: "usr/bin/xzdiff",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzcmp",
-        target: "usr/bin/xzcmp",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzgrep",
-        target: "usr/bin/xzgrep",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzegrep",
-        target: "usr/bin/xzegrep",
-        package: "xz-utils",
-    },
-    DeclaredLink {
-        path: "usr/bin/lzfgrep",
-        target: "usr/bin/xzfgrep",
-        package: "xz-utils",
-    },
+    DeclaredLink { path: "usr/bin/lzma", target: "usr/bin/xz", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/unlzma", target: "usr/bin/unxz", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzcat", target: "usr/bin/xzcat", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzmore", target: "usr/bin/xzmore", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzless", target: "usr/bin/xzless", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzdiff", target: "usr/bin/xzdiff", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzcmp", target: "usr/bin/xzcmp", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzgrep", target: "usr/bin/xzgrep", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzegrep", target: "usr/bin/xzegrep", package: "xz-utils" },
+    DeclaredLink { path: "usr/bin/lzfgrep", target: "usr/bin/xzfgrep", package: "xz-utils" },
     // tar postinst: --install /usr/sbin/rmt rmt /usr/sbin/rmt-tar 50 (tar's
     // own /etc/rmt points at /usr/sbin/rmt).
-    DeclaredLink {
-        path: "usr/sbin/rmt",
-        target: "usr/sbin/rmt-tar",
-        package: "tar",
-    },
+    DeclaredLink { path: "usr/sbin/rmt", target: "usr/sbin/rmt-tar", package: "tar" },
 ];
 
 /// How [`assemble`] works.
@@ -205,9 +124,7 @@ pub struct AssembleOptions {
 impl Default for AssembleOptions {
     /// One thread per available CPU.
     fn default() -> Self {
-        Self {
-            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
+        Self { jobs: std::thread::available_parallelism().map_or(1, |n| n.get()) }
     }
 }
 
@@ -253,57 +170,23 @@ pub enum RootfsError {
     #[error(transparent)]
     Deb(#[from] DebError),
     #[error("{package} is given twice: {} and {}", first.display(), second.display())]
-    DuplicatePackage {
-        package: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
+    DuplicatePackage { package: String, first: PathBuf, second: PathBuf },
     #[error("{}: member {member:?} {reason}", deb.display())]
-    UnsafeMember {
-        deb: PathBuf,
-        member: String,
-        reason: &'static str,
-    },
+    UnsafeMember { deb: PathBuf, member: String, reason: &'static str },
     #[error("{}: member {member:?} is a {kind}, which a root file system in the store cannot hold", deb.display())]
-    UnsupportedType {
-        deb: PathBuf,
-        member: String,
-        kind: &'static str,
-    },
+    UnsupportedType { deb: PathBuf, member: String, kind: &'static str },
     #[error("{}: member {member:?} is a hard link to {target:?}, not a regular file this package unpacked before it", deb.display())]
-    HardLink {
-        deb: PathBuf,
-        member: String,
-        target: String,
-    },
+    HardLink { deb: PathBuf, member: String, target: String },
     #[error("{}: member {member:?} goes through the symlink {symlink} (from {symlink_package})", deb.display())]
-    ThroughSymlink {
-        deb: PathBuf,
-        member: String,
-        symlink: String,
-        symlink_package: String,
-    },
+    ThroughSymlink { deb: PathBuf, member: String, symlink: String, symlink_package: String },
     #[error("{path} is shipped by both {first} and {second} ({what})")]
-    Conflict {
-        path: String,
-        first: String,
-        second: String,
-        what: &'static str,
-    },
+    Conflict { path: String, first: String, second: String, what: &'static str },
     #[error("symlink {path} -> {target}: {problem}")]
-    Symlink {
-        path: String,
-        target: String,
-        problem: String,
-    },
+    Symlink { path: String, target: String, problem: String },
     #[error("{path}: ELF file the loader cannot read: {reason}")]
     Elf { path: String, reason: String },
     #[error("{path} needs {soname}, which is in none of {searched}")]
-    MissingLibrary {
-        path: String,
-        soname: String,
-        searched: String,
-    },
+    MissingLibrary { path: String, soname: String, searched: String },
     #[error("{path} asks for the interpreter {interpreter}, which is not an ELF file in the tree")]
     MissingInterpreter { path: String, interpreter: String },
     /// Another thread failed; never returned.
@@ -314,10 +197,7 @@ pub enum RootfsError {
 type Result<T, E = RootfsError> = std::result::Result<T, E>;
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
-    move |source| RootfsError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| RootfsError::Io { path: path.to_owned(), source }
 }
 
 /// Assemble the `.deb`s at `debs` into a new directory `out` (which must
@@ -373,16 +253,9 @@ pub fn assemble(debs: &[PathBuf], out: &Path, options: &AssembleOptions) -> Resu
     match fs::DirBuilder::new().mode(0o755).create(out) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(RootfsError::OutExists {
-                path: out.to_owned(),
-            });
+            return Err(RootfsError::OutExists { path: out.to_owned() });
         }
-        Err(e) => {
-            return Err(RootfsError::Io {
-                path: out.to_owned(),
-                source: e,
-            })
-        }
+        Err(e) => return Err(RootfsError::Io { path: out.to_owned(), source: e }),
     }
     let result = assemble_into(debs, out, options);
     if result.is_err() {
@@ -402,32 +275,17 @@ fn assemble_into(debs: &[PathBuf], out: &Path, options: &AssembleOptions) -> Res
         stop: AtomicBool::new(false),
     };
     let unpacked = unpack_all(&shared, options.jobs.max(1))?;
-    let nodes = shared
-        .nodes
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
-    let packages: Vec<Control> = shared
-        .packages
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .into_values()
-        .map(|(c, _)| c)
-        .collect();
+    let nodes = shared.nodes.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let packages: Vec<Control> =
+        shared.packages.into_inner().unwrap_or_else(PoisonError::into_inner).into_values().map(|(c, _)| c).collect();
 
     let mut tree = Tree { nodes, out };
-    let mut assembled = Assembled {
-        packages,
-        ..Assembled::default()
-    };
+    let mut assembled = Assembled { packages, ..Assembled::default() };
     for u in &unpacked {
         assembled.files += u.files;
         assembled.bytes += u.bytes;
     }
-    assembled.directories = tree
-        .nodes
-        .values()
-        .filter(|n| matches!(n, Node::Dir { .. }))
-        .count() as u64;
+    assembled.directories = tree.nodes.values().filter(|n| matches!(n, Node::Dir { .. })).count() as u64;
 
     // Every file is in place, so no symlink made now can redirect a write.
     let mut package_links: Vec<(&String, &String)> = tree
@@ -460,22 +318,14 @@ fn assemble_into(debs: &[PathBuf], out: &Path, options: &AssembleOptions) -> Res
         };
         if parent_is_dir && matches!(tree.resolve(declared.target), Ok((_, Kind::File))) {
             let target = relative_target(declared.path, declared.target);
-            assembled
-                .declared_links
-                .push(tree.add_link(declared.path, target)?);
+            assembled.declared_links.push(tree.add_link(declared.path, target)?);
         }
     }
-    assembled.symlinks = tree
-        .nodes
-        .values()
-        .filter(|n| matches!(n, Node::Symlink { .. }))
-        .count() as u64;
+    assembled.symlinks = tree.nodes.values().filter(|n| matches!(n, Node::Symlink { .. })).count() as u64;
 
     tree.check_symlinks()?;
-    let elves: BTreeMap<&str, &ElfInfo> = unpacked
-        .iter()
-        .flat_map(|u| u.elves.iter().map(|(p, e)| (p.as_str(), e)))
-        .collect();
+    let elves: BTreeMap<&str, &ElfInfo> =
+        unpacked.iter().flat_map(|u| u.elves.iter().map(|(p, e)| (p.as_str(), e))).collect();
     check_libraries(&tree, &elves)?;
     assembled.elf_files = elves.len() as u64;
 
@@ -503,16 +353,9 @@ struct Shared<'a> {
 /// `.deb` that shipped it first.
 #[derive(Debug)]
 enum Node {
-    Dir {
-        owner: Option<usize>,
-    },
-    File {
-        owner: usize,
-    },
-    Symlink {
-        owner: Option<usize>,
-        target: String,
-    },
+    Dir { owner: Option<usize> },
+    File { owner: usize },
+    Symlink { owner: Option<usize>, target: String },
 }
 
 impl Node {
@@ -545,25 +388,13 @@ impl Shared<'_> {
             None => "drv".to_owned(),
             Some(i) => match self.names.get(i).and_then(|n| n.get()) {
                 Some(name) => name.clone(),
-                None => self
-                    .debs
-                    .get(i)
-                    .map_or_else(String::new, |p| p.display().to_string()),
+                None => self.debs.get(i).map_or_else(String::new, |p| p.display().to_string()),
             },
         }
     }
 
-    fn conflict(
-        &self,
-        path: &str,
-        existing: &Node,
-        owner: usize,
-        wanted: &'static str,
-    ) -> RootfsError {
-        let mut names = [
-            self.package_name(existing.owner()),
-            self.package_name(Some(owner)),
-        ];
+    fn conflict(&self, path: &str, existing: &Node, owner: usize, wanted: &'static str) -> RootfsError {
+        let mut names = [self.package_name(existing.owner()), self.package_name(Some(owner))];
         // Either order of unpacking gives the same message.
         names.sort();
         let [first, second] = names;
@@ -572,12 +403,7 @@ impl Shared<'_> {
             ("a directory", _) | (_, "a directory") => "a directory and something else",
             _ => "a file and a symlink",
         };
-        RootfsError::Conflict {
-            path: path.to_owned(),
-            first,
-            second,
-            what,
-        }
+        RootfsError::Conflict { path: path.to_owned(), first, second, what }
     }
 
     /// Record that `.deb` number `owner` puts `claim` at `path` (a tree
@@ -595,10 +421,7 @@ impl Shared<'_> {
                     self.make_dir(ancestor)?;
                     nodes.insert(ancestor.to_owned(), Node::Dir { owner: Some(owner) });
                 }
-                Some(Node::Symlink {
-                    owner: symlink_owner,
-                    ..
-                }) => {
+                Some(Node::Symlink { owner: symlink_owner, .. }) => {
                     return Err(RootfsError::ThroughSymlink {
                         deb: self.deb(owner),
                         member: member.to_owned(),
@@ -620,21 +443,10 @@ impl Shared<'_> {
                 nodes.insert(path.to_owned(), Node::File { owner });
             }
             (None, Claim::Symlink(target)) => {
-                nodes.insert(
-                    path.to_owned(),
-                    Node::Symlink {
-                        owner: Some(owner),
-                        target,
-                    },
-                );
+                nodes.insert(path.to_owned(), Node::Symlink { owner: Some(owner), target });
             }
             (Some(Node::Dir { .. }), Claim::Dir) => {}
-            (
-                Some(Node::Symlink {
-                    target: existing, ..
-                }),
-                Claim::Symlink(target),
-            ) if *existing == target => {}
+            (Some(Node::Symlink { target: existing, .. }), Claim::Symlink(target)) if *existing == target => {}
             (Some(existing), claim) => {
                 let wanted = match claim {
                     Claim::Dir => "a directory",
@@ -649,10 +461,7 @@ impl Shared<'_> {
 
     fn make_dir(&self, path: &str) -> Result<()> {
         let at = self.out.join(path);
-        fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&at)
-            .map_err(io_error(&at))?;
+        fs::DirBuilder::new().mode(0o755).create(&at).map_err(io_error(&at))?;
         // The umask may have taken bits away.
         fs::set_permissions(&at, fs::Permissions::from_mode(0o755)).map_err(io_error(&at))
     }
@@ -664,21 +473,14 @@ impl Shared<'_> {
     /// Record `.deb` number `index`'s package; two `.deb`s of the same
     /// package and architecture are an error.
     fn register_package(&self, index: usize, control: &Control) -> Result<()> {
-        let _ = self
-            .names
-            .get(index)
-            .map(|n| n.set(control.package.clone()));
+        let _ = self.names.get(index).map(|n| n.set(control.package.clone()));
         let mut packages = self.packages.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (control.package.clone(), control.architecture.clone());
         if let Some((_, other)) = packages.get(&key) {
             let mut pair = [self.deb(*other), self.deb(index)];
             pair.sort();
             let [first, second] = pair;
-            return Err(RootfsError::DuplicatePackage {
-                package: control.package.clone(),
-                first,
-                second,
-            });
+            return Err(RootfsError::DuplicatePackage { package: control.package.clone(), first, second });
         }
         packages.insert(key, (control.clone(), index));
         Ok(())
@@ -696,12 +498,8 @@ struct Unpacked {
 /// Unpack every `.deb` on `jobs` threads, largest first so that the big
 /// compiler packages do not start last.
 fn unpack_all(shared: &Shared<'_>, jobs: usize) -> Result<Vec<Unpacked>> {
-    let mut order: Vec<(u64, usize)> = shared
-        .debs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (fs::metadata(p).map_or(0, |m| m.len()), i))
-        .collect();
+    let mut order: Vec<(u64, usize)> =
+        shared.debs.iter().enumerate().map(|(i, p)| (fs::metadata(p).map_or(0, |m| m.len()), i)).collect();
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let next = AtomicUsize::new(0);
     let jobs = jobs.min(order.len()).max(1);
@@ -726,13 +524,7 @@ fn unpack_all(shared: &Shared<'_>, jobs: usize) -> Result<Vec<Unpacked>> {
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
     let mut unpacked = Vec::with_capacity(results.len());
     let mut first_error: Option<(usize, RootfsError)> = None;
@@ -760,15 +552,10 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
     shared.register_package(index, deb.control())?;
     let mut data = deb.data()?;
     let member_name = data.member().to_owned();
-    let mut unpacked = Unpacked {
-        files: 0,
-        bytes: 0,
-        elves: Vec::new(),
-    };
+    let mut unpacked = Unpacked { files: 0, bytes: 0, elves: Vec::new() };
     // Regular files this package unpacked: what its hard links may name.
     let mut own_files: HashSet<String> = HashSet::new();
-    let stream_error =
-        |e: io::Error| RootfsError::from(DebError::in_member(&deb_path, &member_name, e));
+    let stream_error = |e: io::Error| RootfsError::from(DebError::in_member(&deb_path, &member_name, e));
     {
         let mut archive = tar::Archive::new(&mut data);
         for entry in archive.entries().map_err(stream_error)? {
@@ -778,11 +565,8 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
             let mut entry = entry.map_err(stream_error)?;
             let raw_name = entry.path_bytes().into_owned();
             let member = String::from_utf8_lossy(&raw_name).into_owned();
-            let unsafe_member = |reason| RootfsError::UnsafeMember {
-                deb: deb_path.clone(),
-                member: member.clone(),
-                reason,
-            };
+            let unsafe_member =
+                |reason| RootfsError::UnsafeMember { deb: deb_path.clone(), member: member.clone(), reason };
             let Some(path) = tree_path(&raw_name).map_err(unsafe_member)? else {
                 continue;
             };
@@ -795,20 +579,15 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     let size = entry.size();
                     entry.read_to_end(buffer).map_err(stream_error)?;
                     if buffer.len() as u64 != size {
-                        return Err(DebError::Truncated {
-                            path: deb_path.clone(),
-                            member: member_name.clone(),
-                        }
-                        .into());
+                        return Err(DebError::Truncated { path: deb_path.clone(), member: member_name.clone() }.into());
                     }
                     // Only the owner's executable bit survives the store's
                     // canonical modes (0444/0555); setuid and friends never.
                     let executable = entry.header().mode().map_err(stream_error)? & 0o100 != 0;
                     write_file(&shared.out.join(&path), buffer, executable)?;
-                    if let Some(elf) = parse_elf(buffer).map_err(|reason| RootfsError::Elf {
-                        path: path.clone(),
-                        reason,
-                    })? {
+                    if let Some(elf) =
+                        parse_elf(buffer).map_err(|reason| RootfsError::Elf { path: path.clone(), reason })?
+                    {
                         unpacked.elves.push((path.clone(), elf));
                     }
                     unpacked.files += 1;
@@ -816,27 +595,16 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     own_files.insert(path);
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| t.into_owned())
-                        .unwrap_or_default();
+                    let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                     let target = String::from_utf8(target)
                         .ok()
                         .filter(|t| !t.is_empty())
-                        .ok_or_else(|| {
-                            unsafe_member("is a symlink whose target is empty or not UTF-8")
-                        })?;
+                        .ok_or_else(|| unsafe_member("is a symlink whose target is empty or not UTF-8"))?;
                     shared.claim(index, &member, &path, Claim::Symlink(target))?;
                 }
                 tar::EntryType::Link => {
-                    let raw_target = entry
-                        .link_name_bytes()
-                        .map(|t| t.into_owned())
-                        .unwrap_or_default();
-                    let target = tree_path(&raw_target)
-                        .ok()
-                        .flatten()
-                        .filter(|t| own_files.contains(t));
+                    let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let target = tree_path(&raw_target).ok().flatten().filter(|t| own_files.contains(t));
                     let Some(target) = target else {
                         return Err(RootfsError::HardLink {
                             deb: deb_path.clone(),
@@ -861,11 +629,7 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                         tar::EntryType::GNUSparse => "sparse file",
                         _ => "tar entry of an unknown type",
                     };
-                    return Err(RootfsError::UnsupportedType {
-                        deb: deb_path.clone(),
-                        member,
-                        kind,
-                    });
+                    return Err(RootfsError::UnsupportedType { deb: deb_path.clone(), member, kind });
                 }
             }
         }
@@ -910,26 +674,17 @@ fn tree_path(raw: &[u8]) -> Result<Option<String>, &'static str> {
 }
 
 fn is_documentation(path: &str) -> bool {
-    DOCUMENTATION_DIRS.iter().any(|d| {
-        path.strip_prefix(d)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    DOCUMENTATION_DIRS.iter().any(|d| path.strip_prefix(d).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// Create the regular file `at` (which must not exist: `O_EXCL` never
 /// follows a symlink) with `contents` and mode 0755 or 0644.
 fn write_file(at: &Path, contents: &[u8], executable: bool) -> Result<()> {
     let mode = if executable { 0o755 } else { 0o644 };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(at)
-        .map_err(io_error(at))?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(at).map_err(io_error(at))?;
     file.write_all(contents).map_err(io_error(at))?;
     // The umask may have taken bits away.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_error(at))
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_error(at))
 }
 
 /// The symlink contents that lead from `link` to `target`, both tree
@@ -939,11 +694,7 @@ fn relative_target(link: &str, target: &str) -> String {
     let link_dir: Vec<&str> = link.split('/').collect();
     let link_dir = link_dir.split_last().map_or(&[][..], |(_, dir)| dir);
     let target: Vec<&str> = target.split('/').collect();
-    let common = link_dir
-        .iter()
-        .zip(&target)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let common = link_dir.iter().zip(&target).take_while(|(a, b)| a == b).count();
     let mut parts: Vec<&str> = vec![".."; link_dir.len() - common];
     parts.extend(target.iter().skip(common));
     parts.join("/")
@@ -967,17 +718,8 @@ impl Tree<'_> {
     fn add_link(&mut self, path: &str, target: String) -> Result<AddedLink> {
         let at = self.out.join(path);
         symlink(&target, &at).map_err(io_error(&at))?;
-        self.nodes.insert(
-            path.to_owned(),
-            Node::Symlink {
-                owner: None,
-                target: target.clone(),
-            },
-        );
-        Ok(AddedLink {
-            path: path.to_owned(),
-            target,
-        })
+        self.nodes.insert(path.to_owned(), Node::Symlink { owner: None, target: target.clone() });
+        Ok(AddedLink { path: path.to_owned(), target })
     }
 
     /// Resolve the tree path `path` as the kernel would with the tree as
@@ -1004,11 +746,8 @@ impl Tree<'_> {
             if kind == Kind::File {
                 return Err(format!("{} is a file, not a directory", current.join("/")));
             }
-            let candidate = if current.is_empty() {
-                component.clone()
-            } else {
-                format!("{}/{component}", current.join("/"))
-            };
+            let candidate =
+                if current.is_empty() { component.clone() } else { format!("{}/{component}", current.join("/")) };
             match self.nodes.get(&candidate) {
                 None => return Err(format!("{candidate} does not exist")),
                 Some(Node::Dir { .. }) => {
@@ -1125,9 +864,7 @@ where
     use object::read::elf::{Dyn as _, ProgramHeader as _};
     let header = H::parse(bytes).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
-    let segments = header
-        .program_headers(endian, bytes)
-        .map_err(|e| e.to_string())?;
+    let segments = header.program_headers(endian, bytes).map_err(|e| e.to_string())?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let ident = header.e_ident();
     let mut info = ElfInfo {
@@ -1141,10 +878,7 @@ where
     };
     let mut dynamic = None;
     for segment in segments {
-        if let Some(interpreter) = segment
-            .interpreter(endian, bytes)
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(interpreter) = segment.interpreter(endian, bytes).map_err(|e| e.to_string())? {
             info.interpreter = Some(text(interpreter));
         }
         if let Some(entries) = segment.dynamic(endian, bytes).map_err(|e| e.to_string())? {
@@ -1154,14 +888,8 @@ where
     let Some(dynamic) = dynamic else {
         return Ok(info);
     };
-    let value = |tag: u32| {
-        dynamic
-            .iter()
-            .find(|d| d.tag32(endian) == Some(tag))
-            .map(|d| d.d_val(endian).into())
-    };
-    let (Some(strtab), Some(strsz)) = (value(object::elf::DT_STRTAB), value(object::elf::DT_STRSZ))
-    else {
+    let value = |tag: u32| dynamic.iter().find(|d| d.tag32(endian) == Some(tag)).map(|d| d.d_val(endian).into());
+    let (Some(strtab), Some(strsz)) = (value(object::elf::DT_STRTAB), value(object::elf::DT_STRSZ)) else {
         return Ok(info);
     };
     // DT_STRTAB is an address; the loadable segment holding it says where
@@ -1220,18 +948,14 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
             if line.starts_with("include") {
                 continue;
             }
-            conf_dirs.extend(
-                line.split([' ', '\t', ':', ','])
-                    .filter(|d| d.starts_with('/'))
-                    .map(str::to_owned),
-            );
+            conf_dirs.extend(line.split([' ', '\t', ':', ',']).filter(|d| d.starts_with('/')).map(str::to_owned));
         }
     }
 
     let is_compatible = |path: &str, object: &ElfInfo| match tree.resolve(path) {
-        Ok((real, Kind::File)) => elves.get(real.as_str()).is_some_and(|lib| {
-            lib.class == object.class && lib.data == object.data && lib.machine == object.machine
-        }),
+        Ok((real, Kind::File)) => elves
+            .get(real.as_str())
+            .is_some_and(|lib| lib.class == object.class && lib.data == object.data && lib.machine == object.machine),
         _ => false,
     };
     for (&path, elf) in elves {
@@ -1253,9 +977,7 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
         let origin = path.rsplit_once('/').map_or("", |(dir, _)| dir);
         let lib = multiarch(elf.machine, elf.class).map(|t| format!("lib/{t}"));
         let expand = |dir: &str| -> Option<String> {
-            let mut dir = dir
-                .replace("${ORIGIN}", &format!("/{origin}"))
-                .replace("$ORIGIN", &format!("/{origin}"));
+            let mut dir = dir.replace("${ORIGIN}", &format!("/{origin}")).replace("$ORIGIN", &format!("/{origin}"));
             if let Some(lib) = &lib {
                 dir = dir.replace("${LIB}", lib).replace("$LIB", lib);
             }
@@ -1264,16 +986,8 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
             // the loader ignore the entry.
             (dir.starts_with('/') && !dir.contains('$')).then_some(dir)
         };
-        let own: &[String] = if elf.runpath.is_empty() {
-            &elf.rpath
-        } else {
-            &elf.runpath
-        };
-        let mut dirs: Vec<String> = own
-            .iter()
-            .flat_map(|list| list.split(':'))
-            .filter_map(expand)
-            .collect();
+        let own: &[String] = if elf.runpath.is_empty() { &elf.rpath } else { &elf.runpath };
+        let mut dirs: Vec<String> = own.iter().flat_map(|list| list.split(':')).filter_map(expand).collect();
         dirs.extend(conf_dirs.iter().cloned());
         if let Some(tuple) = multiarch(elf.machine, elf.class) {
             dirs.push(format!("/lib/{tuple}"));
@@ -1284,8 +998,7 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
             let found = if soname.contains('/') {
                 is_compatible(soname, elf)
             } else {
-                dirs.iter()
-                    .any(|dir| is_compatible(&format!("{dir}/{soname}"), elf))
+                dirs.iter().any(|dir| is_compatible(&format!("{dir}/{soname}"), elf))
             };
             if !found {
                 return Err(RootfsError::MissingLibrary {
@@ -1320,20 +1033,14 @@ fn write_manifest(out: &Path, assembled: &Assembled) -> Result<()> {
         packages: assembled
             .packages
             .iter()
-            .map(|c| Package {
-                name: &c.package,
-                version: &c.version,
-                architecture: &c.architecture,
-            })
+            .map(|c| Package { name: &c.package, version: &c.version, architecture: &c.architecture })
             .collect(),
         usrmerge_links: &assembled.usrmerge_links,
         declared_links: &assembled.declared_links,
     };
     let at = out.join(MANIFEST);
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| RootfsError::Io {
-        path: at.clone(),
-        source: e.into(),
-    })?;
+    let mut json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| RootfsError::Io { path: at.clone(), source: e.into() })?;
     json.push(b'\n');
     write_file(&at, &json, false)
 }

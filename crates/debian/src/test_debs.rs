@@ -48,11 +48,7 @@ pub fn tar_of(entries: &[Entry]) -> Vec<u8> {
             Dir(n) => (header(n, tar::EntryType::Directory, 0, 0o755), &[]),
             File(n, c, mode) => (header(n, tar::EntryType::Regular, c.len() as u64, *mode), c),
             Symlink(n, t) | HardLink(n, t) => {
-                let kind = if matches!(e, Symlink(..)) {
-                    tar::EntryType::Symlink
-                } else {
-                    tar::EntryType::Link
-                };
+                let kind = if matches!(e, Symlink(..)) { tar::EntryType::Symlink } else { tar::EntryType::Link };
                 let mut h = header(n, kind, 0, 0o777);
                 h.set_link_name_literal(t).unwrap();
                 (h, &[])
@@ -95,41 +91,24 @@ pub fn suffix(compression: Compression) -> &'static str {
 pub fn ar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut b = ar::Builder::new(Vec::new());
     for (name, data) in members {
-        b.append(
-            &ar::Header::new(name.as_bytes().to_vec(), data.len() as u64),
-            &data[..],
-        )
-        .unwrap();
+        b.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), &data[..]).unwrap();
     }
     b.into_inner().unwrap()
 }
 
 /// The bytes of a `.deb` of `package` with `entries` as its data.
 pub fn deb_bytes(package: &str, entries: &[Entry], compression: Compression) -> Vec<u8> {
-    let control = format!(
-        "Package: {package}\nVersion: 1.0-1\nArchitecture: amd64\nDescription: test\n two lines\n"
-    );
+    let control = format!("Package: {package}\nVersion: 1.0-1\nArchitecture: amd64\nDescription: test\n two lines\n");
     let control_tar = tar_of(&[file("./control", control.as_bytes())]);
     ar_of(&[
         ("debian-binary", b"2.0\n".to_vec()),
-        (
-            &format!("control.tar{}", suffix(compression)),
-            compress(&control_tar, compression),
-        ),
-        (
-            &format!("data.tar{}", suffix(compression)),
-            compress(&tar_of(entries), compression),
-        ),
+        (&format!("control.tar{}", suffix(compression)), compress(&control_tar, compression)),
+        (&format!("data.tar{}", suffix(compression)), compress(&tar_of(entries), compression)),
     ])
 }
 
 /// Write a `.deb` of `package` into `dir` and return its path.
-pub fn write_deb(
-    dir: &Path,
-    package: &str,
-    entries: &[Entry],
-    compression: Compression,
-) -> PathBuf {
+pub fn write_deb(dir: &Path, package: &str, entries: &[Entry], compression: Compression) -> PathBuf {
     let path = dir.join(format!("{package}_1.0-1_amd64.deb"));
     std::fs::write(&path, deb_bytes(package, entries, compression)).unwrap();
     path
