@@ -12,7 +12,7 @@
 //! The tree depends only on the packages' contents: not on the order they
 //! are given in, the number of threads, the host's umask or its files.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write as _};
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -554,7 +554,9 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
     let member_name = data.member().to_owned();
     let mut unpacked = Unpacked { files: 0, bytes: 0, elves: Vec::new() };
     // Regular files this package unpacked: what its hard links may name.
-    let mut own_files: HashSet<String> = HashSet::new();
+    // With the loader's view of each, if it is an ELF file, which a hard
+    // link to it shares.
+    let mut own_files: HashMap<String, Option<ElfInfo>> = HashMap::new();
     let stream_error = |e: io::Error| RootfsError::from(DebError::in_member(&deb_path, &member_name, e));
     {
         let mut archive = tar::Archive::new(&mut data);
@@ -585,14 +587,13 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     // canonical modes (0444/0555); setuid and friends never.
                     let executable = entry.header().mode().map_err(stream_error)? & 0o100 != 0;
                     write_file(&shared.out.join(&path), buffer, executable)?;
-                    if let Some(elf) =
-                        parse_elf(buffer).map_err(|reason| RootfsError::Elf { path: path.clone(), reason })?
-                    {
-                        unpacked.elves.push((path.clone(), elf));
+                    let elf = parse_elf(buffer).map_err(|reason| RootfsError::Elf { path: path.clone(), reason })?;
+                    if let Some(elf) = &elf {
+                        unpacked.elves.push((path.clone(), elf.clone()));
                     }
                     unpacked.files += 1;
                     unpacked.bytes += size;
-                    own_files.insert(path);
+                    own_files.insert(path, elf);
                 }
                 tar::EntryType::Symlink => {
                     let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -604,7 +605,7 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                 }
                 tar::EntryType::Link => {
                     let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                    let target = tree_path(&raw_target).ok().flatten().filter(|t| own_files.contains(t));
+                    let target = tree_path(&raw_target).ok().flatten().filter(|t| own_files.contains_key(t));
                     let Some(target) = target else {
                         return Err(RootfsError::HardLink {
                             deb: deb_path.clone(),
@@ -616,7 +617,11 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     let (from, to) = (shared.out.join(&target), shared.out.join(&path));
                     fs::hard_link(&from, &to).map_err(io_error(&to))?;
                     unpacked.files += 1;
-                    own_files.insert(path);
+                    let elf = own_files.get(&target).cloned().flatten();
+                    if let Some(elf) = &elf {
+                        unpacked.elves.push((path.clone(), elf.clone()));
+                    }
+                    own_files.insert(path, elf);
                 }
                 // Metadata for the entries that follow, which the tar
                 // reader has already applied where it matters (pax).

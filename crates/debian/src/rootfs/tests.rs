@@ -191,12 +191,22 @@ fn relative_targets() {
 #[test]
 fn hard_links_within_a_package() {
     let dir = tempfile::tempdir().unwrap();
-    let entries = vec![Dir("./bin/"), exe("./bin/bunzip2", b"bz"), HardLink("./bin/bzcat", "./bin/bunzip2")];
+    let entries = vec![
+        Dir("./bin/"),
+        exe("./bin/bunzip2", b"bz"),
+        HardLink("./bin/bzcat", "./bin/bunzip2"),
+        // A library known by its hard link's name is still a library.
+        Dir("./lib/"),
+        file("./lib/libz.so.1.2", &elf(None, &[], None)),
+        HardLink("./lib/libz.so.1", "./lib/libz.so.1.2"),
+        exe("./bin/zz", &elf(None, &["libz.so.1"], None)),
+    ];
     let debs = [write_deb(dir.path(), "bzip2", &entries, Compression::Xz)];
     let out = dir.path().join("tree");
     let done = assemble(&debs, &out, &options(1)).unwrap();
     assert_eq!(snapshot(&out)["usr/bin/bzcat"], "755 bz");
-    assert_eq!(done.files, 2);
+    assert_eq!(done.files, 5);
+    assert_eq!(done.elf_files, 3);
 }
 
 /// Assemble and expect an error; `out` must be gone afterwards.
