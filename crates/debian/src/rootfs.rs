@@ -230,7 +230,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 /// link's directory, chains followed, no more than 40 links, no `..` above
 /// the root) to something that exists; every ELF file's `PT_INTERP` must
 /// be an ELF file in the tree and each `DT_NEEDED` library must be found
-/// as the loader would look for it: see [`check_libraries`](self#library-search).
+/// as the loader would look for it (below).
 ///
 /// The tree depends only on the packages: not on the order of `debs` or
 /// of the threads. Packages are unpacked on `options.jobs` threads, the
@@ -936,9 +936,12 @@ fn multiarch(machine: u16, class: u8) -> Option<&'static str> {
 /// Each ELF file's interpreter and libraries must be in the tree (see
 /// [`assemble`]'s "Library search").
 fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<()> {
-    // The loader itself reads these only through the cache `ldconfig`
-    // writes from them; they are searched here as the brief of this check
-    // has it, so a tree relying on them also needs that cache.
+    // At run time the loader sees these directories only through the
+    // cache `ldconfig` builds from them (`etc/ld.so.cache`), which this
+    // builder does not make: a library found only here would not load.
+    // Debian's own entries (libc6's x86_64-linux-gnu.conf) repeat the
+    // default directories, so for its packages this is as strict as the
+    // loader.
     let mut conf_dirs = Vec::new();
     let mut conf_files = vec!["etc/ld.so.conf".to_owned()];
     // Debian's ld.so.conf is `include /etc/ld.so.conf.d/*.conf`; the
