@@ -112,12 +112,15 @@ impl Deb {
         match file.read_exact(&mut magic) {
             Ok(()) if &magic == AR_MAGIC => {}
             Ok(()) => return Err(DebError::NotAr { path: path.to_owned() }),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(DebError::NotAr { path: path.to_owned() }),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(DebError::NotAr { path: path.to_owned() })
+            }
             Err(e) => return Err(io_err(e)),
         }
         file.rewind().map_err(io_err)?;
+        let length = file.metadata().map_err(io_err)?.len();
         let mut archive = ar::Archive::new(BufReader::with_capacity(128 << 10, file));
-        let names = member_names(&mut archive, path)?;
+        let names = member_names(&mut archive, path, length)?;
         let layout = layout(path, &names)?;
         // `layout` returned indices into `names`.
         let name_of = |i: usize| names.get(i).cloned().unwrap_or_default();
@@ -153,7 +156,7 @@ impl Deb {
         &self.control
     }
 
-/// The uncompressed `data.tar`, streamed. A read fails with
+    /// The uncompressed `data.tar`, streamed. A read fails with
     /// [`io::ErrorKind::UnexpectedEof`] if the `.deb` ends before the member
     /// does; [`DataTar::finish`] reads what the caller left and tells a
     /// truncated or corrupt member apart with the `.deb` named.
@@ -231,17 +234,28 @@ impl<R: Read> Read for Exact<R> {
 }
 
 type Archive = ar::Archive<BufReader<File>>;
+type MemberReader<'a> = Exact<ar::Entry<'a, BufReader<File>>>;
 
-/// The names of the archive's members, in order.
-fn member_names(archive: &mut Archive, path: &Path) -> Result<Vec<String>, DebError> {
+/// The names of the archive's members, in order; `length` is the file's.
+fn member_names(archive: &mut Archive, path: &Path, length: u64) -> Result<Vec<String>, DebError> {
     let count = archive.count_entries().map_err(|e| member_error(path, "(ar header)", e))?;
     let mut names = Vec::with_capacity(count);
+    // The least the archive's length can be: the magic, each header and
+    // each member's data (padding and any GNU name table come on top).
+    let mut least_length = AR_MAGIC.len() as u64;
     for i in 0..count {
         let entry = archive.jump_to_entry(i).map_err(|e| member_error(path, "(ar header)", e))?;
         names.push(member_name(entry.header().identifier()));
+        least_length = least_length.saturating_add(60).saturating_add(entry.header().size());
         // Dropping an entry reads the rest of it; `jump_to_entry` seeks,
         // so skipping that read (a whole `data.tar`) loses nothing.
         std::mem::forget(entry);
+    }
+    // The scan stops quietly where the file ends, so a `.deb` cut inside a
+    // member would otherwise look like one with members missing.
+    if length < least_length {
+        let member = names.last().cloned().unwrap_or_default();
+        return Err(DebError::Truncated { path: path.to_owned(), member });
     }
     Ok(names)
 }
@@ -272,7 +286,7 @@ fn member<'a>(
     path: &Path,
     index: usize,
     name: &str,
-) -> Result<(u64, Exact<ar::Entry<'a, BufReader<File>>>), DebError> {
+) -> Result<(u64, MemberReader<'a>), DebError> {
     let entry = archive.jump_to_entry(index).map_err(|e| member_error(path, name, e))?;
     let size = entry.header().size();
     Ok((size, Exact { inner: entry, remaining: size }))
@@ -324,7 +338,11 @@ fn check_format_version(path: &Path, bytes: &[u8]) -> Result<(), DebError> {
     }
 }
 
-fn decompress<'a, R: Read + 'a>(path: &Path, reader: R, compression: Compression) -> Result<Box<dyn Read + 'a>, DebError> {
+fn decompress<'a, R: Read + 'a>(
+    path: &Path,
+    reader: R,
+    compression: Compression,
+) -> Result<Box<dyn Read + 'a>, DebError> {
     Ok(match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
@@ -397,4 +415,112 @@ fn parse_control(bytes: &[u8]) -> Result<Control, String> {
         return Err(format!("architecture {architecture:?} of {package} is not one word"));
     }
     Ok(Control { package, version, architecture })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+    use crate::test_debs::*;
+
+    fn open_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<Deb, DebError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.deb");
+        std::fs::write(&path, bytes).unwrap();
+        let deb = Deb::open(&path);
+        (dir, deb)
+    }
+
+    #[test]
+    fn control_fields_and_data_in_every_compression() {
+        for compression in [Compression::None, Compression::Gzip, Compression::Xz, Compression::Zstd] {
+            let (_dir, deb) = open_bytes(&deb_bytes("hello", &[file("./usr/x", b"x")], compression));
+            let mut deb = deb.unwrap();
+            assert_eq!(
+                deb.control(),
+                &Control { package: "hello".into(), version: "1.0-1".into(), architecture: "amd64".into() }
+            );
+            let mut data = deb.data().unwrap();
+            assert_eq!(data.member(), format!("data.tar{}", suffix(compression)));
+            let mut tar = Vec::new();
+            data.read_to_end(&mut tar).unwrap();
+            assert_eq!(tar, tar_of(&[file("./usr/x", b"x")]));
+            data.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn members_deb5_says_to_ignore() {
+        let control_tar = tar_of(&[file("./control", b"Package: a1\nVersion: 1\nArchitecture: all\n")]);
+        let bytes = ar_of(&[
+            ("debian-binary", b"2.1\nmore\n".to_vec()),
+            ("_extra", b"ignored".to_vec()),
+            ("control.tar", control_tar),
+            ("data.tar", tar_of(&[])),
+            ("trailer", b"ignored".to_vec()),
+        ]);
+        let (_dir, deb) = open_bytes(&bytes);
+        assert_eq!(deb.unwrap().control().package, "a1");
+    }
+
+    #[test]
+    fn malformed_packages() {
+        let control_tar = tar_of(&[file("./control", b"Package: a1\nVersion: 1\nArchitecture: all\n")]);
+        type Members<'a> = Vec<(&'a str, Vec<u8>)>;
+        let cases: Vec<(Members, &str)> = vec![
+            (
+                vec![("debian-binary", b"3.0\n".to_vec()), ("control.tar", control_tar.clone()), ("data.tar", vec![])],
+                "format 2.x",
+            ),
+            (vec![("debian-binary", b"2.0\n".to_vec())], "member control.tar missing"),
+            (vec![("control.tar", control_tar.clone())], "member debian-binary missing"),
+            (
+                vec![
+                    ("debian-binary", b"2.0\n".to_vec()),
+                    ("control.tar", control_tar.clone()),
+                    ("data.tar.bz2", vec![]),
+                ],
+                "compression this reader does not know",
+            ),
+            (
+                vec![
+                    ("debian-binary", b"2.0\n".to_vec()),
+                    ("control.tar", tar_of(&[file("./control", b"Version: 1\n")])),
+                    ("data.tar", vec![]),
+                ],
+                "no Package field",
+            ),
+            (
+                vec![
+                    ("debian-binary", b"2.0\n".to_vec()),
+                    (
+                        "control.tar",
+                        tar_of(&[file("./control", b"Package: Bad/Name\nVersion: 1\nArchitecture: all\n")]),
+                    ),
+                    ("data.tar", vec![]),
+                ],
+                "not a Debian package name",
+            ),
+        ];
+        for (members, expected) in cases {
+            let (_dir, deb) = open_bytes(&ar_of(&members));
+            let error = deb.unwrap_err().to_string();
+            assert!(error.contains(expected) && error.contains("p.deb"), "{error}");
+        }
+    }
+
+    #[test]
+    fn corrupt_data_is_named() {
+        let mut bytes = deb_bytes("hello", &[file("./usr/x", &[1; 100_000])], Compression::Xz);
+        // Flip a byte near the end of data.tar.xz: the xz check fails.
+        let at = bytes.len() - 40;
+        bytes[at] ^= 0xff;
+        let (_dir, deb) = open_bytes(&bytes);
+        let mut deb = deb.unwrap();
+        let data = deb.data().unwrap();
+        let error = data.finish().unwrap_err();
+        assert!(matches!(error, DebError::Corrupt { .. } | DebError::Truncated { .. }), "{error}");
+        assert!(error.to_string().contains("data.tar.xz"));
+    }
 }

@@ -15,9 +15,14 @@
 //!   names over `Depends` and `Pre-Depends` into [`lock::LockedPackage`]s.
 //! - [`lock`]: the lock file (`drv.lock`): what was resolved, pinned by
 //!   sha256; the only thing evaluation reads.
-//! - [`deb`]: reading one `.deb` (`ar`, `control.tar`, `data.tar.{xz,zst,gz}`).
-//! - [`rootfs`]: assembling `.deb`s into a toolchain root file system
-//!   without maintainer scripts, then checking it.
+//! - [`deb`]: reading one `.deb` (deb(5): `ar`, `control.tar`,
+//!   `data.tar[.gz|.xz|.zst]`): [`deb::Deb::open`] gives the control fields,
+//!   [`deb::Deb::data`] streams the uncompressed `data.tar`.
+//! - [`rootfs`]: [`rootfs::assemble`] unpacks `.deb`s, in parallel, into a
+//!   new toolchain root file system without maintainer scripts (merged
+//!   `/usr`, no documentation, the links those scripts would make declared
+//!   in [`rootfs::DECLARED_LINKS`]), then checks that every symlink and
+//!   every ELF file's libraries resolve inside it.
 
 pub mod control;
 pub mod deb;
@@ -26,3 +31,6 @@ pub mod relation;
 pub mod release;
 pub mod resolve;
 pub mod rootfs;
+
+#[cfg(test)]
+mod test_debs;

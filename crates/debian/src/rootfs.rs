@@ -12,7 +12,7 @@
 //! The tree depends only on the packages' contents: not on the order they
 //! are given in, the number of threads, the host's umask or its files.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write as _};
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -230,7 +230,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 /// link's directory, chains followed, no more than 40 links, no `..` above
 /// the root) to something that exists; every ELF file's `PT_INTERP` must
 /// be an ELF file in the tree and each `DT_NEEDED` library must be found
-/// as the loader would look for it: see [`check_libraries`](self#library-search).
+/// as the loader would look for it (below).
 ///
 /// The tree depends only on the packages: not on the order of `debs` or
 /// of the threads. Packages are unpacked on `options.jobs` threads, the
@@ -429,7 +429,9 @@ impl Shared<'_> {
                         symlink_package: self.package_name(*symlink_owner),
                     });
                 }
-                Some(existing @ Node::File { .. }) => return Err(self.conflict(ancestor, existing, owner, "a directory")),
+                Some(existing @ Node::File { .. }) => {
+                    return Err(self.conflict(ancestor, existing, owner, "a directory"))
+                }
             }
         }
         match (nodes.get(path), claim) {
@@ -496,12 +498,8 @@ struct Unpacked {
 /// Unpack every `.deb` on `jobs` threads, largest first so that the big
 /// compiler packages do not start last.
 fn unpack_all(shared: &Shared<'_>, jobs: usize) -> Result<Vec<Unpacked>> {
-    let mut order: Vec<(u64, usize)> = shared
-        .debs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (fs::metadata(p).map_or(0, |m| m.len()), i))
-        .collect();
+    let mut order: Vec<(u64, usize)> =
+        shared.debs.iter().enumerate().map(|(i, p)| (fs::metadata(p).map_or(0, |m| m.len()), i)).collect();
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let next = AtomicUsize::new(0);
     let jobs = jobs.min(order.len()).max(1);
@@ -556,7 +554,9 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
     let member_name = data.member().to_owned();
     let mut unpacked = Unpacked { files: 0, bytes: 0, elves: Vec::new() };
     // Regular files this package unpacked: what its hard links may name.
-    let mut own_files: HashSet<String> = HashSet::new();
+    // With the loader's view of each, if it is an ELF file, which a hard
+    // link to it shares.
+    let mut own_files: HashMap<String, Option<ElfInfo>> = HashMap::new();
     let stream_error = |e: io::Error| RootfsError::from(DebError::in_member(&deb_path, &member_name, e));
     {
         let mut archive = tar::Archive::new(&mut data);
@@ -567,8 +567,11 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
             let mut entry = entry.map_err(stream_error)?;
             let raw_name = entry.path_bytes().into_owned();
             let member = String::from_utf8_lossy(&raw_name).into_owned();
-            let unsafe_member = |reason| RootfsError::UnsafeMember { deb: deb_path.clone(), member: member.clone(), reason };
-            let Some(path) = tree_path(&raw_name).map_err(unsafe_member)? else { continue };
+            let unsafe_member =
+                |reason| RootfsError::UnsafeMember { deb: deb_path.clone(), member: member.clone(), reason };
+            let Some(path) = tree_path(&raw_name).map_err(unsafe_member)? else {
+                continue;
+            };
             let entry_type = entry.header().entry_type();
             match entry_type {
                 tar::EntryType::Directory => shared.claim(index, &member, &path, Claim::Dir)?,
@@ -584,12 +587,13 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     // canonical modes (0444/0555); setuid and friends never.
                     let executable = entry.header().mode().map_err(stream_error)? & 0o100 != 0;
                     write_file(&shared.out.join(&path), buffer, executable)?;
-                    if let Some(elf) = parse_elf(buffer).map_err(|reason| RootfsError::Elf { path: path.clone(), reason })? {
-                        unpacked.elves.push((path.clone(), elf));
+                    let elf = parse_elf(buffer).map_err(|reason| RootfsError::Elf { path: path.clone(), reason })?;
+                    if let Some(elf) = &elf {
+                        unpacked.elves.push((path.clone(), elf.clone()));
                     }
                     unpacked.files += 1;
                     unpacked.bytes += size;
-                    own_files.insert(path);
+                    own_files.insert(path, elf);
                 }
                 tar::EntryType::Symlink => {
                     let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -601,7 +605,7 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                 }
                 tar::EntryType::Link => {
                     let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                    let target = tree_path(&raw_target).ok().flatten().filter(|t| own_files.contains(t));
+                    let target = tree_path(&raw_target).ok().flatten().filter(|t| own_files.contains_key(t));
                     let Some(target) = target else {
                         return Err(RootfsError::HardLink {
                             deb: deb_path.clone(),
@@ -613,7 +617,11 @@ fn unpack_one(shared: &Shared<'_>, index: usize, buffer: &mut Vec<u8>) -> Result
                     let (from, to) = (shared.out.join(&target), shared.out.join(&path));
                     fs::hard_link(&from, &to).map_err(io_error(&to))?;
                     unpacked.files += 1;
-                    own_files.insert(path);
+                    let elf = own_files.get(&target).cloned().flatten();
+                    if let Some(elf) = &elf {
+                        unpacked.elves.push((path.clone(), elf.clone()));
+                    }
+                    own_files.insert(path, elf);
                 }
                 // Metadata for the entries that follow, which the tar
                 // reader has already applied where it matters (pax).
@@ -654,7 +662,9 @@ fn tree_path(raw: &[u8]) -> Result<Option<String>, &'static str> {
             c => parts.push(c),
         }
     }
-    let Some(first) = parts.first() else { return Ok(None) };
+    let Some(first) = parts.first() else {
+        return Ok(None);
+    };
     if USRMERGE_DIRS.contains(first) {
         parts.insert(0, "usr");
     }
@@ -741,7 +751,8 @@ impl Tree<'_> {
             if kind == Kind::File {
                 return Err(format!("{} is a file, not a directory", current.join("/")));
             }
-            let candidate = if current.is_empty() { component.clone() } else { format!("{}/{component}", current.join("/")) };
+            let candidate =
+                if current.is_empty() { component.clone() } else { format!("{}/{component}", current.join("/")) };
             match self.nodes.get(&candidate) {
                 None => return Err(format!("{candidate} does not exist")),
                 Some(Node::Dir { .. }) => {
@@ -793,7 +804,9 @@ impl Tree<'_> {
     /// The file at tree path `path` through symlinks, read from disk (a
     /// small configuration file); `None` if it is not a file in the tree.
     fn read_config(&self, path: &str) -> Result<Option<String>> {
-        let Ok((real, Kind::File)) = self.resolve(path) else { return Ok(None) };
+        let Ok((real, Kind::File)) = self.resolve(path) else {
+            return Ok(None);
+        };
         // `real` has no symlink in it, so this reads what was unpacked.
         let at = self.out.join(real);
         let bytes = fs::read(&at).map_err(io_error(&at))?;
@@ -806,7 +819,11 @@ impl Tree<'_> {
         let mut found: Vec<String> = self
             .nodes
             .keys()
-            .filter(|p| p.strip_prefix(dir).and_then(|r| r.strip_prefix('/')).is_some_and(|name| !name.contains('/') && name.ends_with(suffix)))
+            .filter(|p| {
+                p.strip_prefix(dir)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|name| !name.contains('/') && name.ends_with(suffix))
+            })
             .cloned()
             .collect();
         found.sort();
@@ -873,10 +890,10 @@ where
             dynamic = Some(entries);
         }
     }
-    let Some(dynamic) = dynamic else { return Ok(info) };
-    let value = |tag: u32| {
-        dynamic.iter().find(|d| d.tag32(endian) == Some(tag)).map(|d| d.d_val(endian).into())
+    let Some(dynamic) = dynamic else {
+        return Ok(info);
     };
+    let value = |tag: u32| dynamic.iter().find(|d| d.tag32(endian) == Some(tag)).map(|d| d.d_val(endian).into());
     let (Some(strtab), Some(strsz)) = (value(object::elf::DT_STRTAB), value(object::elf::DT_STRSZ)) else {
         return Ok(info);
     };
@@ -919,16 +936,21 @@ fn multiarch(machine: u16, class: u8) -> Option<&'static str> {
 /// Each ELF file's interpreter and libraries must be in the tree (see
 /// [`assemble`]'s "Library search").
 fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<()> {
-    // The loader itself reads these only through the cache `ldconfig`
-    // writes from them; they are searched here as the brief of this check
-    // has it, so a tree relying on them also needs that cache.
+    // At run time the loader sees these directories only through the
+    // cache `ldconfig` builds from them (`etc/ld.so.cache`), which this
+    // builder does not make: a library found only here would not load.
+    // Debian's own entries (libc6's x86_64-linux-gnu.conf) repeat the
+    // default directories, so for its packages this is as strict as the
+    // loader.
     let mut conf_dirs = Vec::new();
     let mut conf_files = vec!["etc/ld.so.conf".to_owned()];
     // Debian's ld.so.conf is `include /etc/ld.so.conf.d/*.conf`; the
     // directory is read whether or not ld.so.conf exists.
     conf_files.extend(tree.files_in("etc/ld.so.conf.d", ".conf"));
     for file in &conf_files {
-        let Some(text) = tree.read_config(file)? else { continue };
+        let Some(text) = tree.read_config(file)? else {
+            continue;
+        };
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.starts_with("include") {
@@ -939,9 +961,9 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
     }
 
     let is_compatible = |path: &str, object: &ElfInfo| match tree.resolve(path) {
-        Ok((real, Kind::File)) => elves.get(real.as_str()).is_some_and(|lib| {
-            lib.class == object.class && lib.data == object.data && lib.machine == object.machine
-        }),
+        Ok((real, Kind::File)) => elves
+            .get(real.as_str())
+            .is_some_and(|lib| lib.class == object.class && lib.data == object.data && lib.machine == object.machine),
         _ => false,
     };
     for (&path, elf) in elves {
@@ -951,7 +973,10 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
                 _ => false,
             };
             if !found {
-                return Err(RootfsError::MissingInterpreter { path: path.to_owned(), interpreter: interpreter.clone() });
+                return Err(RootfsError::MissingInterpreter {
+                    path: path.to_owned(),
+                    interpreter: interpreter.clone(),
+                });
             }
         }
         if elf.needed.is_empty() {
@@ -970,8 +995,7 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
             (dir.starts_with('/') && !dir.contains('$')).then_some(dir)
         };
         let own: &[String] = if elf.runpath.is_empty() { &elf.rpath } else { &elf.runpath };
-        let mut dirs: Vec<String> =
-            own.iter().flat_map(|list| list.split(':')).filter_map(expand).collect();
+        let mut dirs: Vec<String> = own.iter().flat_map(|list| list.split(':')).filter_map(expand).collect();
         dirs.extend(conf_dirs.iter().cloned());
         if let Some(tuple) = multiarch(elf.machine, elf.class) {
             dirs.push(format!("/lib/{tuple}"));
@@ -1023,7 +1047,11 @@ fn write_manifest(out: &Path, assembled: &Assembled) -> Result<()> {
         declared_links: &assembled.declared_links,
     };
     let at = out.join(MANIFEST);
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| RootfsError::Io { path: at.clone(), source: e.into() })?;
+    let mut json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| RootfsError::Io { path: at.clone(), source: e.into() })?;
     json.push(b'\n');
     write_file(&at, &json, false)
 }
+
+#[cfg(test)]
+mod tests;
