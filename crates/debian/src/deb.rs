@@ -375,36 +375,19 @@ fn read_control(path: &Path, member: &str, tar: Box<dyn Read + '_>) -> Result<Co
 }
 
 /// The identifying fields of a binary package's control paragraph
-/// (deb-control(5)): `Name: value` lines, field names case-insensitive,
-/// continuation lines starting with white space (only multi-line fields
-/// such as `Description` have them, and none of ours).
+/// (deb-control(5)), read with the crate's one deb822 parser
+/// ([`crate::control`]).
 fn parse_control(bytes: &[u8]) -> Result<Control, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
-    let (mut package, mut version, mut architecture) = (None, None, None);
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) || line.trim().is_empty() {
-            continue;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("malformed line {line:?}"));
-        };
-        let slot = match name.trim().to_ascii_lowercase().as_str() {
-            "package" => &mut package,
-            "version" => &mut version,
-            "architecture" => &mut architecture,
-            _ => continue,
-        };
-        *slot = Some(value.trim().to_owned());
-    }
-    let package = package.ok_or("no Package field")?;
-    let version = version.ok_or("no Version field")?;
-    let architecture = architecture.ok_or("no Architecture field")?;
+    let paragraphs = crate::control::parse(text).map_err(|e| e.to_string())?;
+    let [paragraph] = paragraphs.as_slice() else {
+        return Err(format!("{} paragraphs where one is expected", paragraphs.len()));
+    };
+    let field = |name: &str| paragraph.get(name).map(str::to_owned).ok_or(format!("no {name} field"));
+    let (package, version, architecture) = (field("Package")?, field("Version")?, field("Architecture")?);
     // Policy §5.6.1; the name goes into paths of error messages and the
     // manifest, so it must be what Debian allows.
-    let name_ok = package.len() >= 2
-        && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && package.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-    if !name_ok {
+    if !crate::relation::valid_package_name(&package) {
         return Err(format!("package name {package:?} is not a Debian package name"));
     }
     // Policy §5.6.12: alphanumerics and `.+-~:`.

@@ -147,7 +147,7 @@ impl Lock {
         let mut packages = Vec::with_capacity(d.package.len());
         for (i, p) in d.package.into_iter().enumerate() {
             let field = |f: &str| format!("debian.package[{i}] ({}).{f}", p.name);
-            if !is_package_name(&p.name) {
+            if !crate::relation::valid_package_name(&p.name) {
                 return Err(invalid(field("name"), format!("{:?} is not a Debian package name", p.name)));
             }
             if !names.insert(p.name.clone()) {
@@ -327,14 +327,6 @@ fn list(items: &[String]) -> String {
 /// Suite, mirror and architecture names: what the archive uses.
 fn is_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// Debian Policy §5.6.1: lowercase letters, digits, `+`, `-`, `.`; at
-/// least two characters, starting with a letter or digit.
-pub fn is_package_name(s: &str) -> bool {
-    s.len() >= 2
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
 }
 
 fn is_pool_path(s: &str) -> bool {

@@ -210,7 +210,7 @@ fn write_terms(f: &mut fmt::Formatter<'_>, terms: &[Term]) -> fmt::Result {
 
 /// Policy §5.6.1: lower-case letters, digits, `+`, `-`, `.`; at least two
 /// characters; starting with a letter or digit.
-pub(crate) fn valid_package_name(name: &str) -> bool {
+pub fn valid_package_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())

@@ -250,7 +250,7 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
                 return Err(at(t.debian.span(), "toolchain.debian is empty: name the Debian packages the build needs".into()));
             }
             for p in &list {
-                if !drv_debian::lock::is_package_name(p) {
+                if !drv_debian::relation::valid_package_name(p) {
                     return Err(at(t.debian.span(), format!("{p:?} is not a Debian package name")));
                 }
             }
