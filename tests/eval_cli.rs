@@ -133,3 +133,57 @@ fn an_unknown_debian_package_is_a_clear_error() {
     let err = eval_error(&s, recipe.to_str().unwrap());
     assert!(err.contains("r.toml:4:10") && err.contains("\"no-such-package-drv-test\"") && err.contains("drv lock"), "{err}");
 }
+
+const SHOWCASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../recipes/flask_app.toml");
+/// Every derivation of the showcase, with its outputs: the paths any host
+/// must compute. A change of any of them is a visible diff in review.
+const SHOWCASE_GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/showcase.derivations");
+
+/// `drv eval --json` as sorted lines `DRV OUTPUT=PATH…`, without the
+/// recipes' file paths (which depend on where the checkout is).
+fn derivation_lines(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut lines: Vec<String> = v["derivations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(drv, d)| {
+            let outs: Vec<String> =
+                d["outputs"].as_object().unwrap().iter().map(|(o, p)| format!("{o}={}", p.as_str().unwrap())).collect();
+            format!("{drv} {}", outs.join(" "))
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// The showcase evaluates to the committed derivations, and exactly the
+/// same with the host's package database, alternatives and apt settings
+/// hidden (empty directories over them in a mount namespace): nothing of
+/// the host's packages decides a path.
+#[test]
+fn the_showcase_evaluates_the_same_without_the_hosts_package_database() {
+    let s = TestStore::new();
+    let here = derivation_lines(&s.ok(&["eval", "--json", SHOWCASE]));
+    if std::env::var_os("DRV_UPDATE_GOLDEN").is_some() {
+        fs::write(SHOWCASE_GOLDEN, &here).unwrap();
+    }
+    let golden = fs::read_to_string(SHOWCASE_GOLDEN).unwrap();
+    assert!(
+        here == golden,
+        "the showcase's derivations differ from {SHOWCASE_GOLDEN}; rerun with DRV_UPDATE_GOLDEN=1 if intended:\n{here}"
+    );
+
+    let hidden = tempfile::tempdir().unwrap();
+    let script = "set -e; for d in /var/lib/dpkg /etc/alternatives /etc/apt; do \
+                  [ -d $d ] && mount -t tmpfs none $d; done; \
+                  [ -z \"$(ls /var/lib/dpkg)\" ]; exec \"$0\" --root \"$1\" eval --json \"$2\"";
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", script, env!("CARGO_BIN_EXE_drv")])
+        .arg(hidden.path())
+        .arg(SHOWCASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(derivation_lines(&String::from_utf8(out.stdout).unwrap()), golden);
+}
