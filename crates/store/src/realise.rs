@@ -732,7 +732,7 @@ impl Realiser {
 fn debian_file_gone(source: &FetchSource, error: &crate::fetch::FetchError) -> Option<BuildError> {
     use crate::fetch::FetchError;
     let not_found = match error {
-        FetchError::NotFound { .. } => true,
+        FetchError::NotFound { .. } | FetchError::NoSuchFile { .. } => true,
         FetchError::GaveUp { last, .. } => matches!(**last, FetchError::NotFound { .. }),
         _ => false,
     };

@@ -105,6 +105,9 @@ pub enum FetchError {
     UnsupportedUrl { url: String },
     #[error("{url}: not found (HTTP {status})")]
     NotFound { url: String, status: u16 },
+    /// A `file://` URL naming no file: the local counterpart of a 404.
+    #[error("{url}: no such file")]
+    NoSuchFile { url: String },
     #[error("{url}: HTTP {status}")]
     HttpStatus { url: String, status: u16 },
     #[error("{url}: {message}")]
@@ -424,7 +427,10 @@ impl Fetcher {
             .and_then(|u| u.to_file_path().ok())
             .ok_or_else(|| FetchError::UnsupportedUrl { url: url.to_owned() })?;
         let io_err = |p: &Path| { let p = p.to_owned(); move |error| FetchError::Io { path: p, error } };
-        let mut src = File::open(&path).map_err(io_err(&path))?;
+        let mut src = match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FetchError::NoSuchFile { url: url.to_owned() }),
+            other => other.map_err(io_err(&path))?,
+        };
         let total = src.metadata().ok().map(|m| m.len());
         let _finished = FinishedGuard { reporter: &*self.reporter, what };
         self.reporter.download_started(what, url, total);

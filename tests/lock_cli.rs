@@ -1,0 +1,187 @@
+//! `drv lock` against a miniature signed Debian archive served through
+//! `file://` mirrors (`tests/fixtures/debian`, real bookworm `.deb`s):
+//! resolution, signature and index checks, `--check`, `--update`, and the
+//! errors for names and files the archive does not have. Offline.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{TestStore, FIXTURES, TEST_LOCK};
+
+fn keyring() -> String {
+    format!("{FIXTURES}/debian/keyring.gpg")
+}
+
+/// A recipe folder with one recipe naming `packages`.
+fn recipes(s: &TestStore, packages: &[&str]) -> PathBuf {
+    let dir = s.scratch("recipes");
+    fs::create_dir_all(&dir).unwrap();
+    let names: Vec<String> = packages.iter().map(|p| format!("{p:?}")).collect();
+    fs::write(
+        dir.join("tools.toml"),
+        format!("name = \"tools\"\nversion = \"1\"\n[toolchain]\ndebian = [{}]\n[build]\nscript = 'true'\n", names.join(", ")),
+    )
+    .unwrap();
+    dir
+}
+
+fn lock(s: &TestStore, dir: &Path, args: &[&str]) -> std::process::Output {
+    s.cmd().current_dir(dir).arg("lock").arg("--keyring").arg(keyring()).args(args).output().unwrap()
+}
+
+fn text(o: &std::process::Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn names(lock: &str) -> Vec<String> {
+    lock.lines().filter_map(|l| l.strip_prefix("name = ")).map(|n| n.trim_matches('"').to_owned()).collect()
+}
+
+#[test]
+fn lock_resolves_the_closure_from_signed_indices() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash", "coreutils", "grep", "sed", "bash"]);
+    let out = lock(&s, &dir, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("not verified"), "{stderr}");
+    assert!(stdout.contains("24 packages"), "{stdout}");
+    // the same as the committed test lock, which was made the same way
+    assert_eq!(fs::read_to_string(dir.join("drv.lock")).unwrap(), fs::read_to_string(TEST_LOCK).unwrap());
+    // the security archive's packages come from its own mirror
+    let written = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    assert!(written.contains("mirror = \"debian-security\"") && written.contains("repository = \"bookworm-security\""));
+    // nothing to do the second time, and --check agrees, offline
+    let (stdout, _) = text(&lock(&s, &dir, &[]));
+    assert!(stdout.contains("up to date"), "{stdout}");
+    let out = s.cmd().current_dir(&dir).args(["lock", "--check"]).env("DRV_MIRROR_DEBIAN", "file:///nonexistent").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn check_names_the_recipe_and_the_package_and_lock_adds_only_what_is_missing() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash"]);
+    assert!(lock(&s, &dir, &[]).status.success());
+    let before = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    assert!(!names(&before).contains(&"grep".to_owned()));
+
+    fs::write(dir.join("more.toml"), "name = \"more\"\nversion = \"1\"\n[toolchain]\ndebian = [\"grep\"]\n[build]\nscript = 'true'\n").unwrap();
+    let out = s.cmd().current_dir(&dir).args(["lock", "--check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("more.toml") && stderr.contains("\"grep\"") && stderr.contains("drv.lock"), "{stderr}");
+    // evaluation refuses it too, pointing at the recipe
+    let err = s.fails(&["eval", dir.join("more.toml").to_str().unwrap()]);
+    assert!(err.contains("more.toml:4:") && err.contains("grep"), "{err}");
+
+    let out = lock(&s, &dir, &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let after = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    assert!(names(&after).contains(&"grep".to_owned()));
+    // every entry locked before is still there, byte for byte
+    for entry in before.split("\n\n").filter(|e| e.starts_with("[[debian.package]]")) {
+        assert!(after.contains(entry), "changed: {entry}");
+    }
+    assert!(s.cmd().current_dir(&dir).args(["lock", "--check"]).output().unwrap().status.success());
+}
+
+/// A copy of the miniature archive that a test may damage.
+fn archive_copy(s: &TestStore) -> PathBuf {
+    let copy = s.scratch("archive");
+    let status = std::process::Command::new("cp").arg("-a").arg(format!("{FIXTURES}/debian")).arg(&copy).status().unwrap();
+    assert!(status.success());
+    copy
+}
+
+fn lock_against(s: &TestStore, dir: &Path, archive: &Path) -> std::process::Output {
+    s.cmd()
+        .current_dir(dir)
+        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
+        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
+        .args(["lock", "--keyring", &keyring()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_tampered_release_or_index_is_refused_and_no_lock_is_written() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash"]);
+
+    // one byte of the signed text
+    let archive = archive_copy(&s);
+    let release = archive.join("debian/dists/bookworm/InRelease");
+    let t = fs::read_to_string(&release).unwrap();
+    fs::write(&release, t.replacen("Suite: bookworm", "Suite: bookwork", 1)).unwrap();
+    let out = lock_against(&s, &dir, &archive);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("signature does not verify") && stderr.contains("InRelease"), "{stderr}");
+    assert!(!dir.join("drv.lock").exists());
+
+    // an index that is not the one the release lists
+    let archive = s.scratch("archive2");
+    let status = std::process::Command::new("cp").arg("-a").arg(format!("{FIXTURES}/debian")).arg(&archive).status().unwrap();
+    assert!(status.success());
+    let index = archive.join("debian/dists/bookworm/main/binary-amd64/Packages.xz");
+    let mut bytes = fs::read(&index).unwrap();
+    bytes.push(0);
+    fs::write(&index, bytes).unwrap();
+    let out = lock_against(&s, &dir, &archive);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("Packages.xz") && stderr.contains("the release lists"), "{stderr}");
+    assert!(!dir.join("drv.lock").exists());
+
+    // signed by a key that is not in the keyring: refused too
+    let out = s
+        .cmd()
+        .current_dir(&dir)
+        .args(["lock", "--keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"])
+        .output()
+        .unwrap();
+    if Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists() {
+        assert!(!out.status.success());
+        assert!(text(&out).1.contains("signature does not verify"), "{}", text(&out).1);
+    }
+    // no keyring at all: resolved, and said to be unverified
+    let out = s.cmd().current_dir(&dir).args(["lock", "--keyring", "/nonexistent/keyring.gpg"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).1.contains("not verified"), "{}", text(&out).1);
+}
+
+#[test]
+fn a_name_the_archive_does_not_have_names_the_recipe() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash", "no-such-package"]);
+    let out = lock(&s, &dir, &[]);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("tools.toml") && stderr.contains("no-such-package"), "{stderr}");
+    assert!(!dir.join("drv.lock").exists());
+}
+
+#[test]
+fn a_pinned_deb_the_mirror_no_longer_has_is_one_clear_error() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash"]);
+    fs::copy(TEST_LOCK, dir.join("drv.lock")).unwrap();
+    let archive = archive_copy(&s);
+    fs::remove_file(archive.join("debian/pool/main/d/dash/dash_0.5.12-2_amd64.deb")).unwrap();
+    let out = s
+        .cmd()
+        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
+        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
+        .args(["build", "--no-link"])
+        .arg(dir.join("tools.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    for part in ["dash 0.5.12-2", "no longer on mirror \"debian\"", "--substituters", "drv lock --update dash"] {
+        assert!(stderr.contains(part), "{part:?} missing from:\n{stderr}");
+    }
+}
