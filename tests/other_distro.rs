@@ -22,8 +22,9 @@ const OTHER_SUITE: &str = "trixie";
 /// derivation's path, name and output paths (not the recipe's file path).
 fn derivations(json: &str) -> BTreeMap<String, String> {
     let v: serde_json::Value = serde_json::from_str(json).expect("drv eval --json prints JSON");
-    v.as_object()
-        .expect("an object")
+    v["derivations"]
+        .as_object()
+        .expect("an object of derivations")
         .iter()
         .map(|(drv, info)| (drv.clone(), format!("{} {}", info["name"], info["outputs"])))
         .collect()

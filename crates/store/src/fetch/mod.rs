@@ -158,6 +158,9 @@ struct Resolved {
 /// shared by every call.
 pub struct Fetcher {
     client: Client,
+    /// Why HTTPS cannot be verified on this host (no CA certificates), if
+    /// so: plain `http://` and `file://` still work.
+    tls_problem: Option<String>,
     mirrors: Mirrors,
     reporter: Arc<dyn Reporter>,
     options: FetchOptions,
@@ -171,8 +174,8 @@ impl Fetcher {
     }
 
     pub fn with_mirrors(mirrors: Mirrors, reporter: Arc<dyn Reporter>, options: FetchOptions) -> Result<Self> {
-        let client = http_client(&options).map_err(FetchError::Client)?;
-        Ok(Self { client, mirrors, reporter, options })
+        let (client, tls_problem) = http_client_for_plain_http_too(&options).map_err(FetchError::Client)?;
+        Ok(Self { client, tls_problem, mirrors, reporter, options })
     }
 
     pub fn mirrors(&self) -> &Mirrors {
@@ -377,6 +380,9 @@ impl Fetcher {
 
     /// Send a request; classify failures as retryable or not.
     fn send(&self, request: reqwest::blocking::RequestBuilder, url: &str) -> std::result::Result<Response, Attempt> {
+        if let Some(problem) = self.tls_problem.as_ref().filter(|_| url.starts_with("https://")) {
+            return Err(Attempt::Fatal(FetchError::Client(format!("{url}: cannot verify HTTPS: {problem}"))));
+        }
         let resp = request.send().map_err(|e| {
             if e.is_builder() || e.is_redirect() {
                 Attempt::Fatal(transport(url, &e))
@@ -519,6 +525,26 @@ pub(crate) fn http_client(options: &FetchOptions) -> std::result::Result<Client,
         .user_agent(concat!("drv/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| error_chain(&e))
+}
+
+/// [`http_client`], or, on a host without CA certificates (a minimal
+/// container), a client that trusts no certificate, with the reason: such
+/// a host can still fetch from `http://` mirrors, whose files are checked
+/// by sha256 anyway.
+fn http_client_for_plain_http_too(options: &FetchOptions) -> std::result::Result<(Client, Option<String>), String> {
+    match http_client(options) {
+        Ok(c) => Ok((c, None)),
+        Err(problem) => {
+            let client = Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .timeout(options.stall_timeout)
+                .user_agent(concat!("drv/", env!("CARGO_PKG_VERSION")))
+                .tls_certs_only([])
+                .build()
+                .map_err(|e| format!("{problem}; {}", error_chain(&e)))?;
+            Ok((client, Some(format!("{problem} (install the platform's CA certificates, ca-certificates on Debian)"))))
+        }
+    }
 }
 
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
