@@ -185,3 +185,60 @@ fn a_pinned_deb_the_mirror_no_longer_has_is_one_clear_error() {
         assert!(stderr.contains(part), "{part:?} missing from:\n{stderr}");
     }
 }
+
+#[test]
+fn a_deb_whose_bytes_changed_on_the_mirror_is_refused_and_nothing_is_registered() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash"]);
+    fs::copy(TEST_LOCK, dir.join("drv.lock")).unwrap();
+    let archive = archive_copy(&s);
+    let deb = archive.join("debian/pool/main/d/dash/dash_0.5.12-2_amd64.deb");
+    let mut bytes = fs::read(&deb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&deb, bytes).unwrap();
+    let out = s
+        .cmd()
+        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
+        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
+        .args(["build", "--no-link"])
+        .arg(dir.join("tools.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("hash mismatch") && stderr.contains("dash_0.5.12-2_amd64.deb"), "{stderr}");
+    let store: Vec<String> = fs::read_dir(s.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".drv"))
+        .collect();
+    assert!(!store.iter().any(|n| n.contains("dash_") || n.ends_with("-toolchain") || n.starts_with(".tmp")), "{store:?}");
+}
+
+#[test]
+fn update_moves_only_the_named_packages() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash", "grep"]);
+    assert!(lock(&s, &dir, &[]).status.success());
+    let current = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    // pretend dash and grep were locked at older versions
+    let old = current.replace("version = \"0.5.12-2\"", "version = \"0.5.11-1\"").replace("version = \"3.8-5\"", "version = \"3.7-1\"");
+    assert_ne!(old, current);
+    fs::write(dir.join("drv.lock"), &old).unwrap();
+    // covered: nothing moves without --update
+    assert!(text(&lock(&s, &dir, &[])).0.contains("up to date"));
+    assert_eq!(fs::read_to_string(dir.join("drv.lock")).unwrap(), old);
+    // --update dash moves dash only
+    let out = lock(&s, &dir, &["--update", "dash"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("1 changed"), "{stdout}");
+    let after = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    assert!(after.contains("version = \"0.5.12-2\"") && after.contains("version = \"3.7-1\""), "{after}");
+    // --update alone moves everything to the archive's versions; a path
+    // after it is a path, not a package
+    let out = s.cmd().current_dir(s.dir.path()).args(["lock", "--keyring", &keyring(), "--update", "recipes/"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(fs::read_to_string(dir.join("drv.lock")).unwrap(), current);
+}

@@ -28,7 +28,9 @@ pub struct LockArgs {
     check: bool,
     /// Re-resolve against the archive: the named packages, or all of them
     /// when none is named. Without it, what is locked stays locked and
-    /// only missing names are resolved.
+    /// only missing names are resolved. Recipe paths may follow (`drv lock
+    /// --update gcc-12 recipes/`): a value with a `/` or ending in `.toml`
+    /// is a path, never a package name.
     #[arg(long, num_args = 0.., value_name = "PACKAGE")]
     update: Option<Vec<String>>,
     /// The Debian release to resolve against (default: the lock's, else
@@ -88,7 +90,12 @@ fn default_repositories(suite: &str) -> Vec<(String, String)> {
 }
 
 pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
-    let files = recipe_files(&args.paths)?;
+    // `--update` takes any number of values, so paths after it land there.
+    let is_path = |v: &String| v.contains('/') || v.ends_with(".toml") || v == ".";
+    let mut paths = args.paths.clone();
+    paths.extend(args.update.iter().flatten().filter(|v| is_path(v)).map(PathBuf::from));
+    let update: Option<Vec<String>> = args.update.as_ref().map(|u| u.iter().filter(|v| !is_path(v)).cloned().collect());
+    let files = recipe_files(&paths)?;
     // Each name, with the first recipe that asks for it.
     let mut wanted: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut lock_file: Option<PathBuf> = None;
@@ -139,7 +146,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         println!("{} covers every Debian package of {} recipe(s)", lock_shown.display(), files.len());
         return Ok(ExitCode::SUCCESS);
     }
-    if args.update.is_none() && uncovered.is_empty() && old.is_some() {
+    if update.is_none() && uncovered.is_empty() && old.is_some() {
         println!("{} is up to date", lock_shown.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -188,8 +195,8 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     // What is locked stays locked, unless it is to be updated.
-    let update_all = args.update.as_ref().is_some_and(|u| u.is_empty());
-    let updating: BTreeSet<&str> = args.update.iter().flatten().map(String::as_str).collect();
+    let update_all = update.as_ref().is_some_and(|u| u.is_empty());
+    let updating: BTreeSet<&str> = update.iter().flatten().map(String::as_str).collect();
     let kept: BTreeMap<&str, &LockedPackage> = match (old_debian, update_all) {
         (Some(d), false) if d.suite == suite && d.architecture == architecture => {
             d.packages.iter().filter(|p| !updating.contains(p.name.as_str())).map(|p| (p.name.as_str(), p)).collect()
