@@ -47,7 +47,7 @@ fn golden_derivations() {
         );
         // the file is stored where Nix's text-path rule puts it
         let (drv, _) = eval.get(&eval.root).unwrap();
-        assert_eq!(store.store_dir().text_path(&eval.root.name().to_string(), &written, &drv.references()).unwrap(), eval.root);
+        assert_eq!(store.store_dir().text_path(eval.root.name(), &written, &drv.references()).unwrap(), eval.root);
     }
 }
 
@@ -181,10 +181,9 @@ fn nix_instantiate_gives_the_same_drv_paths() {
     let mut sources: Vec<(StorePath, PathBuf, String)> = vec![];
     {
         let mut s2 = LocalStore::open(t.path(), StoreDir::default()).unwrap();
-        for (file, name) in [(Path::new(RECIPES).join("base-data.txt"), "base-data.txt")] {
-            let p = s2.add_path(&file, name, Ingestion::Recursive).unwrap();
-            sources.push((p, file, name.to_owned()));
-        }
+        let (file, name) = (Path::new(RECIPES).join("base-data.txt"), "base-data.txt");
+        let p = s2.add_path(&file, name, Ingestion::Recursive).unwrap();
+        sources.push((p, file, name.to_owned()));
     }
     let mut subst: Vec<(String, String)> = Vec::new();
     let mut expr = String::from("let\n");
