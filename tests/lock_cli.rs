@@ -89,21 +89,23 @@ fn check_names_the_recipe_and_the_package_and_lock_adds_only_what_is_missing() {
 }
 
 /// A copy of the miniature archive that a test may damage.
-fn archive_copy(s: &TestStore) -> PathBuf {
-    let copy = s.scratch("archive");
+fn archive_copy(s: &TestStore, name: &str) -> PathBuf {
+    let copy = s.scratch(name);
     let status = std::process::Command::new("cp").arg("-a").arg(format!("{FIXTURES}/debian")).arg(&copy).status().unwrap();
     assert!(status.success());
     copy
 }
 
+/// `drv` with the mirrors pointing at a copy of the archive.
+fn against(s: &TestStore, archive: &Path) -> std::process::Command {
+    let mut c = s.cmd();
+    c.env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
+        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()));
+    c
+}
+
 fn lock_against(s: &TestStore, dir: &Path, archive: &Path) -> std::process::Output {
-    s.cmd()
-        .current_dir(dir)
-        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
-        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
-        .args(["lock", "--keyring", &keyring()])
-        .output()
-        .unwrap()
+    against(s, archive).current_dir(dir).args(["lock", "--keyring", &keyring()]).output().unwrap()
 }
 
 #[test]
@@ -112,7 +114,7 @@ fn a_tampered_release_or_index_is_refused_and_no_lock_is_written() {
     let dir = recipes(&s, &["dash"]);
 
     // one byte of the signed text
-    let archive = archive_copy(&s);
+    let archive = archive_copy(&s, "archive");
     let release = archive.join("debian/dists/bookworm/InRelease");
     let t = fs::read_to_string(&release).unwrap();
     fs::write(&release, t.replacen("Suite: bookworm", "Suite: bookwork", 1)).unwrap();
@@ -123,9 +125,7 @@ fn a_tampered_release_or_index_is_refused_and_no_lock_is_written() {
     assert!(!dir.join("drv.lock").exists());
 
     // an index that is not the one the release lists
-    let archive = s.scratch("archive2");
-    let status = std::process::Command::new("cp").arg("-a").arg(format!("{FIXTURES}/debian")).arg(&archive).status().unwrap();
-    assert!(status.success());
+    let archive = archive_copy(&s, "archive2");
     let index = archive.join("debian/dists/bookworm/main/binary-amd64/Packages.xz");
     let mut bytes = fs::read(&index).unwrap();
     bytes.push(0);
@@ -169,16 +169,9 @@ fn a_pinned_deb_the_mirror_no_longer_has_is_one_clear_error() {
     let s = TestStore::new();
     let dir = recipes(&s, &["dash"]);
     fs::copy(TEST_LOCK, dir.join("drv.lock")).unwrap();
-    let archive = archive_copy(&s);
+    let archive = archive_copy(&s, "archive");
     fs::remove_file(archive.join("debian/pool/main/d/dash/dash_0.5.12-2_amd64.deb")).unwrap();
-    let out = s
-        .cmd()
-        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
-        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
-        .args(["build", "--no-link"])
-        .arg(dir.join("tools.toml"))
-        .output()
-        .unwrap();
+    let out = against(&s, &archive).args(["build", "--no-link"]).arg(dir.join("tools.toml")).output().unwrap();
     assert!(!out.status.success());
     let (_, stderr) = text(&out);
     for part in ["dash 0.5.12-2", "no longer on mirror \"debian\"", "--substituters", "drv lock --update dash"] {
@@ -191,20 +184,13 @@ fn a_deb_whose_bytes_changed_on_the_mirror_is_refused_and_nothing_is_registered(
     let s = TestStore::new();
     let dir = recipes(&s, &["dash"]);
     fs::copy(TEST_LOCK, dir.join("drv.lock")).unwrap();
-    let archive = archive_copy(&s);
+    let archive = archive_copy(&s, "archive");
     let deb = archive.join("debian/pool/main/d/dash/dash_0.5.12-2_amd64.deb");
     let mut bytes = fs::read(&deb).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&deb, bytes).unwrap();
-    let out = s
-        .cmd()
-        .env("DRV_MIRROR_DEBIAN", format!("file://{}/debian", archive.display()))
-        .env("DRV_MIRROR_DEBIAN_SECURITY", format!("file://{}/debian-security", archive.display()))
-        .args(["build", "--no-link"])
-        .arg(dir.join("tools.toml"))
-        .output()
-        .unwrap();
+    let out = against(&s, &archive).args(["build", "--no-link"]).arg(dir.join("tools.toml")).output().unwrap();
     assert!(!out.status.success());
     let (_, stderr) = text(&out);
     assert!(stderr.contains("hash mismatch") && stderr.contains("dash_0.5.12-2_amd64.deb"), "{stderr}");
