@@ -341,6 +341,22 @@ fn edits_are_seen_through_the_evaluation_cache() {
     let (fourth, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
     assert_eq!(fourth, third);
     assert!(!err.contains("building"), "{err}");
+    // the lock file is an input too: another pinned dash is another
+    // toolchain (here one whose hash no file has)
+    let lock = s.scratch("recipes/drv.lock");
+    let pinned = fs::read_to_string(&lock).unwrap();
+    let dash = pinned.find("name = \"dash\"").unwrap();
+    let sha = dash + pinned[dash..].find("sha256 = \"").unwrap() + "sha256 = \"".len();
+    let mut edited = pinned.clone();
+    edited.replace_range(sha..sha + 64, &"0".repeat(64));
+    fs::write(&lock, edited).unwrap();
+    let out = build(&s, &["--no-link", c.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hash mismatch"));
+    fs::write(&lock, pinned).unwrap();
+    let (fifth, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
+    assert_eq!(fifth, third);
+    assert!(!err.contains("building"), "{err}");
 }
 
 /// With a binary cache holding the outputs, `drv build` substitutes them
