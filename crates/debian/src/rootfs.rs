@@ -241,11 +241,14 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 ///
 /// For each `DT_NEEDED` name (ld.so(8)): the object's `DT_RPATH` (unless it
 /// has a `DT_RUNPATH`) and `DT_RUNPATH`, with `$ORIGIN` and `$LIB`
-/// expanded; the directories of the tree's `etc/ld.so.conf` and
-/// `etc/ld.so.conf.d/*.conf`; then the loader's defaults, multiarch first
+/// expanded; then the loader's defaults, multiarch first
 /// (`lib/x86_64-linux-gnu`, `usr/lib/x86_64-linux-gnu`, `lib`, `usr/lib`,
 /// `lib64`, `usr/lib64` on amd64). A candidate counts only if it is an ELF
 /// file of the same class and machine, as the loader skips others.
+/// `etc/ld.so.conf.d` is not searched: the loader sees those directories
+/// only through the cache `ldconfig` builds (`etc/ld.so.cache`), which
+/// this builder does not make, so a library found only there would not
+/// load (libc6's own entries repeat the defaults).
 pub fn assemble(debs: &[PathBuf], out: &Path, options: &AssembleOptions) -> Result<Assembled> {
     if debs.is_empty() {
         return Err(RootfsError::NoPackages);
@@ -801,34 +804,6 @@ impl Tree<'_> {
         Ok(())
     }
 
-    /// The file at tree path `path` through symlinks, read from disk (a
-    /// small configuration file); `None` if it is not a file in the tree.
-    fn read_config(&self, path: &str) -> Result<Option<String>> {
-        let Ok((real, Kind::File)) = self.resolve(path) else {
-            return Ok(None);
-        };
-        // `real` has no symlink in it, so this reads what was unpacked.
-        let at = self.out.join(real);
-        let bytes = fs::read(&at).map_err(io_error(&at))?;
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
-    }
-
-    /// Tree paths of the files directly in directory `dir` whose names end
-    /// in `suffix`, sorted.
-    fn files_in(&self, dir: &str, suffix: &str) -> Vec<String> {
-        let mut found: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|p| {
-                p.strip_prefix(dir)
-                    .and_then(|r| r.strip_prefix('/'))
-                    .is_some_and(|name| !name.contains('/') && name.ends_with(suffix))
-            })
-            .cloned()
-            .collect();
-        found.sort();
-        found
-    }
 }
 
 /// What the dynamic loader reads of an ELF file.
@@ -936,30 +911,6 @@ fn multiarch(machine: u16, class: u8) -> Option<&'static str> {
 /// Each ELF file's interpreter and libraries must be in the tree (see
 /// [`assemble`]'s "Library search").
 fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<()> {
-    // At run time the loader sees these directories only through the
-    // cache `ldconfig` builds from them (`etc/ld.so.cache`), which this
-    // builder does not make: a library found only here would not load.
-    // Debian's own entries (libc6's x86_64-linux-gnu.conf) repeat the
-    // default directories, so for its packages this is as strict as the
-    // loader.
-    let mut conf_dirs = Vec::new();
-    let mut conf_files = vec!["etc/ld.so.conf".to_owned()];
-    // Debian's ld.so.conf is `include /etc/ld.so.conf.d/*.conf`; the
-    // directory is read whether or not ld.so.conf exists.
-    conf_files.extend(tree.files_in("etc/ld.so.conf.d", ".conf"));
-    for file in &conf_files {
-        let Some(text) = tree.read_config(file)? else {
-            continue;
-        };
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.starts_with("include") {
-                continue;
-            }
-            conf_dirs.extend(line.split([' ', '\t', ':', ',']).filter(|d| d.starts_with('/')).map(str::to_owned));
-        }
-    }
-
     let is_compatible = |path: &str, object: &ElfInfo| match tree.resolve(path) {
         Ok((real, Kind::File)) => elves
             .get(real.as_str())
@@ -996,7 +947,6 @@ fn check_libraries(tree: &Tree<'_>, elves: &BTreeMap<&str, &ElfInfo>) -> Result<
         };
         let own: &[String] = if elf.runpath.is_empty() { &elf.rpath } else { &elf.runpath };
         let mut dirs: Vec<String> = own.iter().flat_map(|list| list.split(':')).filter_map(expand).collect();
-        dirs.extend(conf_dirs.iter().cloned());
         if let Some(tuple) = multiarch(elf.machine, elf.class) {
             dirs.push(format!("/lib/{tuple}"));
             dirs.push(format!("/usr/lib/{tuple}"));
