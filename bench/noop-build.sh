@@ -12,8 +12,13 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet -p drv-cli
 DRV=$PWD/target/release/drv
 
-# drv: recipe i depends on i-1 and i-2 (a DAG, not just a chain).
+# drv: recipe i depends on i-1 and i-2 (a DAG, not just a chain); the
+# toolchain (dash, coreutils) pinned by the tests' lock and fetched from the
+# miniature archive in tests/fixtures/debian.
 mkdir -p "$work/recipes"
+cp tests/recipes/drv.lock "$work/recipes/"
+export DRV_MIRROR_DEBIAN="file://$PWD/tests/fixtures/debian/debian"
+export DRV_MIRROR_DEBIAN_SECURITY="file://$PWD/tests/fixtures/debian/debian-security"
 for i in $(seq 0 $((N - 1))); do
   deps=""
   [ "$i" -ge 1 ] && deps="\"r$((i - 1)).toml\""
