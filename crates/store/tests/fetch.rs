@@ -332,7 +332,7 @@ fn file_urls_are_read_directly() {
     let prefetched = f.prefetch(&source).unwrap();
     assert_eq!((prefetched.sha256, prefetched.size), (Sha256::digest(b"local bytes"), 11));
     let missing = url(format!("file://{}/nope", t.path().display()));
-    assert!(matches!(f.fetch_to(&missing, Sha256::digest(b""), &t.path().join("x")), Err(FetchError::Io { .. })));
+    assert!(matches!(f.fetch_to(&missing, Sha256::digest(b""), &t.path().join("x")), Err(FetchError::NoSuchFile { .. })));
 }
 
 #[test]
