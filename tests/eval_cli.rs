@@ -125,9 +125,10 @@ fn an_unknown_debian_package_is_a_clear_error() {
     let s = TestStore::new();
     let recipe = s.scratch("r.toml");
     fs::write(&recipe, "name = \"a\"\nversion = \"1\"\n[toolchain]\ndebian = [\"dash\", \"no-such-package-drv-test\"]\n").unwrap();
-    // without a lock file: say which file and how to make it
+    // without a lock file, drv's built-in lock: say so, and which file
+    // `drv lock` would make
     let err = eval_error(&s, recipe.to_str().unwrap());
-    assert!(err.contains("drv.lock") && err.contains("drv lock"), "{err}");
+    assert!(err.contains("built-in lock") && err.contains("drv lock` makes") && err.contains("drv.lock"), "{err}");
     // with one that does not cover the name: point at the recipe's list
     common::write_lock(&s.scratch(""));
     let err = eval_error(&s, recipe.to_str().unwrap());
@@ -186,4 +187,23 @@ fn the_showcase_evaluates_the_same_without_the_hosts_package_database() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(derivation_lines(&String::from_utf8(out.stdout).unwrap()), golden);
+}
+
+/// A recipe with no `drv.lock` at or above its directory (tried out
+/// anywhere) gets drv's built-in lock, the one of drv's own recipes: the
+/// same toolchain as the showcase, and still no host package involved.
+#[test]
+fn a_recipe_without_a_lock_uses_the_built_in_one() {
+    let s = TestStore::new();
+    let zlib = concat!(env!("CARGO_MANIFEST_DIR"), "/../../recipes/zlib.toml");
+    let toolchain_of = |recipe: &str| {
+        let v: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", recipe])).unwrap();
+        v.as_object().unwrap().values().next().unwrap()["env"]["drvToolchain"].as_str().unwrap().to_owned()
+    };
+    let adhoc = s.scratch("adhoc.toml");
+    let packages = r#"["gcc", "binutils", "make", "libc6-dev", "coreutils", "dash", "sed", "grep", "mawk", "diffutils", "findutils", "tar", "bzip2", "gzip", "xz-utils"]"#;
+    fs::write(&adhoc, format!("name = \"adhoc\"\nversion = \"1\"\n[toolchain]\ndebian = {packages}\n[build]\nscript = 'true'\n")).unwrap();
+    assert_eq!(toolchain_of(adhoc.to_str().unwrap()), toolchain_of(zlib));
+    let graph: serde_json::Value = serde_json::from_str(&s.ok(&["graph", "--format", "json", adhoc.to_str().unwrap()])).unwrap();
+    assert!(graph.to_string().contains("built-in lock"), "{graph}");
 }

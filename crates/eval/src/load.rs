@@ -16,13 +16,26 @@ pub struct RecipeSet {
     pub recipes: BTreeMap<PathBuf, Recipe>,
     /// Every recipe, dependencies before their dependents.
     pub order: Vec<PathBuf>,
-    /// The lock file and what it pins, when a recipe names Debian packages.
+    /// The lock file and what it pins, when a recipe names Debian packages
+    /// ([`BUILTIN_LOCK_NAME`] for drv's built-in one).
     pub lock: Option<(PathBuf, DebianLock)>,
 }
 
+/// The lock of drv's own recipes (`recipes/drv.lock`), built into drv: the
+/// toolchain of a recipe that has no `drv.lock` at or above its directory
+/// (a recipe tried out anywhere). It pins bookworm's gcc, binutils, make,
+/// libc6-dev, coreutils, dash, sed, grep, mawk, diffutils, findutils, tar,
+/// bzip2, gzip, xz-utils and their closure; a name it does not cover is
+/// an error that says to run `drv lock`. Same drv, same toolchain.
+pub const BUILTIN_LOCK: &str = include_str!("../../../recipes/drv.lock");
+
+/// How the built-in lock is named in errors and in the graph.
+pub const BUILTIN_LOCK_NAME: &str = "drv's built-in lock (the lock of drv's own recipes)";
+
 /// Where the lock file of a recipe is: `drv.lock` in the recipe's
 /// directory or the nearest ancestor directory that has one; when none
-/// has, the one `drv lock` would create (in the recipe's directory).
+/// has, the one `drv lock` would create (in the recipe's directory), and
+/// evaluation uses [`BUILTIN_LOCK`] instead.
 pub fn lock_file_for(recipe: &Path) -> PathBuf {
     let dir = recipe.parent().unwrap_or(Path::new("/"));
     dir.ancestors()
@@ -53,7 +66,16 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
     loader.visit(&entry, None)?;
     let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty()) {
         let file = lock_file_for(&entry);
-        let lock = Lock::read(&file).map_err(|e| EvalError::Lock(Box::new(e)))?;
+        let (lock, shown_lock, used) = match Lock::read(&file) {
+            Ok(lock) => (lock, crate::error::shown(&file).display().to_string(), file.clone()),
+            Err(LockError::Missing { .. }) => {
+                let builtin = Path::new(BUILTIN_LOCK_NAME);
+                let lock = Lock::parse(BUILTIN_LOCK, builtin).map_err(|e| EvalError::Lock(Box::new(e)))?;
+                let shown = format!("{BUILTIN_LOCK_NAME}; `drv lock` makes {}", crate::error::shown(&file).display());
+                (lock, shown, builtin.to_owned())
+            }
+            Err(e) => return Err(EvalError::Lock(Box::new(e))),
+        };
         let Some(debian) = lock.debian else {
             return Err(EvalError::Lock(Box::new(LockError::Missing { file })));
         };
@@ -64,12 +86,12 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
                     let (spans, text) = &loader.spans[path];
                     let offset = spans.toolchain.as_ref().map_or(0, |s| s.start);
                     return Err(Diagnostic::at(path, text, offset, format!("{e}"))
-                        .with_help(format!("`drv lock` adds it to {}", crate::error::shown(&file).display()))
+                        .with_help(format!("the lock used: {shown_lock}"))
                         .into());
                 }
             }
         }
-        Some((file, debian))
+        Some((used, debian))
     } else {
         None
     };
