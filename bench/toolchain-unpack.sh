@@ -41,6 +41,7 @@ for p, d in ds.items():
 PY
 toolchain=$(head -1 "$work/toolchain")
 $drv build --no-link "$toolchain" >/dev/null 2>&1
+$drv root add toolchain-drv "$toolchain" >/dev/null
 i=0
 for deb in $(tail -n +2 "$work/toolchain"); do
   $drv root add "deb-$i" "$deb" >/dev/null; i=$((i + 1))
