@@ -228,3 +228,54 @@ fn update_moves_only_the_named_packages() {
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(fs::read_to_string(dir.join("drv.lock")).unwrap(), current);
 }
+
+/// A `.deb` (pinned by its true sha256, so the download is accepted) whose
+/// data.tar holds `../escaped`: the toolchain's assembly refuses it, names
+/// the member and the package, and nothing reaches the store or its
+/// parent directory.
+#[test]
+fn a_hostile_deb_fails_the_toolchain_and_nothing_is_registered() {
+    let s = TestStore::new();
+    let work = s.scratch("evil");
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-ec").arg(script).current_dir(&work).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    fs::create_dir_all(work.join("pkg")).unwrap();
+    fs::write(work.join("pkg/escaped"), "outside\n").unwrap();
+    fs::write(work.join("control"), "Package: evil\nVersion: 1\nArchitecture: amd64\n").unwrap();
+    sh("printf '2.0\\n' > debian-binary; tar -czf control.tar.gz ./control; \
+        tar -C pkg -cPzf data.tar.gz --transform 's,^,../,' escaped; \
+        mkdir -p mirror/debian/pool/main/e/evil; ar rcD mirror/debian/pool/main/e/evil/evil_1_amd64.deb debian-binary control.tar.gz data.tar.gz");
+    let deb = work.join("mirror/debian/pool/main/e/evil/evil_1_amd64.deb");
+    let bytes = fs::read(&deb).unwrap();
+    let sha = drv_store::Sha256::digest(&bytes).to_hex();
+    let dir = recipes(&s, &["evil"]);
+    fs::write(
+        dir.join("drv.lock"),
+        format!(
+            "version = 1\n\n[debian]\narchitecture = \"amd64\"\nsuite = \"bookworm\"\n\n[[debian.repository]]\nsuite = \"bookworm\"\nmirror = \"debian\"\ndate = \"d\"\n\n\
+             [[debian.package]]\nname = \"evil\"\nversion = \"1\"\narchitecture = \"amd64\"\nrepository = \"bookworm\"\n\
+             path = \"pool/main/e/evil/evil_1_amd64.deb\"\nsize = {}\nsha256 = \"{sha}\"\ndepends = []\n",
+            bytes.len()
+        ),
+    )
+    .unwrap();
+    let out = s
+        .cmd()
+        .env("DRV_MIRROR_DEBIAN", format!("file://{}/mirror/debian", work.display()))
+        .args(["build", "--no-link"])
+        .arg(dir.join("tools.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("../escaped") && stderr.contains("evil_1_amd64.deb"), "{stderr}");
+    let store: Vec<String> = fs::read_dir(s.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!store.iter().any(|n| n.ends_with("-toolchain") || n.starts_with(".tmp") || n == "escaped"), "{store:?}");
+    assert!(!s.root().join("escaped").exists());
+    s.ok(&["store", "verify", "--check-contents"]);
+}

@@ -252,8 +252,11 @@ impl Lowering<'_> {
     /// derivation that assembles them into a root file system. Recipes
     /// with the same closure share one.
     fn toolchain(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
+        // `load` reads the lock whenever a recipe names Debian packages; a
+        // set made another way may not have one.
         let Some((lock_file, lock)) = &set.lock else {
-            unreachable!("load() reads the lock whenever a recipe names Debian packages")
+            let file = recipe.file.parent().unwrap_or(std::path::Path::new("/")).join(drv_debian::lock::LOCK_FILE_NAME);
+            return Err(EvalError::Lock(Box::new(drv_debian::lock::LockError::Missing { file })));
         };
         let closure = lock.closure(&recipe.toolchain).map_err(|e| EvalError::Lock(Box::new(e)))?;
         let key: Vec<String> = closure.iter().map(|p| p.name.clone()).collect();
