@@ -147,10 +147,11 @@ fn a_tampered_release_or_index_is_refused_and_no_lock_is_written() {
         assert!(!out.status.success());
         assert!(text(&out).1.contains("signature does not verify"), "{}", text(&out).1);
     }
-    // no keyring at all: resolved, and said to be unverified
+    // a keyring the user names must exist: no silent fall-back to unverified
     let out = s.cmd().current_dir(&dir).args(["lock", "--keyring", "/nonexistent/keyring.gpg"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    assert!(text(&out).1.contains("not verified"), "{}", text(&out).1);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("keyring /nonexistent/keyring.gpg does not exist"), "{}", text(&out).1);
+    assert!(!dir.join("drv.lock").exists());
 }
 
 #[test]
@@ -278,4 +279,77 @@ fn a_hostile_deb_fails_the_toolchain_and_nothing_is_registered() {
     assert!(!store.iter().any(|n| n.ends_with("-toolchain") || n.starts_with(".tmp") || n == "escaped"), "{store:?}");
     assert!(!s.root().join("escaped").exists());
     s.ok(&["store", "verify", "--check-contents"]);
+}
+
+fn version_of(lock: &str, name: &str) -> String {
+    let at = lock.find(&format!("name = \"{name}\"\n")).unwrap();
+    let v = &lock[at..];
+    let v = &v[v.find("version = \"").unwrap() + "version = \"".len()..];
+    v[..v.find('"').unwrap()].to_owned()
+}
+
+/// Debian's exact relations (libgcc-s1 needs `gcc-12-base (= its
+/// version)`): updating one of the pair moves the other, whichever is named.
+#[test]
+fn update_keeps_exact_version_relations_whole() {
+    for named in ["libgcc-s1", "gcc-12-base"] {
+        let s = TestStore::new();
+        let dir = recipes(&s, &["dash"]);
+        assert!(lock(&s, &dir, &[]).status.success());
+        let current = fs::read_to_string(dir.join("drv.lock")).unwrap();
+        let now = version_of(&current, "libgcc-s1");
+        assert_eq!(version_of(&current, "gcc-12-base"), now);
+        let old = current.replace(&format!("version = \"{now}\""), "version = \"12.2.0-14\"");
+        fs::write(dir.join("drv.lock"), &old).unwrap();
+        let out = lock(&s, &dir, &["--update", named]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let after = fs::read_to_string(dir.join("drv.lock")).unwrap();
+        assert_eq!((version_of(&after, "libgcc-s1"), version_of(&after, "gcc-12-base")), (now.clone(), now.clone()), "{named}");
+        assert!(text(&out).0.contains("2 changed"), "{}", text(&out).0);
+    }
+}
+
+/// Recipes beside each other share the lock: locking one of them keeps
+/// what the others need, and names a lock never had cannot be updated.
+#[test]
+fn locking_one_recipe_keeps_the_others_packages() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["dash", "grep"]);
+    assert!(lock(&s, &dir, &[]).status.success());
+    let before = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    fs::write(dir.join("new.toml"), "name = \"new\"\nversion = \"1\"\n[toolchain]\ndebian = [\"sed\"]\n[build]\nscript = 'true'\n").unwrap();
+    let out = lock(&s, &dir, &["new.toml"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).0.contains("0 removed"), "{}", text(&out).0);
+    let after = fs::read_to_string(dir.join("drv.lock")).unwrap();
+    for name in names(&before) {
+        assert!(names(&after).contains(&name), "{name} dropped");
+    }
+    assert!(after.contains("requested = [\"dash\", \"grep\", \"sed\"]"), "{after}");
+    // --update of one file re-resolves every root, not only that file's
+    let out = lock(&s, &dir, &["--update", "new.toml"]);
+    assert!(out.status.success() && text(&out).0.contains("0 removed"), "{}", text(&out).0);
+
+    let out = lock(&s, &dir, &["--update", "nosuchpkg"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("\"nosuchpkg\" is neither in"), "{}", text(&out).1);
+    // another suite only with a full update
+    let out = lock(&s, &dir, &["--suite", "trixie"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("is for bookworm (amd64)") && text(&out).1.contains("--update"), "{}", text(&out).1);
+}
+
+/// Without a lock file, `--check` checks what evaluation would use: drv's
+/// built-in lock.
+#[test]
+fn check_without_a_lock_file_checks_the_built_in_lock() {
+    let s = TestStore::new();
+    let dir = recipes(&s, &["gcc", "make"]);
+    let out = s.cmd().current_dir(&dir).args(["lock", "--check"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).0.contains("built-in lock"), "{}", text(&out).0);
+    let dir = recipes(&s, &["gcc", "perl"]);
+    let out = s.cmd().current_dir(&dir).args(["lock", "--check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("\"perl\" is not in drv's built-in lock"), "{}", text(&out).1);
 }

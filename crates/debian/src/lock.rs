@@ -35,6 +35,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
 /// Version of the lock file format this code reads and writes.
 pub const LOCK_VERSION: u32 = 1;
 
@@ -56,6 +58,9 @@ pub struct DebianLock {
     pub suite: String,
     /// Debian architecture (`amd64`); packages are of it or `all`.
     pub architecture: String,
+    /// The names the recipes asked for, sorted: the roots `drv lock`
+    /// resolves again on `--update`, whichever recipes it is given.
+    pub requested: Vec<String>,
     /// Where packages come from, in order of preference (the release,
     /// its `-updates`, its security archive).
     pub repositories: Vec<Repository>,
@@ -104,12 +109,18 @@ pub struct LockedPackage {
 pub enum LockError {
     #[error("{}:{line}:{column}: {message}", file.display())]
     Syntax { file: PathBuf, line: usize, column: usize, message: String },
-    #[error("{}: {field}: {message}", file.display())]
-    Invalid { file: PathBuf, field: String, message: String },
+    #[error("{}:{line}:{column}: {field}: {message} (help: correct the entry, or move the file away and run `drv lock` to resolve again)", file.display())]
+    Invalid { file: PathBuf, line: usize, column: usize, field: String, message: String },
     #[error("the lock file does not cover Debian package {name:?}{}; run `drv lock`", needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default())]
     NotLocked { name: String, needed_by: Option<String> },
     #[error("no lock file {}: run `drv lock` to resolve the recipes' Debian packages", file.display())]
     Missing { file: PathBuf },
+    #[error("{} pins no Debian packages: run `drv lock` to resolve the recipes' Debian packages", file.display())]
+    NoDebian { file: PathBuf },
+    #[error("cannot read {}: {error}", file.display())]
+    Read { file: PathBuf, error: std::io::Error },
+    #[error("{}: package {package} comes from repository {repository:?}, which the lock does not list", file.display())]
+    UnknownRepository { file: PathBuf, package: String, repository: String },
 }
 
 impl Lock {
@@ -125,58 +136,80 @@ impl Lock {
             let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
             LockError::Syntax { file: file.to_owned(), line, column, message: e.message().to_owned() }
         })?;
-        let invalid = |field: String, message: String| LockError::Invalid { file: file.to_owned(), field, message };
-        if raw.version != LOCK_VERSION {
-            return Err(invalid("version".into(), format!("{} is not a lock version this drv reads ({LOCK_VERSION})", raw.version)));
+        let invalid = |span: std::ops::Range<usize>, field: String, message: String| {
+            let (line, column) = line_column(text, span.start);
+            LockError::Invalid { file: file.to_owned(), line, column, field, message }
+        };
+        if *raw.version.get_ref() != LOCK_VERSION {
+            let v = raw.version.get_ref();
+            return Err(invalid(raw.version.span(), "version".into(), format!("{v} is not a lock version this drv reads ({LOCK_VERSION})")));
         }
         let Some(d) = raw.debian else { return Ok(Lock { debian: None }) };
         let mut suites = BTreeSet::new();
         for (i, r) in d.repository.iter().enumerate() {
             let field = |f: &str| format!("debian.repository[{i}].{f}");
-            if !is_name(&r.suite) {
-                return Err(invalid(field("suite"), format!("{:?} is not a suite name", r.suite)));
+            if !is_name(r.suite.get_ref()) {
+                return Err(invalid(r.suite.span(), field("suite"), format!("{:?} is not a suite name", r.suite.get_ref())));
             }
-            if !is_name(&r.mirror) {
-                return Err(invalid(field("mirror"), format!("{:?} is not a mirror name", r.mirror)));
+            if !is_name(r.mirror.get_ref()) {
+                return Err(invalid(r.mirror.span(), field("mirror"), format!("{:?} is not a mirror name", r.mirror.get_ref())));
             }
-            if !suites.insert(r.suite.clone()) {
-                return Err(invalid(field("suite"), format!("repository {:?} is listed twice", r.suite)));
+            if !suites.insert(r.suite.get_ref().clone()) {
+                return Err(invalid(r.suite.span(), field("suite"), format!("repository {:?} is listed twice", r.suite.get_ref())));
             }
+        }
+        let architecture = d.architecture.get_ref().clone();
+        if !is_name(&architecture) {
+            return Err(invalid(d.architecture.span(), "debian.architecture".into(), format!("{architecture:?} is not an architecture")));
         }
         let mut names = BTreeSet::new();
         let mut packages = Vec::with_capacity(d.package.len());
+        let mut depends_spans = Vec::with_capacity(d.package.len());
         for (i, p) in d.package.into_iter().enumerate() {
-            let field = |f: &str| format!("debian.package[{i}] ({}).{f}", p.name);
-            if !crate::relation::valid_package_name(&p.name) {
-                return Err(invalid(field("name"), format!("{:?} is not a Debian package name", p.name)));
+            let name = p.name.get_ref().clone();
+            let field = |f: &str| format!("debian.package[{i}] ({name}).{f}");
+            if !crate::relation::valid_package_name(&name) {
+                return Err(invalid(p.name.span(), field("name"), format!("{name:?} is not a Debian package name")));
             }
-            if !names.insert(p.name.clone()) {
-                return Err(invalid(field("name"), "locked twice".into()));
+            if !names.insert(name.clone()) {
+                return Err(invalid(p.name.span(), field("name"), "locked twice".into()));
             }
-            if p.version.is_empty() || p.version.chars().any(|c| c.is_whitespace()) {
-                return Err(invalid(field("version"), format!("{:?} is not a Debian version", p.version)));
+            let version = p.version.get_ref();
+            if version.is_empty() || version.chars().any(|c| c.is_whitespace()) {
+                return Err(invalid(p.version.span(), field("version"), format!("{version:?} is not a Debian version")));
             }
-            if !is_name(&p.architecture) {
-                return Err(invalid(field("architecture"), format!("{:?} is not an architecture", p.architecture)));
+            // One architecture per lock: a package of another could not
+            // run in the toolchain, and nothing else would notice.
+            let arch = p.architecture.get_ref();
+            if *arch != architecture && arch != "all" {
+                return Err(invalid(
+                    p.architecture.span(),
+                    field("architecture"),
+                    format!("{arch:?} is neither the lock's architecture ({architecture:?}) nor \"all\""),
+                ));
             }
-            if !suites.contains(&p.repository) {
-                return Err(invalid(field("repository"), format!("{:?} is not one of the lock's repositories", p.repository)));
+            if !suites.contains(p.repository.get_ref()) {
+                let r = p.repository.get_ref();
+                return Err(invalid(p.repository.span(), field("repository"), format!("{r:?} is not one of the lock's repositories")));
             }
-            if !is_pool_path(&p.path) {
-                return Err(invalid(field("path"), format!("{:?} is not a relative path to a .deb without `..`", p.path)));
+            if !is_pool_path(p.path.get_ref()) {
+                let v = p.path.get_ref();
+                return Err(invalid(p.path.span(), field("path"), format!("{v:?} is not a relative path to a .deb without `..`")));
             }
-            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(invalid(field("sha256"), format!("{:?} is not 64 lowercase hex digits", p.sha256)));
+            let sha = p.sha256.get_ref();
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(invalid(p.sha256.span(), field("sha256"), format!("{sha:?} is not 64 lowercase hex digits")));
             }
+            depends_spans.push(p.depends.span());
             packages.push(LockedPackage {
-                name: p.name,
-                version: p.version,
-                architecture: p.architecture,
-                repository: p.repository,
-                path: p.path,
+                name,
+                version: p.version.into_inner(),
+                architecture: p.architecture.into_inner(),
+                repository: p.repository.into_inner(),
+                path: p.path.into_inner(),
                 size: p.size,
-                sha256: p.sha256,
-                depends: sorted(p.depends),
+                sha256: p.sha256.into_inner(),
+                depends: sorted(p.depends.into_inner()),
                 provides: sorted(p.provides),
             });
         }
@@ -184,21 +217,26 @@ impl Lock {
             for dep in &p.depends {
                 if !names.contains(dep) {
                     return Err(invalid(
+                        depends_spans[i].clone(),
                         format!("debian.package[{i}] ({}).depends", p.name),
                         format!("{dep:?} is not a package of the lock"),
                     ));
                 }
             }
         }
+        let mut requested = d.requested;
+        requested.sort();
+        requested.dedup();
         packages.sort();
         Ok(Lock {
             debian: Some(DebianLock {
-                suite: d.suite,
-                architecture: d.architecture,
+                suite: d.suite.into_inner(),
+                architecture,
+                requested,
                 repositories: d
                     .repository
                     .into_iter()
-                    .map(|r| Repository { suite: r.suite, mirror: r.mirror, date: r.date })
+                    .map(|r| Repository { suite: r.suite.into_inner(), mirror: r.mirror.into_inner(), date: r.date })
                     .collect(),
                 packages,
             }),
@@ -213,7 +251,7 @@ impl Lock {
         match std::fs::read_to_string(path) {
             Ok(text) => Lock::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LockError::Missing { file: path.to_owned() }),
-            Err(e) => Err(LockError::Invalid { file: path.to_owned(), field: "(file)".into(), message: e.to_string() }),
+            Err(error) => Err(LockError::Read { file: path.to_owned(), error }),
         }
     }
 
@@ -226,6 +264,7 @@ impl Lock {
         s.push_str(&format!("version = {LOCK_VERSION}\n"));
         let Some(d) = &self.debian else { return s };
         s.push_str(&format!("\n[debian]\narchitecture = {}\nsuite = {}\n", quote(&d.architecture), quote(&d.suite)));
+        s.push_str(&format!("requested = {}\n", list(&sorted(d.requested.clone()))));
         for r in &d.repositories {
             s.push_str(&format!(
                 "\n[[debian.repository]]\nsuite = {}\nmirror = {}\ndate = {}\n",
@@ -261,15 +300,17 @@ impl Lock {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LockFile {
-    version: u32,
+    version: Spanned<u32>,
     debian: Option<DebianFile>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DebianFile {
-    suite: String,
-    architecture: String,
+    suite: Spanned<String>,
+    architecture: Spanned<String>,
+    #[serde(default)]
+    requested: Vec<String>,
     #[serde(default)]
     repository: Vec<RepositoryFile>,
     #[serde(default)]
@@ -279,23 +320,23 @@ struct DebianFile {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RepositoryFile {
-    suite: String,
-    mirror: String,
+    suite: Spanned<String>,
+    mirror: Spanned<String>,
     date: String,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PackageFile {
-    name: String,
-    version: String,
-    architecture: String,
-    repository: String,
-    path: String,
+    name: Spanned<String>,
+    version: Spanned<String>,
+    architecture: Spanned<String>,
+    repository: Spanned<String>,
+    path: Spanned<String>,
     size: u64,
-    sha256: String,
-    #[serde(default)]
-    depends: Vec<String>,
+    sha256: Spanned<String>,
+    /// Always written, `[]` for none.
+    depends: Spanned<Vec<String>>,
     #[serde(default)]
     provides: Vec<String>,
 }
@@ -399,6 +440,7 @@ mod tests {
             debian: Some(DebianLock {
                 suite: "bookworm".into(),
                 architecture: "amd64".into(),
+                requested: vec!["awk".into(), "dash".into()],
                 repositories: vec![Repository { suite: "bookworm".into(), mirror: "debian".into(), date: "d".into() }],
                 packages: vec![pkg("dash", &["libc6"]), pkg("libc6", &["libgcc-s1"]), pkg("libgcc-s1", &["libc6"]), awk],
             }),
@@ -443,11 +485,16 @@ mod tests {
             ("path = \"pool/main/x/dash", "path = \"../x/dash", "path"),
             ("repository = \"bookworm\"", "repository = \"sid\"", "repository"),
             ("depends = [\"libc6\"]", "depends = [\"nothere\"]", "depends"),
+            ("architecture = \"amd64\"\nrepository", "architecture = \"arm64\"\nrepository", "architecture"),
         ] {
             let bad = text.replacen(from, to, 1);
             assert_ne!(bad, text, "{from}");
-            let e = Lock::parse(&bad, Path::new("r/drv.lock")).unwrap_err().to_string();
-            assert!(e.starts_with("r/drv.lock: ") && e.contains(field), "{e}");
+            let e = Lock::parse(&bad, Path::new("r/drv.lock")).unwrap_err();
+            let LockError::Invalid { line, field: f, .. } = &e else { panic!("{e:?}") };
+            // the line of the bad value
+            let at = bad.lines().nth(line - 1).unwrap();
+            assert!(at.starts_with(field) && f.ends_with(field), "{e}: line {line} is {at:?}");
+            assert!(e.to_string().starts_with(&format!("r/drv.lock:{line}:")), "{e}");
         }
         let e = Lock::parse("version = 2\n", Path::new("l")).unwrap_err().to_string();
         assert!(e.contains("version"), "{e}");

@@ -17,7 +17,7 @@ pub use cache::{evaluate_cached, EvaluationSummary};
 pub use error::{Diagnostic, EvalError};
 pub use graph::{Evaluation, Node, NodeKind};
 pub use load::{load, load_unlocked, RecipeSet};
-pub use load::lock_file_for;
+pub use load::{lock_file_for, BUILTIN_LOCK, BUILTIN_LOCK_NAME};
 pub use lower::{lower, FETCH_BUILDER, ROOTFS_BUILDER, SYSTEM, TOOLCHAIN_ENV};
 pub use recipe::{Recipe, Source};
 

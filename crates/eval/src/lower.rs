@@ -267,10 +267,10 @@ impl Lowering<'_> {
         let mut b = Derivation::builder(self.store.store_dir(), &format!("{}-toolchain", lock.suite), "builtin", ROOTFS_BUILDER);
         for p in &closure {
             let repository = lock.repository(p).ok_or_else(|| {
-                EvalError::Lock(Box::new(drv_debian::lock::LockError::Invalid {
+                EvalError::Lock(Box::new(drv_debian::lock::LockError::UnknownRepository {
                     file: lock_file.clone(),
-                    field: format!("package {}.repository", p.name),
-                    message: format!("{:?} is not one of the lock's repositories", p.repository),
+                    package: p.name.clone(),
+                    repository: p.repository.clone(),
                 }))
             })?;
             let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;

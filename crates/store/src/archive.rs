@@ -40,6 +40,8 @@ pub enum ArchiveError {
     Decompress { url: String, error: std::io::Error },
     #[error("cannot run gpgv: {0}")]
     Gpgv(std::io::Error),
+    #[error("the keyring {} does not exist", .0.display())]
+    NoKeyring(PathBuf),
 }
 
 /// Whether a release file's signature was checked.
@@ -74,6 +76,11 @@ pub fn fetch_suite_index(
 ) -> Result<SuiteIndex, ArchiveError> {
     let release_url = format!("mirror://{mirror}/dists/{suite}/InRelease");
     let fetched = fetcher.prefetch(&FetchSource::Url(release_url.clone()))?;
+    // A keyring the user named must be there; only the default one may be
+    // missing (then the index is used unverified, and the caller says so).
+    if let Some(k) = keyring.filter(|k| !k.is_file()) {
+        return Err(ArchiveError::NoKeyring(k.to_owned()));
+    }
     let keyring = keyring.map(Path::to_owned).unwrap_or_else(|| PathBuf::from(DEBIAN_ARCHIVE_KEYRING));
     let (text, verification) = verify(&fetched.file, &keyring, &fetched.url)?;
     let parsed = match verification {

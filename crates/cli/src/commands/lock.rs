@@ -95,6 +95,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let mut paths = args.paths.clone();
     paths.extend(args.update.iter().flatten().filter(|v| is_path(v)).map(PathBuf::from));
     let update: Option<Vec<String>> = args.update.as_ref().map(|u| u.iter().filter(|v| !is_path(v)).cloned().collect());
+    let update_all = update.as_ref().is_some_and(|u| u.is_empty());
     let files = recipe_files(&paths)?;
     // Each name, with the first recipe that asks for it.
     let mut wanted: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -122,42 +123,89 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let lock_file = lock_file.expect("at least one recipe");
     let lock_shown = shown(&lock_file);
     let old = match Lock::read(&lock_file) {
-        Ok(l) => Some(l),
+        Ok(l) => l.debian,
         Err(LockError::Missing { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let old_debian = old.as_ref().and_then(|l| l.debian.as_ref());
 
-    let uncovered: Vec<(&String, &PathBuf)> = wanted
-        .iter()
-        .filter(|(name, _)| old_debian.is_none_or(|d| d.closure(std::slice::from_ref(*name)).is_err()))
-        .collect();
     if args.check {
-        if old.is_none() {
-            bail!("there is no lock file {}: run `drv lock`", lock_shown.display());
-        }
+        // What evaluation would use: the lock file, else drv's built-in one.
+        let (lock, what) = match &old {
+            Some(d) => (d.clone(), lock_shown.display().to_string()),
+            None => {
+                let builtin = Lock::parse(drv_eval::BUILTIN_LOCK, Path::new(drv_eval::BUILTIN_LOCK_NAME))?;
+                (builtin.debian.expect("the built-in lock pins packages"), drv_eval::BUILTIN_LOCK_NAME.to_owned())
+            }
+        };
+        let uncovered: Vec<(&String, &PathBuf)> =
+            wanted.iter().filter(|(name, _)| lock.closure(std::slice::from_ref(*name)).is_err()).collect();
         for (name, recipe) in &uncovered {
-            eprintln!("{}: Debian package {name:?} is not in {}", shown(recipe).display(), lock_shown.display());
+            eprintln!("{}: Debian package {name:?} is not in {what}", shown(recipe).display());
         }
         if !uncovered.is_empty() {
-            eprintln!("run `drv lock` to resolve {}", if uncovered.len() == 1 { "it" } else { "them" });
+            eprintln!("run `drv lock` to resolve {} into {}", if uncovered.len() == 1 { "it" } else { "them" }, lock_shown.display());
             return Ok(ExitCode::FAILURE);
         }
-        println!("{} covers every Debian package of {} recipe(s)", lock_shown.display(), files.len());
+        println!("{what} covers every Debian package of {} recipe(s)", files.len());
         return Ok(ExitCode::SUCCESS);
     }
-    if update.is_none() && uncovered.is_empty() && old.is_some() {
-        println!("{} is up to date", lock_shown.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    if wanted.is_empty() {
+    if wanted.is_empty() && old.is_none() {
         bail!("no recipe names Debian packages: nothing to lock");
     }
 
-    let suite = args.suite.clone().or_else(|| old_debian.map(|d| d.suite.clone())).unwrap_or_else(|| "bookworm".into());
+    // Another suite or architecture is another lock: only a full update
+    // may switch, never a lock that is only being completed.
+    if let Some(d) = &old {
+        let other = |given: &Option<String>, locked: &str| given.as_deref().is_some_and(|g| g != locked);
+        if (other(&args.suite, &d.suite) || other(&args.architecture, &d.architecture)) && !update_all {
+            bail!(
+                "{} is for {} ({}); `drv lock --update` with --suite/--architecture re-resolves all of it",
+                lock_shown.display(),
+                d.suite,
+                d.architecture
+            );
+        }
+    }
+    let in_lock = |n: &str| old.as_ref().is_some_and(|d| d.find(n).is_some());
+    if let Some(unknown) = update.iter().flatten().find(|n| !in_lock(n) && !wanted.contains_key(*n)) {
+        bail!("{unknown:?} is neither in {} nor named by a recipe: nothing to update", lock_shown.display());
+    }
+
+    // The roots: what the recipes ask for now and what they asked before
+    // (recipes beside other recipes share the lock, and are not all given
+    // every time).
+    let mut roots: BTreeSet<String> = wanted.keys().cloned().collect();
+    if let Some(d) = &old {
+        if d.requested.is_empty() {
+            // A lock without `requested`: its top-level packages.
+            let depended: BTreeSet<&str> = d.packages.iter().flat_map(|p| p.depends.iter().map(String::as_str)).collect();
+            roots.extend(d.packages.iter().filter(|p| !depended.contains(p.name.as_str())).map(|p| p.name.clone()));
+        } else {
+            roots.extend(d.requested.iter().cloned());
+        }
+    }
+    let roots: Vec<String> = roots.into_iter().collect();
+    if update.is_none() {
+        if let Some(d) = &old {
+            if d.closure(&roots).is_ok() {
+                if d.requested == roots {
+                    println!("{} is up to date", lock_shown.display());
+                } else {
+                    // Covered already: only the roots are recorded, offline.
+                    let mut d = d.clone();
+                    d.requested = roots;
+                    write_lock(&lock_file, &Lock { debian: Some(d) })?;
+                    println!("{}: every name already locked; roots recorded", lock_shown.display());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+
+    let suite = args.suite.clone().or_else(|| old.as_ref().map(|d| d.suite.clone())).unwrap_or_else(|| "bookworm".into());
     let architecture =
-        args.architecture.clone().or_else(|| old_debian.map(|d| d.architecture.clone())).unwrap_or_else(|| "amd64".into());
-    let repositories: Vec<(String, String)> = match old_debian {
+        args.architecture.clone().or_else(|| old.as_ref().map(|d| d.architecture.clone())).unwrap_or_else(|| "amd64".into());
+    let repositories: Vec<(String, String)> = match &old {
         Some(d) if d.suite == suite && !d.repositories.is_empty() => {
             d.repositories.iter().map(|r| (r.suite.clone(), r.mirror.clone())).collect()
         }
@@ -182,8 +230,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("the Packages index of {repo_suite} (mirror {mirror})"))?;
         locked_repositories.push(Repository { suite: repo_suite.clone(), mirror: mirror.clone(), date: got.date });
     }
-    let names: Vec<String> = wanted.keys().cloned().collect();
-    let resolved = drv_debian::resolve::resolve(&index, &architecture, &names).map_err(|e| {
+    let resolved = drv_debian::resolve::resolve(&index, &architecture, &roots).map_err(|e| {
         let needing = match &e {
             drv_debian::resolve::ResolveError::Missing { name, needed_by: None } => wanted.get(name),
             _ => None,
@@ -194,52 +241,108 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
 
-    // What is locked stays locked, unless it is to be updated.
-    let update_all = update.as_ref().is_some_and(|u| u.is_empty());
-    let updating: BTreeSet<&str> = update.iter().flatten().map(String::as_str).collect();
-    let kept: BTreeMap<&str, &LockedPackage> = match (old_debian, update_all) {
-        (Some(d), false) if d.suite == suite && d.architecture == architecture => {
-            d.packages.iter().filter(|p| !updating.contains(p.name.as_str())).map(|p| (p.name.as_str(), p)).collect()
+    let kept: BTreeMap<String, LockedPackage> = match &old {
+        Some(d) if !update_all && d.suite == suite && d.architecture == architecture => {
+            d.packages.iter().map(|p| (p.name.clone(), p.clone())).collect()
         }
         _ => BTreeMap::new(),
     };
-    let mut candidates: BTreeMap<String, LockedPackage> =
-        resolved.into_iter().map(|p| (p.name.clone(), p)).collect();
-    for (name, p) in &kept {
-        candidates.insert((*name).to_owned(), (*p).clone());
-    }
-    let packages = reachable(&candidates, &names);
+    let fresh: BTreeMap<String, LockedPackage> = resolved.into_iter().map(|p| (p.name.clone(), p)).collect();
+    let named: BTreeSet<String> = update.iter().flatten().cloned().collect();
+    let packages = merge(&kept, &fresh, &named, &roots);
 
     let new = Lock {
-        debian: Some(DebianLock { suite, architecture, repositories: locked_repositories, packages }),
+        debian: Some(DebianLock { suite, architecture, requested: roots.clone(), repositories: locked_repositories, packages }),
     };
-    let text = new.to_toml();
-    let tmp = lock_file.with_extension(format!("lock.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &lock_file).with_context(|| format!("cannot write {}", lock_file.display()))?;
+    write_lock(&lock_file, &new)?;
 
     let d = new.debian.as_ref().expect("just made");
     let before: BTreeMap<&str, &str> =
-        old_debian.map(|o| o.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()).unwrap_or_default();
-    let (mut added, mut changed) = (0, 0);
+        old.as_ref().map(|o| o.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()).unwrap_or_default();
+    let mut added = 0;
+    let mut changed = Vec::new();
     for p in &d.packages {
         match before.get(p.name.as_str()) {
             None => added += 1,
-            Some(v) if *v != p.version => changed += 1,
+            Some(v) if *v != p.version => changed.push(format!("{} {v} -> {}", p.name, p.version)),
             Some(_) => {}
         }
     }
     let removed = before.keys().filter(|n| !d.packages.iter().any(|p| p.name == **n)).count();
     let size: u64 = d.packages.iter().map(|p| p.size).sum();
     println!(
-        "{}: {} packages ({:.1} MB) from {} names: {added} added, {changed} changed, {removed} removed ({:.1} s)",
+        "{}: {} packages ({:.1} MB) from {} names: {added} added, {} changed, {removed} removed ({:.1} s)",
         lock_shown.display(),
         d.packages.len(),
         size as f64 / 1e6,
-        names.len(),
+        roots.len(),
+        changed.len(),
         started.elapsed().as_secs_f64()
     );
+    for c in &changed {
+        println!("  {c}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lock's packages: `fresh` (today's resolution of `roots`) where a
+/// package is new, named for update, or must move with one that moved;
+/// `kept` (the old lock) everywhere else, so that nothing moves unasked.
+///
+/// Debian relations between packages of one source are often exact
+/// (`gcc-12` needs `cpp-12 (= its version)`), and the archive keeps no
+/// old versions to check a mix against: so the moving set is closed both
+/// ways over the dependency edges — a moved package's dependencies move
+/// when their version changed, and a kept package that depends on a moved
+/// one moves too. Every edge then joins two packages of the same
+/// resolution (one consistent index) or two unchanged ones.
+fn merge(
+    kept: &BTreeMap<String, LockedPackage>,
+    fresh: &BTreeMap<String, LockedPackage>,
+    named: &BTreeSet<String>,
+    roots: &[String],
+) -> Vec<LockedPackage> {
+    let mut moving: BTreeSet<String> = fresh.keys().filter(|n| !kept.contains_key(*n) || named.contains(*n)).cloned().collect();
+    loop {
+        let mut more = BTreeSet::new();
+        for n in &moving {
+            for d in fresh.get(n).map(|p| p.depends.as_slice()).unwrap_or_default() {
+                let differs = match (kept.get(d), fresh.get(d)) {
+                    (Some(k), Some(f)) => k.version != f.version,
+                    _ => false,
+                };
+                if differs && !moving.contains(d) {
+                    more.insert(d.clone());
+                }
+            }
+        }
+        for (n, k) in kept {
+            if !moving.contains(n) && fresh.contains_key(n) && k.depends.iter().any(|d| moving.contains(d)) {
+                more.insert(n.clone());
+            }
+        }
+        if more.is_empty() {
+            break;
+        }
+        moving.extend(more);
+    }
+    let mut chosen: BTreeMap<String, LockedPackage> = kept.clone();
+    for n in &moving {
+        if let Some(p) = fresh.get(n) {
+            chosen.insert(n.clone(), p.clone());
+        }
+    }
+    for (n, p) in fresh {
+        chosen.entry(n.clone()).or_insert_with(|| p.clone());
+    }
+    reachable(&chosen, roots)
+}
+
+/// Write `lock` to `file` atomically (a sibling renamed over it).
+fn write_lock(file: &Path, lock: &Lock) -> anyhow::Result<()> {
+    let tmp = file.with_extension(format!("lock.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, lock.to_toml()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
 }
 
 /// The entries of `candidates` reachable from `names` over `depends` and
