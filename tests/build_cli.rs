@@ -352,7 +352,7 @@ fn edits_are_seen_through_the_evaluation_cache() {
     fs::write(&lock, edited).unwrap();
     let out = build(&s, &["--no-link", c.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("hash mismatch"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other bytes for dash"));
     fs::write(&lock, pinned).unwrap();
     let (fifth, err) = ok(&build(&s, &["--no-link", c.to_str().unwrap()]));
     assert_eq!(fifth, third);
@@ -464,4 +464,20 @@ fn builds_see_all_cores_unless_told_otherwise() {
     assert_eq!(cores_seen(&[]), available);
     assert_eq!(cores_seen(&["--cores", "0"]), available);
     assert_eq!(cores_seen(&["--cores", "3"]), "3");
+}
+
+/// Without the sandbox the host's tools would stand in for the pinned
+/// toolchain under the same output path: refused, nothing registered.
+#[test]
+fn no_sandbox_is_refused_for_a_pinned_toolchain() {
+    let s = TestStore::new();
+    let r = recipe(&s, "host", &format!("name = \"host\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'cat /etc/os-release > $out'\n"));
+    let out = build(&s, &["--no-sandbox", "--no-link", r.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pinned toolchain") && err.contains("--no-sandbox"), "{err}");
+    let drv = s.ok(&["eval", r.to_str().unwrap()]);
+    let shown: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv.trim()])).unwrap();
+    let output = shown[drv.trim()]["outputs"]["out"]["path"].as_str().unwrap().to_owned();
+    assert!(!real(&s, &output).exists(), "{output} was made");
 }

@@ -77,7 +77,7 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
             Err(e) => return Err(EvalError::Lock(Box::new(e))),
         };
         let Some(debian) = lock.debian else {
-            return Err(EvalError::Lock(Box::new(LockError::Missing { file })));
+            return Err(EvalError::Lock(Box::new(LockError::NoDebian { file })));
         };
         // A name the lock does not cover is shown where the recipe says it.
         for (path, recipe) in &loader.recipes {
@@ -85,9 +85,18 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
                 if let Err(e) = debian.closure(std::slice::from_ref(name)) {
                     let (spans, text) = &loader.spans[path];
                     let offset = spans.toolchain.as_ref().map_or(0, |s| s.start);
-                    return Err(Diagnostic::at(path, text, offset, format!("{e}"))
-                        .with_help(format!("the lock used: {shown_lock}"))
-                        .into());
+                    // A near miss among the locked names is most likely a typo.
+                    let near = debian
+                        .packages
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .filter(|p| strsim::damerau_levenshtein(p, name) <= 2)
+                        .min_by_key(|p| strsim::damerau_levenshtein(p, name));
+                    let help = match near {
+                        Some(p) => format!("did you mean {p:?}? The lock used: {shown_lock}"),
+                        None => format!("the lock used: {shown_lock}"),
+                    };
+                    return Err(Diagnostic::at(path, text, offset, format!("{e}")).with_help(help).into());
                 }
             }
         }

@@ -110,6 +110,12 @@ pub enum BuildError {
          `drv lock --update {package}`"
     )]
     DebianFileGone { drv: String, package: String, version: String, mirror: String, url: String },
+    #[error(
+        "mirror {mirror:?} serves other bytes for {package} {version} than the lock pins ({url}):\n  \
+         pinned: sha256 {expected}\n  got:    sha256 {got}\n\
+         A changed or damaged mirror, or an edited lock: `drv lock --update {package}` pins it again from the signed index"
+    )]
+    DebianHashMismatch { drv: String, package: String, version: String, mirror: String, url: String, expected: String, got: String },
 }
 
 impl From<crate::FormatError> for BuildError {
@@ -422,7 +428,7 @@ impl Realiser {
         };
         let staging = store.staging()?;
         if let Err(e) = self.fetcher()?.fetch_to(&source, expected, &staging.path()) {
-            return Err(debian_file_gone(&source, &e).unwrap_or(BuildError::Fetch(e)));
+            return Err(debian_fetch_error(&source, &e).unwrap_or(BuildError::Fetch(e)));
         }
         let nar_hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
         let info = PathInfo {
@@ -485,6 +491,18 @@ impl Realiser {
             .map(|v| store.parse_path_arg(&String::from_utf8_lossy(v)))
             .transpose()?;
         let isolation = if self.settings.sandbox { sandbox::Isolation::Namespaces } else { sandbox::Isolation::None };
+        if toolchain.is_some() && isolation == sandbox::Isolation::None {
+            // Without the sandbox the builder would run the host's tools,
+            // and the output would be registered under the path of the
+            // pinned toolchain's build.
+            return Err(BuildError::Unsupported {
+                drv: shown,
+                reason: "this derivation builds with a pinned toolchain, which only the sandbox provides: \
+                         without it the host's tools would stand in for it under the same output path; \
+                         build it without --no-sandbox"
+                    .into(),
+            });
+        }
         let mut spec = sandbox::SandboxSpec::new(drv.builder_path(), self.store_dir.as_str(), scratch.path(), build_dir.path());
         spec.inputs = closure
             .iter()
@@ -727,30 +745,39 @@ impl Realiser {
     }
 }
 
-/// A pinned `.deb` (`mirror://NAME/pool/…/NAME_VERSION_ARCH.deb`) that
-/// its mirror no longer has, as the error that says so and what to do.
-fn debian_file_gone(source: &FetchSource, error: &crate::fetch::FetchError) -> Option<BuildError> {
+/// A pinned `.deb` (`mirror://NAME/pool/…/NAME_VERSION_ARCH.deb`) that its
+/// mirror no longer has, or has with other bytes, as the error that says
+/// so in the lock's terms (package, version, hex sha256) and what to do.
+fn debian_fetch_error(source: &FetchSource, error: &crate::fetch::FetchError) -> Option<BuildError> {
     use crate::fetch::FetchError;
-    let not_found = match error {
-        FetchError::NotFound { .. } | FetchError::NoSuchFile { .. } => true,
-        FetchError::GaveUp { last, .. } => matches!(**last, FetchError::NotFound { .. }),
-        _ => false,
-    };
     let FetchSource::Url(url) = source else { return None };
     let (mirror, path) = url.strip_prefix("mirror://")?.split_once('/')?;
-    if !not_found || !path.starts_with("pool/") {
+    if !path.starts_with("pool/") {
         return None;
     }
     let file = path.rsplit('/').next()?.strip_suffix(".deb")?;
     let mut parts = file.split('_');
-    let (package, version) = (parts.next()?, parts.next()?);
-    Some(BuildError::DebianFileGone {
-        drv: String::new(),
-        package: package.to_owned(),
-        version: version.to_owned(),
-        mirror: mirror.to_owned(),
-        url: url.clone(),
-    })
+    let (package, version) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let (mirror, url) = (mirror.to_owned(), url.clone());
+    let last = match error {
+        FetchError::GaveUp { last, .. } => last.as_ref(),
+        e => e,
+    };
+    match last {
+        FetchError::NotFound { .. } | FetchError::NoSuchFile { .. } => {
+            Some(BuildError::DebianFileGone { drv: String::new(), package, version, mirror, url })
+        }
+        FetchError::HashMismatch { expected, got, .. } => Some(BuildError::DebianHashMismatch {
+            drv: String::new(),
+            package,
+            version,
+            mirror,
+            url,
+            expected: expected.to_hex(),
+            got: got.to_hex(),
+        }),
+        _ => None,
+    }
 }
 
 /// Where the log of `drv_path` is kept: `ROOT/var/drv/log/<2>/<rest>.zst`.

@@ -42,7 +42,9 @@ pub struct BuildArgs {
     /// Keep the build directory of a failed build.
     #[arg(short = 'K', long)]
     keep_failed: bool,
-    /// Build without the namespace sandbox (only when asked: never silently).
+    /// Build without the namespace sandbox (only when asked: never silently;
+    /// refused for derivations with a pinned toolchain, which only the
+    /// sandbox provides).
     #[arg(long)]
     no_sandbox: bool,
     /// Print only the output paths.
