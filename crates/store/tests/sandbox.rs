@@ -664,6 +664,7 @@ fn unprivileged_checks() {
         let (result, log) = fx.run(&spec);
         assert_eq!(result.unwrap().code(), Some(2), "{log}");
         assert!(log.contains("fork"), "{log}");
+        println!("RLIMIT_NPROC stopped the fork bomb");
     }
     println!("unprivileged checks passed");
 }
