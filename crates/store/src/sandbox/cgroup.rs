@@ -92,6 +92,7 @@ impl BuildCgroup {
                 continue;
             }
             let (parent, v2) = locate(&mountinfo, &own, controller)?;
+            remove_stale(&parent);
             let path = parent.join(&name);
             match build.groups.iter_mut().find(|g| g.path == path) {
                 Some(group) => group.controllers.push(controller),
@@ -158,6 +159,21 @@ impl Drop for BuildCgroup {
             while fs::remove_dir(&group.path).is_err() && Instant::now() < deadline {
                 kill_members(&group.path);
                 std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Remove the build cgroups of drv processes that are gone (killed before
+/// they could remove them): empty by now, as their PID namespaces died with
+/// them. A cgroup still in use cannot be removed, so this is harmless.
+fn remove_stale(parent: &Path) {
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let owner = name.to_str().and_then(|n| n.strip_prefix("drv-build-")).and_then(|rest| rest.split_once('-'));
+        if let Some((pid, _)) = owner {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir(entry.path());
             }
         }
     }
