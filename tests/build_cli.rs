@@ -480,4 +480,54 @@ fn no_sandbox_is_refused_for_a_pinned_toolchain() {
     let shown: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv.trim()])).unwrap();
     let output = shown[drv.trim()]["outputs"]["out"]["path"].as_str().unwrap().to_owned();
     assert!(!real(&s, &output).exists(), "{output} was made");
+
+/// The physical path of `recipe`'s output, which must not be valid.
+fn assert_not_built(s: &TestStore, recipe: &Path) {
+    let drv = s.ok(&["eval", recipe.to_str().unwrap()]);
+    let shown: serde_json::Value = serde_json::from_str(&s.ok(&["show-derivation", drv.trim()])).unwrap();
+    let path = shown[drv.trim()]["outputs"]["out"]["path"].as_str().unwrap().to_owned();
+    assert!(!real(s, &path).exists(), "{path}");
+    assert!(s.cmd().args(["path-info", &path]).output().unwrap().status.code() != Some(0));
+}
+
+#[test]
+fn a_build_over_its_limits_fails_clearly_and_the_others_go_on() {
+    let s = TestStore::new();
+    let fill = recipe(&s, "fill", &format!("name = \"fill\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'head -c 4194304 /dev/zero > /tmp/big; echo ok > $out'\n"));
+    let bomb = recipe(&s, "bomb", &format!("name = \"bomb\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'while :; do sleep 30 & done'\n"));
+    let fine = recipe(&s, "fine", &format!("name = \"fine\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'head -c 65536 /dev/zero > /tmp/small; echo ok > $out'\n"));
+
+    // The /tmp size from the configuration; the other build goes on (-k).
+    let config = s.scratch("config.toml");
+    fs::write(&config, "tmp-size = \"1M\"\n").unwrap();
+    let out = s
+        .cmd()
+        .current_dir(s.dir.path())
+        .env("DRV_CONFIG", &config)
+        .args(["build", "-k", "--no-link", fill.to_str().unwrap(), fine.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("filled /tmp") && err.contains("1M") && err.contains("--tmp-size"), "{err}");
+    assert!(err.contains("No space left on device") && err.contains("full log:"), "{err}");
+    assert!(err.contains("1 derivation(s) failed"), "{err}");
+    assert_not_built(&s, &fill);
+    let fine_out = s.ok(&["build", "--no-link", fine.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(real(&s, &fine_out)).unwrap(), "ok\n");
+
+    // The process limit from the flag, when this host can apply it.
+    let out = build(&s, &["--no-link", "--max-processes", "32", bomb.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    if !err.contains("cannot be applied") {
+        assert!(err.contains("limit of 32 processes") && err.contains("--max-processes"), "{err}");
+    }
+    assert_not_built(&s, &bomb);
+    let staging: Vec<String> = fs::read_dir(s.root().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
 }

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::sandbox;
+
 /// The environment variable naming one more configuration file, read last.
 pub const CONFIG_ENV: &str = "DRV_CONFIG";
 /// Prefix of the environment variables that set one mirror each.
@@ -37,6 +39,8 @@ pub enum ConfigError {
     UnknownKey { file: PathBuf, key: String },
     #[error("{}: mirror {name:?}: {url:?} is not an absolute URL", source_name)]
     InvalidMirror { source_name: String, name: String, url: String },
+    #[error("{}: {key}: {error}", file.display())]
+    InvalidSize { file: PathBuf, key: &'static str, error: crate::sandbox::SizeError },
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -50,6 +54,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "keep-derivations",
     "cores",
     "max-jobs",
+    "use-cgroups",
+    "max-processes",
+    "max-memory",
+    "tmp-size",
 ];
 
 /// drv's effective configuration.
@@ -70,6 +78,36 @@ pub struct Config {
     pub cores: Option<usize>,
     /// Builds run at once (`None`: one per core).
     pub max_jobs: Option<usize>,
+    /// Put each build in a cgroup when possible (Nix's `use-cgroups`;
+    /// `None`: yes).
+    pub use_cgroups: Option<bool>,
+    /// Processes and threads of one build (`Some(0)`: no limit; `None`:
+    /// [`sandbox::DEFAULT_MAX_PROCESSES`]).
+    pub max_processes: Option<u64>,
+    /// Bytes of memory of one build (`Some(0)`: no limit; `None`: three
+    /// quarters of the host's).
+    pub max_memory: Option<u64>,
+    /// Bytes of each of a build's `/tmp` and `/dev/shm` (`Some(0)`: no
+    /// limit; `None`: [`sandbox::DEFAULT_TMP_SIZE`]).
+    pub tmp_size: Option<u64>,
+}
+
+/// A size in a file: a number of bytes or a string such as `"4G"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, file: &Path, key: &'static str) -> Result<u64> {
+        match self {
+            SizeValue::Bytes(n) => Ok(*n),
+            SizeValue::Text(text) => sandbox::parse_size(text)
+                .map_err(|error| ConfigError::InvalidSize { file: file.to_owned(), key, error }),
+        }
+    }
 }
 
 /// One file's settings: every key optional, so a later file overrides
@@ -85,6 +123,10 @@ struct ConfigFile {
     keep_derivations: Option<bool>,
     cores: Option<usize>,
     max_jobs: Option<usize>,
+    use_cgroups: Option<bool>,
+    max_processes: Option<u64>,
+    max_memory: Option<SizeValue>,
+    tmp_size: Option<SizeValue>,
 }
 
 impl Config {
@@ -158,7 +200,36 @@ impl Config {
         if layer.max_jobs.is_some() {
             self.max_jobs = layer.max_jobs;
         }
+        if layer.use_cgroups.is_some() {
+            self.use_cgroups = layer.use_cgroups;
+        }
+        if layer.max_processes.is_some() {
+            self.max_processes = layer.max_processes;
+        }
+        if let Some(v) = &layer.max_memory {
+            self.max_memory = Some(v.bytes(file, "max-memory")?);
+        }
+        if let Some(v) = &layer.tmp_size {
+            self.tmp_size = Some(v.bytes(file, "tmp-size")?);
+        }
         Ok(())
+    }
+
+    /// The build limits: drv's defaults ([`sandbox::Limits::default`])
+    /// with what the configuration sets; 0 is no limit.
+    pub fn limits(&self) -> sandbox::Limits {
+        let defaults = sandbox::Limits::default();
+        let set = |value: Option<u64>, default: Option<u64>| match value {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => default,
+        };
+        sandbox::Limits {
+            processes: set(self.max_processes, defaults.processes),
+            memory: set(self.max_memory, defaults.memory),
+            tmp_size: set(self.tmp_size, defaults.tmp_size),
+            use_cgroups: self.use_cgroups.unwrap_or(defaults.use_cgroups),
+        }
     }
 }
 
@@ -285,6 +356,33 @@ mod tests {
         assert!(matches!(Config::load_from(&[f], &BTreeMap::new()), Err(ConfigError::InvalidMirror { .. })));
         let env = BTreeMap::from([(CONFIG_ENV.to_owned(), t.path().join("nope.toml").display().to_string())]);
         assert!(matches!(Config::load_from(&[], &env), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn build_limits_come_from_the_files_and_zero_is_no_limit() {
+        let t = tempfile::tempdir().unwrap();
+        let defaults = Config::default().limits();
+        assert_eq!(defaults, sandbox::Limits::default());
+        assert_eq!(defaults.processes, Some(sandbox::DEFAULT_MAX_PROCESSES));
+        assert_eq!(defaults.tmp_size, Some(sandbox::DEFAULT_TMP_SIZE));
+        assert!(defaults.use_cgroups);
+
+        let f = write(t.path(), "c.toml", "max-processes = 100\nmax-memory = \"2G\"\ntmp-size = 0\nuse-cgroups = false\n");
+        let limits = Config::load_from(&[f], &BTreeMap::new()).unwrap().limits();
+        assert_eq!(
+            limits,
+            sandbox::Limits { processes: Some(100), memory: Some(2 << 30), tmp_size: None, use_cgroups: false }
+        );
+        let f = write(t.path(), "d.toml", "max-memory = 1048576\n");
+        assert_eq!(Config::load_from(&[f], &BTreeMap::new()).unwrap().limits().memory, Some(1 << 20));
+
+        let f = write(t.path(), "e.toml", "tmp-size = \"lots\"\n");
+        match Config::load_from(std::slice::from_ref(&f), &BTreeMap::new()) {
+            Err(e @ ConfigError::InvalidSize { key: "tmp-size", .. }) => {
+                assert!(e.to_string().contains("lots") && e.to_string().contains("e.toml"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -60,11 +60,21 @@ pub struct BuildSettings {
     pub keep_failed: bool,
     /// `false` only when the user asked for `--no-sandbox`.
     pub sandbox: bool,
+    /// What each build may take of the host.
+    pub limits: sandbox::Limits,
 }
 
 impl Default for BuildSettings {
     fn default() -> Self {
-        Self { max_jobs: 0, cores: 0, keep_going: false, check: false, keep_failed: false, sandbox: true }
+        Self {
+            max_jobs: 0,
+            cores: 0,
+            keep_going: false,
+            check: false,
+            keep_failed: false,
+            sandbox: true,
+            limits: sandbox::Limits::default(),
+        }
     }
 }
 
@@ -85,6 +95,8 @@ fn or_cores(value: usize) -> usize {
 pub enum BuildError {
     #[error("builder failed with {status}; last log lines:\n{tail}\nfull log: {log}")]
     Failed { drv: String, status: String, tail: String, log: String },
+    #[error("the build {hit}; last log lines:\n{tail}\nfull log: {log}")]
+    LimitExceeded { drv: String, hit: sandbox::LimitHit, tail: String, log: String },
     #[error("builder succeeded but did not create output {output} ({path})")]
     MissingOutput { drv: String, output: String, path: String },
     #[error("not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
@@ -266,8 +278,15 @@ impl Realiser {
         }
         // Refuse to build unsandboxed unless asked: checked once, and only
         // when something is to be built.
-        if self.settings.sandbox && jobs.values().any(|j| !j.drv.builder_path().starts_with("builtin:")) {
+        let sandboxed = jobs.values().any(|j| !j.drv.builder_path().starts_with("builtin:"));
+        if self.settings.sandbox && sandboxed {
             sandbox::check_namespaces()?;
+        }
+        // A limit that cannot hold here is said once, not silently dropped.
+        if sandboxed {
+            for note in sandbox::limit_notes(&self.settings.limits) {
+                self.reporter.message(&format!("note: {note}"));
+            }
         }
         let mut result = Realisation { cached, ..Default::default() };
         self.schedule(jobs, &mut result);
@@ -511,6 +530,7 @@ impl Realiser {
         spec.outputs = outputs.values().map(|o| PathBuf::from(store.display(&o.path))).collect();
         spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
         spec.isolation = isolation;
+        spec.limits = self.settings.limits;
 
         let mut env: Vec<(String, String)> = drv
             .env()
@@ -553,7 +573,20 @@ impl Realiser {
         spec.args = drv.args().iter().map(Into::into).collect();
 
         let log_path = log_file(store, &job.drv_path);
-        let (status, tail) = self.run_logged(&job.drv_path, &spec, &log_path)?;
+        let (status, tail) = match self.run_logged(&job.drv_path, &spec, &log_path)? {
+            (Ok(status), tail) => (status, tail),
+            // Nothing was registered: the scratch store and build
+            // directory go with their guards, as for any failed build.
+            (Err(sandbox::SandboxError::LimitExceeded { hit, .. }), tail) => {
+                return Err(BuildError::LimitExceeded {
+                    drv: shown,
+                    hit,
+                    tail: tail.join("\n"),
+                    log: log_path.display().to_string(),
+                });
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         if !status.success() {
             let kept = if self.settings.keep_failed {
                 let p = build_dir.keep();
@@ -703,13 +736,14 @@ impl Realiser {
     }
 
     /// Run the builder with its output going to the log (zstd) and to the
-    /// reporter line by line; returns the exit status and the log's tail.
+    /// reporter line by line; returns the sandbox's result (kept apart so
+    /// that a failure still has its log) and the log's tail.
     fn run_logged(
         &self,
         drv_path: &StorePath,
         spec: &sandbox::SandboxSpec,
         log_path: &Path,
-    ) -> Result<(std::process::ExitStatus, Vec<String>), BuildError> {
+    ) -> Result<(Result<std::process::ExitStatus, sandbox::SandboxError>, Vec<String>), BuildError> {
         if let Some(dir) = log_path.parent() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -740,7 +774,7 @@ impl Realiser {
             });
             let status = sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
             let tail = logger.join().expect("log thread panicked").map_err(|e| StoreError::io(log_path, e))?;
-            Ok((status?, tail))
+            Ok((status, tail))
         })
     }
 }

@@ -20,7 +20,9 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use drv_store::sandbox::{self, Input, Isolation, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID};
+use drv_store::sandbox::{
+    self, Input, Isolation, LimitHit, Limits, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID,
+};
 
 const STORE: &str = "/store";
 const PROBE: &str = "/store/0a1b2c3d4e5f6g7h8i9jkalbmcndpfqr-probe";
@@ -42,10 +44,10 @@ fn say(command: &str, result: impl std::fmt::Display) {
     println!("probe: {command} => {result}");
 }
 
-fn outcome<T>(result: std::io::Result<T>) -> String {
-    match result {
+fn outcome<T, E: std::borrow::Borrow<std::io::Error>>(result: Result<T, E>) -> String {
+    match result.map_err(|e| e.borrow().kind()) {
         Ok(_) => "ok".to_owned(),
-        Err(e) => format!("err {:?}", e.kind()),
+        Err(kind) => format!("err {kind:?}"),
     }
 }
 
@@ -99,6 +101,27 @@ fn probe(script: &str) -> i32 {
                     .env("DRV_PROBE", "sleep 120")
                     .spawn();
                 say(command, outcome(child));
+            }
+            "fill" => {
+                // `fill PATH MIB`: write MIB MiB to PATH; a failure fails
+                // the build.
+                let (path, mib) = arg.split_once(' ').unwrap();
+                let chunk = vec![b'x'; 1 << 20];
+                let result = fs::File::create(path).and_then(|mut f| {
+                    (0..mib.parse::<usize>().unwrap()).try_for_each(|_| std::io::Write::write_all(&mut f, &chunk))
+                });
+                say(command, outcome(result.as_ref()));
+                if result.is_err() {
+                    return 1;
+                }
+            }
+            "alloc" => {
+                // `alloc MIB`: allocate and touch MIB MiB.
+                let mut memory = vec![0u8; arg.parse::<usize>().unwrap() << 20];
+                for i in (0..memory.len()).step_by(4096) {
+                    memory[i] = 1;
+                }
+                say(command, std::hint::black_box(&memory).iter().filter(|b| **b == 1).count());
             }
             "exit" => return arg.parse().unwrap(),
             other => say(command, format!("unknown command {other}")),
@@ -630,6 +653,19 @@ fn unprivileged_checks() {
     assert_eq!(one(&r, "read /proc/sys/kernel/hostname"), "ok localhost");
     assert!(one(&r, &format!("write {INPUT}/data")).starts_with("err"));
     assert_eq!(one(&r, &format!("read {INPUT}/data")), "ok input data");
+    // Without a cgroup, RLIMIT_NPROC stops a fork bomb: it counts the
+    // processes of the build's user namespace only.
+    let limits = small_limits(Some(32), None, Some(4));
+    let notes = sandbox::limit_notes(&limits);
+    if notes.iter().any(|n| n.contains("RLIMIT_NPROC")) {
+        let mut spec = fx.shell_spec("while :; do sleep 30 & done");
+        spec.limits = limits;
+        spec.timeout = Some(Duration::from_secs(60));
+        let (result, log) = fx.run(&spec);
+        assert_eq!(result.unwrap().code(), Some(2), "{log}");
+        assert!(log.contains("fork"), "{log}");
+        println!("RLIMIT_NPROC stopped the fork bomb");
+    }
     println!("unprivileged checks passed");
 }
 
@@ -695,4 +731,179 @@ fn concurrent_builds_do_not_hold_each_others_logs() {
     assert_eq!(text, "quick\n");
     assert!(start.elapsed() < Duration::from_secs(4), "the log stayed open for {:?}", start.elapsed());
     assert!(slow.join().unwrap().unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Limits: small ones per test, so a runaway build ends fast.
+
+/// Limits with only `processes`, `memory` and `tmp_size` (MiB) set.
+fn small_limits(processes: Option<u64>, memory_mib: Option<u64>, tmp_mib: Option<u64>) -> Limits {
+    Limits { processes, memory: memory_mib.map(|m| m << 20), tmp_size: tmp_mib.map(|m| m << 20), use_cgroups: true }
+}
+
+/// Whether `limits` hold through a cgroup here (root with a writable
+/// cgroup tree, or a delegated one); the notes say otherwise.
+fn enforced_by_cgroup(limits: &Limits, what: &str) -> bool {
+    let notes = sandbox::limit_notes(limits);
+    if notes.iter().any(|n| n.contains(what)) {
+        eprintln!("skipped: {notes:?}");
+        return false;
+    }
+    true
+}
+
+/// This process's build cgroups still on the host. Other tests of this
+/// process make their own meanwhile, so this looks only when the test runs
+/// alone (see `build_cgroups_are_removed`).
+fn leftover_cgroups() -> Vec<PathBuf> {
+    if std::env::var_os("DRV_SANDBOX_LEFTOVERS").is_none() {
+        return Vec::new();
+    }
+    let prefix = format!("drv-build-{}-", std::process::id());
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(entry.path());
+                }
+                // drv's cgroups are at most a few levels below a hierarchy.
+                if entry.path().components().count() < 9 {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_and_reported() {
+    let limits = small_limits(Some(64), None, None);
+    if !enforced_by_cgroup(&limits, "process") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.shell_spec("bomb() { bomb | bomb; }; bomb");
+    spec.limits = limits;
+    // Only a safety net: the limit must end it long before.
+    spec.timeout = Some(Duration::from_secs(60));
+    let start = Instant::now();
+    let (result, log) = fx.run(&spec);
+    match &result {
+        Err(e @ SandboxError::LimitExceeded { hit: LimitHit::Processes { max: 64 }, .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("64 processes") && message.contains("--max-processes"), "{message}");
+        }
+        other => panic!("expected the process limit, got {other:?}\n{}", &log[..log.len().min(2000)]),
+    }
+    assert!(start.elapsed() < Duration::from_secs(60));
+    // The host can still fork, and nothing of the build is left.
+    assert!(Command::new("true").status().unwrap().success());
+    assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn filling_tmp_fails_with_no_space_left() {
+    let fx = Fixture::new();
+    for mount in ["/tmp", "/dev/shm"] {
+        let mut spec = fx.probe_spec(&format!("fill {mount}/big 16"), "-");
+        spec.limits = small_limits(None, None, Some(4));
+        let (result, log) = fx.run(&spec);
+        assert_eq!(one(&results(&log), &format!("fill {mount}/big 16")), "err StorageFull", "{log}");
+        match &result {
+            Err(e @ SandboxError::LimitExceeded { hit: LimitHit::TmpSpace { mount: m, size }, status }) => {
+                assert_eq!((m.as_str(), *size, status.code()), (mount, 4 << 20, Some(1)));
+                let message = e.to_string();
+                assert!(message.contains(mount) && message.contains("4M") && message.contains("--tmp-size"), "{message}");
+            }
+            other => panic!("expected a full {mount}, got {other:?}\n{log}"),
+        }
+    }
+    // Under the limit, the same build passes.
+    let mut spec = fx.probe_spec("fill /tmp/small 2; fill /dev/shm/small 2", "-");
+    spec.limits = small_limits(None, None, Some(4));
+    let (result, log) = fx.run(&spec);
+    assert!(result.unwrap().success(), "{log}");
+}
+
+#[test]
+fn allocating_over_the_memory_limit_is_killed_as_out_of_memory() {
+    let limits = small_limits(None, Some(64), None);
+    if !enforced_by_cgroup(&limits, "memory") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.probe_spec("alloc 512", "-");
+    spec.limits = limits;
+    spec.timeout = Some(Duration::from_secs(60));
+    let (result, log) = fx.run(&spec);
+    match &result {
+        Err(e @ SandboxError::LimitExceeded { hit: LimitHit::Memory { max }, status }) => {
+            assert_eq!(*max, 64 << 20);
+            assert_eq!(status.signal(), Some(9), "{status:?}");
+            let message = e.to_string();
+            assert!(message.contains("out of memory") && message.contains("64M") && message.contains("--max-memory"), "{message}");
+        }
+        other => panic!("expected an out-of-memory kill, got {other:?}\n{log}"),
+    }
+    assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_normal_build_is_unaffected_by_small_limits() {
+    let fx = Fixture::new();
+    let mut spec = fx.probe_spec("alloc 8; fill /tmp/f 1; spawn-sleeper -; exit 0", "-");
+    spec.limits = small_limits(Some(64), Some(256), Some(4));
+    let (result, log) = fx.run(&spec);
+    assert!(result.unwrap().success(), "{log}");
+    // A failing build that reached no limit is an ordinary failure.
+    let (result, log) = fx.run(&fx.probe_spec("exit 3", "-"));
+    assert_eq!(result.unwrap().code(), Some(3), "{log}");
+    assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn no_sandbox_mode_has_the_process_limit_too() {
+    let limits = small_limits(Some(32), None, None);
+    if !enforced_by_cgroup(&limits, "process") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = SandboxSpec::new("/bin/sh", STORE, fx.scratch(), fx.root.join("build"));
+    spec.isolation = Isolation::None;
+    spec.args = vec!["-c".into(), "while :; do sleep 30 & done".into()];
+    spec.limits = limits;
+    spec.timeout = Some(Duration::from_secs(60));
+    let (result, log) = fx.run(&spec);
+    assert!(
+        matches!(result, Err(SandboxError::LimitExceeded { hit: LimitHit::Processes { max: 32 }, .. })),
+        "{result:?}\n{log}"
+    );
+    // The sleepers it left were in its cgroup, which is gone.
+    assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
+}
+
+/// Re-runs the limit tests one at a time in a process of their own, where
+/// any build cgroup left over is theirs.
+#[test]
+fn build_cgroups_are_removed() {
+    if std::env::var_os("DRV_SANDBOX_LEFTOVERS").is_some() {
+        return;
+    }
+    for test in [
+        "a_fork_bomb_is_stopped_and_reported",
+        "allocating_over_the_memory_limit_is_killed_as_out_of_memory",
+        "a_normal_build_is_unaffected_by_small_limits",
+        "no_sandbox_mode_has_the_process_limit_too",
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "-q"])
+            .env("DRV_SANDBOX_LEFTOVERS", "1")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{test}:\n{text}");
+    }
 }

@@ -47,6 +47,15 @@ pub struct BuildArgs {
     /// sandbox provides).
     #[arg(long)]
     no_sandbox: bool,
+    /// Processes and threads one build may have at once; 0 means no limit (default: the configuration's max-processes, else 8192).
+    #[arg(long, value_name = "N")]
+    max_processes: Option<u64>,
+    /// Memory one build may use, e.g. 4G; 0 means no limit (default: the configuration's max-memory, else 3/4 of the host's).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
+    /// Size of each of a build's /tmp and /dev/shm, e.g. 512M; 0 means no limit (default: the configuration's tmp-size, else 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    tmp_size: Option<u64>,
     /// Print only the output paths.
     #[arg(short, long)]
     quiet: bool,
@@ -120,6 +129,17 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     let config = cli.config()?;
     let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet));
     let defaults = BuildSettings::default();
+    let mut limits = config.limits();
+    let flag = |value: u64| (value != 0).then_some(value);
+    if let Some(n) = args.max_processes {
+        limits.processes = flag(n);
+    }
+    if let Some(n) = args.max_memory {
+        limits.memory = flag(n);
+    }
+    if let Some(n) = args.tmp_size {
+        limits.tmp_size = flag(n);
+    }
     let settings = BuildSettings {
         max_jobs: args.max_jobs.or(config.max_jobs).unwrap_or(defaults.max_jobs),
         cores: args.cores.or(config.cores).unwrap_or(defaults.cores),
@@ -127,6 +147,7 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         check: args.check,
         keep_failed: args.keep_failed,
         sandbox: !args.no_sandbox,
+        limits,
     };
     let substituter = args.substitute.substituter(&config, store.store_dir())?;
     let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
@@ -161,10 +182,17 @@ impl BuildArgs {
             print_build_logs: false,
             keep_failed: false,
             no_sandbox: false,
+            max_processes: None,
+            max_memory: None,
+            tmp_size: None,
             quiet: false,
             substitute: super::cache::SubstituteArgs::default(),
         }
     }
+}
+
+fn parse_size(text: &str) -> Result<u64, drv_store::sandbox::SizeError> {
+    drv_store::sandbox::parse_size(text)
 }
 
 /// Point `link` at `path` and register it as an indirect GC root.

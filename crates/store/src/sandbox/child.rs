@@ -51,6 +51,11 @@ pub(super) const REPORT_LEN: usize = 12;
 pub(super) const KIND_FAILED: u32 = 1;
 /// `value` is the builder's raw wait status.
 pub(super) const KIND_STATUS: u32 = 2;
+/// `stage` is the index in [`TMP_MOUNTS`] of a tmpfs that was full when
+/// the builder exited.
+pub(super) const KIND_TMP_FULL: u32 = 3;
+/// The size-limited tmpfs mounts, as the builder sees them.
+pub(super) const TMP_MOUNTS: [&str; 2] = ["/tmp", "/dev/shm"];
 /// Stages at or above this are `plan.steps[stage - PLAN_STAGE_BASE]`.
 pub(super) const PLAN_STAGE_BASE: u32 = 1000;
 
@@ -79,10 +84,12 @@ pub(super) enum Stage {
     BuilderCwd,
     Exec,
     Reap,
+    JoinCgroup,
+    Rlimits,
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 21] = [
+    pub(super) const ALL: [Stage; 23] = [
         Stage::ParentDeathSignal,
         Stage::Unshare,
         Stage::SetGroups,
@@ -104,6 +111,8 @@ impl Stage {
         Stage::BuilderCwd,
         Stage::Exec,
         Stage::Reap,
+        Stage::JoinCgroup,
+        Stage::Rlimits,
     ];
 
     pub(super) fn from_u32(n: u32) -> Option<Stage> {
@@ -133,6 +142,8 @@ impl Stage {
             Stage::BuilderCwd => "change to /build",
             Stage::Exec => "execute the builder",
             Stage::Reap => "wait for the builder",
+            Stage::JoinCgroup => "join the build's cgroup",
+            Stage::Rlimits => "set the builder's resource limits",
         }
     }
 }
@@ -200,6 +211,13 @@ fn close_inherited(fd: RawFd) {
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
+/// Move the calling process into the cgroup whose `cgroup.procs` is
+/// `procs` (cgroups(7): writing 0 names the writer).
+pub(super) fn join_cgroup(procs: &CStr) -> nix::Result<()> {
+    let fd = open(procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    write_all(&fd, b"0")
+}
+
 /// The outer child: enter the namespaces and fork the init. With `log`
 /// `None` it only checks that the namespaces can be made
 /// ([`super::check_namespaces`]).
@@ -210,6 +228,11 @@ pub(super) fn outer(plan: &Plan, parent: Pid, report: RawFd, log: Option<RawFd>)
         exit(1);
     }
     let (report, log) = check(isolate_descriptors(report, log), report, Stage::Descriptors);
+    // Before anything is forked, so that every process of the build is in
+    // it; and from the host's user namespace, which owns the cgroup files.
+    for procs in &plan.cgroup_procs {
+        check(join_cgroup(procs), report, Stage::JoinCgroup);
+    }
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -298,9 +321,11 @@ fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     );
     // A tmpfs over the build directory becomes an intermediate root, with the
     // host's root under /oldroot: every bind source is then read from
-    // there, even ones the tmpfs would otherwise hide.
+    // there, even ones the tmpfs would otherwise hide. It and the build's
+    // root hold only mount points and the few /etc files: sized for that,
+    // as every tmpfs of the sandbox has a size.
     check(
-        mount(Some(c"tmpfs"), plan.base.as_c_str(), Some(c"tmpfs"), MsFlags::empty(), Some(c"mode=0700")),
+        mount(Some(c"tmpfs"), plan.base.as_c_str(), Some(c"tmpfs"), MsFlags::empty(), Some(c"mode=0700,size=1m")),
         report,
         Stage::IntermediateRoot,
     );
@@ -309,7 +334,7 @@ fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     check(unistd::chdir(c"/"), report, Stage::PivotIntermediate);
     check(unistd::mkdir(plan.new_root.as_c_str(), Mode::from_bits_truncate(0o755)), report, Stage::NewRoot);
     check(
-        mount(Some(c"tmpfs"), plan.new_root.as_c_str(), Some(c"tmpfs"), MsFlags::MS_NOSUID, Some(c"mode=0755")),
+        mount(Some(c"tmpfs"), plan.new_root.as_c_str(), Some(c"tmpfs"), MsFlags::MS_NOSUID, Some(c"mode=0755,size=8m")),
         report,
         Stage::NewRoot,
     );
@@ -349,15 +374,31 @@ fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == builder_pid => {
+                report_full_tmp(plan, report);
                 send(report, KIND_STATUS, 0, (code & 0xff) << 8);
                 exit(0);
             }
             Ok(WaitStatus::Signaled(pid, sig, core)) if pid == builder_pid => {
+                report_full_tmp(plan, report);
                 send(report, KIND_STATUS, 0, sig as i32 | if core { 0x80 } else { 0 });
                 exit(0);
             }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => fail(report, Stage::Reap as u32, errno),
+        }
+    }
+}
+
+/// A size-limited tmpfs with no block left is why a failing build failed,
+/// most likely; only this namespace can still look at it.
+fn report_full_tmp(plan: &Plan, report: RawFd) {
+    if plan.tmp_size.is_none() {
+        return;
+    }
+    // The same order as `TMP_MOUNTS`.
+    for (i, mount) in [c"/tmp", c"/dev/shm"].iter().enumerate() {
+        if statvfs(*mount).is_ok_and(|s| s.blocks_available() == 0) {
+            send(report, KIND_TMP_FULL, i as u32, 0);
         }
     }
 }
@@ -381,6 +422,9 @@ fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     let null = check(open(c"/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()), report, Stage::BuilderStdio);
     check(unistd::dup2_stdin(&null), report, Stage::BuilderStdio);
     check(unistd::chdir(c"/build"), report, Stage::BuilderCwd);
+    for &(resource, value) in &plan.rlimits {
+        check(nix::sys::resource::setrlimit(resource, value, value), report, Stage::Rlimits);
+    }
     // Only 0, 1 and 2 survive the exec: `log` and `report` are close-on-exec
     // (see `isolate_descriptors`), and nothing else is open.
 

@@ -13,7 +13,7 @@
 //! | `STORE/<hash>-<name>` per input | the input, bind-mounted read-only from its physical path |
 //! | `STORE` (e.g. `/store`) | the caller's scratch store directory, writable: outputs are created here |
 //! | `/build` | the caller's build directory, writable; the working directory |
-//! | `/tmp`, `/dev/shm` | fresh tmpfs |
+//! | `/tmp`, `/dev/shm` | fresh tmpfs, each of [`Limits::tmp_size`] |
 //! | `/dev` | `null zero full random urandom tty` from the host; `fd`, `stdin`, `stdout`, `stderr` links to `/proc/self/fd` |
 //! | `/proc` | a new procfs for the build's PID namespace |
 //! | `/etc` | `passwd`, `group` (the build user and `nobody`), `hosts` (localhost); the toolchain's `etc/*` |
@@ -52,9 +52,23 @@
 //! signals kill the sandbox's processes, and with them the namespace. The
 //! process that calls [`run`] must keep the calling thread alive until it
 //! returns (the parent-death signal follows the thread).
+//!
+//! # Limits
+//!
+//! [`SandboxSpec::limits`] bounds the build's processes, memory and
+//! temporary space, through a cgroup per build when drv may create one and
+//! rlimits otherwise; [`limit_notes`] says what cannot be applied here and
+//! [`limits`'s documentation](Limits) what each mechanism holds. A build
+//! that fails after reaching a limit is [`SandboxError::LimitExceeded`].
 
+mod cgroup;
 mod child;
+mod limits;
 mod plan;
+
+pub use limits::{
+    limit_notes, parse_size, LimitHit, Limits, Size, SizeError, DEFAULT_MAX_PROCESSES, DEFAULT_TMP_SIZE,
+};
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -74,7 +88,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, ForkResult, Pid};
 
-use child::{Stage, KIND_FAILED, KIND_STATUS, PLAN_STAGE_BASE, REPORT_LEN};
+use child::{Stage, KIND_FAILED, KIND_STATUS, KIND_TMP_FULL, PLAN_STAGE_BASE, REPORT_LEN, TMP_MOUNTS};
 use plan::Plan;
 
 /// The builder's uid inside the sandbox; the caller's uid maps to it.
@@ -145,11 +159,14 @@ pub struct SandboxSpec {
     pub isolation: Isolation,
     /// Kill the build after this long ([`SandboxError::TimedOut`]).
     pub timeout: Option<Duration>,
+    /// What the build may take of the host (see [`Limits`]).
+    pub limits: Limits,
 }
 
 impl SandboxSpec {
     /// A spec with no arguments, environment, inputs, outputs or toolchain,
-    /// no network, namespaced, without timeout.
+    /// no network, namespaced, without timeout, with drv's default
+    /// [`Limits`].
     pub fn new(
         builder: impl Into<PathBuf>,
         store_dir: impl Into<PathBuf>,
@@ -169,6 +186,7 @@ impl SandboxSpec {
             network: false,
             isolation: Isolation::Namespaces,
             timeout: None,
+            limits: Limits::default(),
         }
     }
 
@@ -222,6 +240,8 @@ pub enum SandboxError {
     Setup { step: String, error: io::Error },
     #[error("cannot execute builder {}: {error}", builder.display())]
     Exec { builder: PathBuf, error: io::Error },
+    #[error("the build failed ({status}): it {hit}")]
+    LimitExceeded { hit: LimitHit, status: ExitStatus },
     #[error("build timed out after {timeout:?} and was killed")]
     TimedOut { timeout: Duration },
     #[error("the builder left undeclared entries {names:?} in the store directory (scratch {})", scratch.display())]
@@ -321,8 +341,21 @@ fn validate(spec: &SandboxSpec) -> Result<()> {
     Ok(())
 }
 
+/// The build's cgroup, if one can be made (else the rlimits hold; the
+/// caller learnt why from [`limit_notes`]), and the rlimits for what it
+/// does not cover.
+fn resource_control(limits: &Limits) -> (Option<cgroup::BuildCgroup>, Vec<(nix::sys::resource::Resource, u64)>) {
+    let group = cgroup::BuildCgroup::create(limits, &limits::wanted_controllers(limits)).ok().flatten();
+    let covered = group.as_ref().map(|g| g.controllers()).unwrap_or_default();
+    let rlimits = limits.rlimits(&covered);
+    (group, rlimits)
+}
+
 fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
-    let plan = Plan::new(spec)?;
+    let mut plan = Plan::new(spec)?;
+    let (group, rlimits) = resource_control(&spec.limits);
+    plan.cgroup_procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    plan.rlimits = rlimits;
     let placeholders = create_placeholders(spec)?;
     let outcome = spawn(&plan, Some(log), spec.timeout);
     remove_placeholders(&placeholders);
@@ -337,6 +370,15 @@ fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     let Some(status) = outcome.status else {
         return Err(SandboxError::Lost { detail: format!("{:?}", outcome.outer) });
     };
+    if !status.success() {
+        let tmp_full = outcome.tmp_full.and_then(|i| TMP_MOUNTS.get(i as usize)).map(|mount| LimitHit::TmpSpace {
+            mount: (*mount).to_owned(),
+            size: spec.limits.tmp_size.unwrap_or_default(),
+        });
+        if let Some(hit) = group.as_ref().and_then(|g| g.hit()).or(tmp_full) {
+            return Err(SandboxError::LimitExceeded { hit, status });
+        }
+    }
     check_scratch(spec)?;
     Ok(status)
 }
@@ -403,6 +445,9 @@ struct Outcome {
     /// The builder's exit status.
     status: Option<ExitStatus>,
     timed_out: bool,
+    /// The index in [`TMP_MOUNTS`] of a tmpfs found full when the builder
+    /// exited.
+    tmp_full: Option<u32>,
     /// How the outer child ended.
     outer: WaitStatus,
 }
@@ -434,7 +479,7 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
     };
     let (records, timed_out) = collected?;
 
-    let mut outcome = Outcome { failure: None, status: None, timed_out, outer: outer_status };
+    let mut outcome = Outcome { failure: None, status: None, timed_out, tmp_full: None, outer: outer_status };
     for record in records.chunks_exact(REPORT_LEN) {
         let word = |i: usize| u32::from_ne_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
         let (kind, stage, value) = (word(0), word(4), word(8) as i32);
@@ -442,6 +487,8 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
             outcome.failure = Some((stage, value));
         } else if kind == KIND_STATUS {
             outcome.status = Some(ExitStatus::from_raw(value));
+        } else if kind == KIND_TMP_FULL && outcome.tmp_full.is_none() {
+            outcome.tmp_full = Some(stage);
         }
     }
     Ok(outcome)
@@ -528,13 +575,27 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(stderr))
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe.
+    // No tmpfs of its own here, but the same cgroup or rlimits; the cgroup
+    // also reaches what leaves the process group.
+    let (group, rlimits) = resource_control(&spec.limits);
+    let procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    // SAFETY: prctl, open, write and setrlimit are async-signal-safe, and
+    // the paths were made before the fork.
     unsafe {
-        command.pre_exec(|| prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+        command.pre_exec(move || {
+            prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            for file in &procs {
+                child::join_cgroup(file).map_err(io::Error::from)?;
+            }
+            for &(resource, value) in &rlimits {
+                nix::sys::resource::setrlimit(resource, value, value).map_err(io::Error::from)?;
+            }
+            Ok(())
+        });
     }
     let mut child = command.spawn().map_err(|error| SandboxError::Exec { builder: builder.clone(), error })?;
     drop(command); // our copies of the log
-    let group = Pid::from_raw(child.id() as i32);
+    let process_group = Pid::from_raw(child.id() as i32);
     let wait_error = |error| SandboxError::Spawn { what: "wait for the builder", error };
     let status = match spec.timeout {
         None => Some(child.wait().map_err(wait_error)?),
@@ -546,7 +607,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    let _ = killpg(group, Signal::SIGKILL);
+                    let _ = killpg(process_group, Signal::SIGKILL);
                     child.wait().map_err(wait_error)?;
                     break None;
                 }
@@ -556,6 +617,10 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     };
     // What the PID namespace's teardown does, as far as a process group
     // reaches.
-    let _ = killpg(group, Signal::SIGKILL);
-    status.ok_or(SandboxError::TimedOut { timeout: spec.timeout.unwrap_or_default() })
+    let _ = killpg(process_group, Signal::SIGKILL);
+    let status = status.ok_or(SandboxError::TimedOut { timeout: spec.timeout.unwrap_or_default() })?;
+    match group.as_ref().and_then(|g| g.hit()) {
+        Some(hit) if !status.success() => Err(SandboxError::LimitExceeded { hit, status }),
+        _ => Ok(status),
+    }
 }

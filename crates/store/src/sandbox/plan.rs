@@ -84,6 +84,12 @@ pub(super) struct Plan {
     pub builder: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
+    /// Checked for free space when the builder exits, if set.
+    pub tmp_size: Option<u64>,
+    /// The build's `cgroup.procs` files, joined before anything is forked.
+    pub cgroup_procs: Vec<CString>,
+    /// Set on the builder before `execve`.
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
 }
 
 pub(super) fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, SandboxError> {
@@ -196,8 +202,14 @@ impl Plan {
 
         steps.push(Step::Dir { path: inside("/build")?, mode: 0o755 });
         steps.push(Step::Bind { source: host(&spec.build_dir)?, target: inside("/build")?, writable: true });
+        // tmpfs(5): without `size=` a tmpfs may grow to half the host's
+        // memory; `size=0` would mean no limit at all.
+        let tmp_options = match spec.limits.tmp_size {
+            Some(size) => format!("mode=1777,size={}", size.max(1)),
+            None => "mode=1777".to_owned(),
+        };
         steps.push(Step::Dir { path: inside("/tmp")?, mode: 0o1777 });
-        steps.push(Step::Tmpfs { target: inside("/tmp")?, options: cstring("mode=1777", "options")? });
+        steps.push(Step::Tmpfs { target: inside("/tmp")?, options: cstring(tmp_options.as_str(), "options")? });
 
         steps.push(Step::Dir { path: inside("/dev")?, mode: 0o755 });
         for device in DEVICES {
@@ -211,7 +223,7 @@ impl Plan {
             steps.push(Step::Bind { source: host(&host_dev)?, target: inside(&host_dev)?, writable: true });
         }
         steps.push(Step::Dir { path: inside("/dev/shm")?, mode: 0o1777 });
-        steps.push(Step::Tmpfs { target: inside("/dev/shm")?, options: cstring("mode=1777", "options")? });
+        steps.push(Step::Tmpfs { target: inside("/dev/shm")?, options: cstring(tmp_options, "options")? });
         for (link, target) in [
             ("/dev/fd", "/proc/self/fd"),
             ("/dev/stdin", "/proc/self/fd/0"),
@@ -313,6 +325,9 @@ impl Plan {
             builder: cstring(spec.builder.as_os_str().as_bytes(), "the builder path")?,
             argv,
             envp,
+            tmp_size: spec.limits.tmp_size,
+            cgroup_procs: Vec::new(),
+            rlimits: Vec::new(),
         })
     }
 
@@ -333,6 +348,9 @@ impl Plan {
             builder: empty,
             argv: Vec::new(),
             envp: Vec::new(),
+            tmp_size: None,
+            cgroup_procs: Vec::new(),
+            rlimits: Vec::new(),
         }
     }
 }
