@@ -529,3 +529,16 @@ fn a_build_over_its_limits_fails_clearly_and_the_others_go_on() {
         .collect();
     assert!(staging.is_empty(), "{staging:?}");
 }
+
+/// A toolchain without a shell cannot run the build script: the error
+/// says what to add.
+#[test]
+fn a_toolchain_without_a_shell_says_to_add_one() {
+    let s = TestStore::new();
+    let r = recipe(&s, "noshell", "name = \"noshell\"\nversion = \"1\"\n[toolchain]\ndebian = [\"libc6\"]\n[build]\nscript = 'echo > $out'\n");
+    let out = build(&s, &["--no-link", r.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/bin/sh") && err.contains("add a shell, `dash`"), "{err}");
+    assert_not_built(&s, &r);
+}

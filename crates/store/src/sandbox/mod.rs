@@ -219,6 +219,16 @@ fn join_rest(base: &Path, rest: &Path) -> PathBuf {
     }
 }
 
+/// Why a builder that does not exist is most often missing: the recipe's
+/// toolchain has no shell.
+fn exec_hint(builder: &Path, error: &io::Error) -> &'static str {
+    if error.kind() == io::ErrorKind::NotFound && builder.starts_with("/bin") {
+        " (the build's root file system is its toolchain: add a shell, `dash`, to the recipe's [toolchain] debian)"
+    } else {
+        ""
+    }
+}
+
 /// What can go wrong running a build.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -238,7 +248,7 @@ pub enum SandboxError {
     Spawn { what: &'static str, error: io::Error },
     #[error("sandbox setup failed: cannot {step}: {error}")]
     Setup { step: String, error: io::Error },
-    #[error("cannot execute builder {}: {error}", builder.display())]
+    #[error("cannot execute builder {}: {error}{}", builder.display(), exec_hint(builder, error))]
     Exec { builder: PathBuf, error: io::Error },
     #[error("the build failed ({status}): it {hit}")]
     LimitExceeded { hit: LimitHit, status: ExitStatus },
