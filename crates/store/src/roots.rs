@@ -419,6 +419,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_link_path_without_a_file_name_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        for link in ["", "/", "missing/.."] {
+            assert!(matches!(replace_symlink(t.path(), Path::new(link)), Err(StoreError::LinkName { .. })), "{link:?}");
+        }
+        let link = t.path().join("sub/result");
+        replace_symlink(Path::new("/store/x"), &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/store/x"));
+    }
+
+    #[test]
     fn explicit_and_indirect_roots_are_found_and_dangling_ones_pruned() {
         let (t, mut s) = LocalStore::temporary();
         let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();

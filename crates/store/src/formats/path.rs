@@ -336,7 +336,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refused_name_says_which_rule() {
+        let too_long = "a".repeat(212);
+        for (name, problem) in [
+            ("", NameProblem::Empty),
+            (too_long.as_str(), NameProblem::TooLong { len: 212 }),
+            ("a b", NameProblem::Character(' ')),
+            ("a/b", NameProblem::Character('/')),
+            ("..", NameProblem::Dots),
+            (".-x", NameProblem::Dots),
+        ] {
+            assert_eq!(NameProblem::of(name), Some(problem.clone()), "{name:?}");
+            let e = StorePath::validate_name(name).unwrap_err().to_string();
+            assert!(e.contains(&problem.to_string()), "{e}");
+        }
+        assert!(StorePath::validate_name(&"a".repeat(211)).is_ok());
+        let e = StorePath::from_basename(&format!("ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-{too_long}")).unwrap_err();
+        assert!(e.to_string().contains("212 characters long; Nix allows at most 211"), "{e}");
+    }
+
     proptest! {
+        /// The rules `NameProblem` states are the ones the path parser
+        /// applies: a name is refused by one exactly when it is by the other.
+        #[test]
+        fn name_problems_agree_with_the_parser(name in "[a-zA-Z0-9+._?=/ -]{0,4}|[a-z]{205,215}") {
+            let parsed = StorePath::from_basename(&format!("ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-{name}"));
+            prop_assert_eq!(parsed.is_err(), NameProblem::of(&name).is_some());
+        }
+
         #[test]
         fn basename_round_trips(digest in proptest::array::uniform20(any::<u8>()), name in "[a-zA-Z0-9+_?=-][a-zA-Z0-9+._?=-]{0,40}") {
             let base = format!("{}-{name}", nixbase32::encode(&digest));
