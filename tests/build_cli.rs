@@ -472,7 +472,12 @@ fn builds_see_all_cores_unless_told_otherwise() {
 fn out_links_that_name_no_file_are_an_error_not_a_panic() {
     let s = TestStore::new();
     let r = recipe(&s, "tiny", &format!("name = \"tiny\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo hi > $out'\n"));
-    for link in ["", "missing/..", "/"] {
+    // An empty value is a usage error of the argument parser (exit 2).
+    let out = build(&s, &["-o", "", r.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "-o '': {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for link in ["missing/..", "/", "."] {
         let out = build(&s, &["-o", link, r.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "-o {link:?}: {err}");
