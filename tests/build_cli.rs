@@ -542,3 +542,76 @@ fn a_toolchain_without_a_shell_says_to_add_one() {
     assert!(err.contains("/bin/sh") && err.contains("add a shell, `dash`"), "{err}");
     assert_not_built(&s, &r);
 }
+
+/// `-o` values that name no file are refused before anything is built,
+/// as an error (exit 1), not a panic.
+#[test]
+fn out_links_that_name_no_file_are_an_error_not_a_panic() {
+    let s = TestStore::new();
+    let r = recipe(&s, "tiny", &format!("name = \"tiny\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo hi > $out'\n"));
+    // An empty value is a usage error of the argument parser (exit 2).
+    let out = build(&s, &["-o", "", r.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "-o '': {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for link in ["missing/..", "/", "."] {
+        let out = build(&s, &["-o", link, r.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "-o {link:?}: {err}");
+        assert!(err.contains("names no file") && !err.contains("panicked"), "-o {link:?}: {err}");
+    }
+    assert!(!s.root().join("store").exists() || fs::read_dir(s.root().join("store")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with("-tiny-1")));
+}
+
+/// A script over 128 KiB (one `execve` argument's limit) builds: it is
+/// passed as a file in the store.
+#[test]
+fn a_build_script_over_128_kib_builds() {
+    let s = TestStore::new();
+    let mut script = String::from("mkdir -p \"$out\"\n");
+    for i in 1..=6000 {
+        script.push_str(&format!("echo line {i} >> \"$out/f\"\n"));
+    }
+    assert!(script.len() > 128 * 1024);
+    let r = recipe(&s, "big", &format!("name = \"big\"\nversion = \"1\"\n{TOOLS}[build]\nscript = '''\n{script}'''\n"));
+    let (out, _) = ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    let f = fs::read_to_string(real(&s, &out).join("f")).unwrap();
+    assert_eq!(f.lines().count(), 6000);
+    assert_eq!(f.lines().last(), Some("line 6000"));
+}
+
+/// `--check` of a single-file output describes the difference as it
+/// does for a file inside a directory output.
+#[test]
+fn check_describes_a_differing_single_file_output() {
+    let s = TestStore::new();
+    let r = recipe(&s, "nondet", &format!("name = \"nondet\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'date +%s%N > $out'\n"));
+    ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    let out = build(&s, &["--no-link", "--check", r.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not deterministic") && err.contains(".: sizes") && err.contains("first difference at byte"), "{err}");
+    assert!(!err.contains("cannot compare"), "{err}");
+}
+
+/// The caller's umask reaches neither the build nor its output: the same
+/// recipe built under umask 022 and 000 gives the same NAR hash.
+#[test]
+fn the_callers_umask_does_not_reach_the_build() {
+    let text = format!(
+        "name = \"umask\"\nversion = \"1\"\n{TOOLS}[build]\nscript = '''\necho hello > greeting.txt\nmkdir -p d/e\nls -ld . greeting.txt d d/e /build /tmp $NIX_STORE | cut -c1-10 > listing\nmkdir $out\ncp listing $out/\nls -ld $out | cut -c1-10 >> $out/listing\n'''\n"
+    );
+    let mut listings = Vec::new();
+    for umask in ["022", "000", "077"] {
+        let s = TestStore::new();
+        let r = recipe(&s, "umask", &text);
+        let mut c = std::process::Command::new("/bin/sh");
+        c.arg("-c").arg(format!("umask {umask}; exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_drv"));
+        c.arg("--root").arg(s.root()).args(["build", "--no-link", r.to_str().unwrap()]);
+        c.env_remove("DRV_ROOT").envs(common::fixture_mirrors());
+        let (out, _) = ok(&c.output().unwrap());
+        listings.push(fs::read_to_string(real(&s, &out).join("listing")).unwrap());
+    }
+    assert_eq!(listings[0], listings[1], "umask 000");
+    assert_eq!(listings[0], listings[2], "umask 077");
+}

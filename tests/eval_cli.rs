@@ -207,3 +207,75 @@ fn a_recipe_without_a_lock_uses_the_built_in_one() {
     let graph: serde_json::Value = serde_json::from_str(&s.ok(&["graph", "--format", "json", adhoc.to_str().unwrap()])).unwrap();
     assert!(graph.to_string().contains("built-in lock"), "{graph}");
 }
+
+/// Recipes Nix refuses at instantiation (prim_derivationStrict in
+/// src/libexpr/primops.cc, src/libstore/derivations.cc) or that no
+/// `execve` can pass are refused by `drv eval`, at their line, and
+/// nothing reaches the store.
+#[test]
+fn recipes_nix_would_refuse_are_refused_at_their_line() {
+    let s = TestStore::new();
+    let big = "x".repeat(128 * 1024);
+    let a200 = "a".repeat(200);
+    let b190 = "b".repeat(190);
+    let c200 = "c".repeat(200);
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("name = \"a\"\nversion = \"1\"\noutputs = [\"out\", \"dev\", \"dev\"]\n".into(), "r.toml:3:26:", "duplicate output \"dev\""),
+        ("name = \"a\"\nversion = \"1\"\noutputs = [\"out\", \"drv\"]\n".into(), "r.toml:3:19:", "invalid output name \"drv\""),
+        ("name = \"a\"\nversion = \"1\"\n[build]\nenv = { Z = \"a\\u0000b\" }\nscript = \"true\"\n".into(), "r.toml:4:13:", "the value of Z contains a NUL byte"),
+        ("name = \"a\"\nversion = \"1\"\n[build]\nscript = \"a\\u0000b\"\n".into(), "r.toml:4:10:", "build.script contains a NUL byte"),
+        ("name = \"a\"\nversion = \"1\"\n[[test]]\nname = \"t\"\nscript = \"a\\u0000b\"\n".into(), "r.toml:5:10:", "test's script contains a NUL byte"),
+        (format!("name = \"a\"\nversion = \"1\"\n[build]\nenv = {{ BIG = \"{big}\" }}\n"), "r.toml:4:15:", "the value of BIG is 131072 bytes: over Linux's limit of 131072 bytes"),
+        (format!("name = \"{a200}\"\nversion = \"1.0.0.00\"\n"), "r.toml:1:8:", "is too long: it is 213 characters long; Nix allows at most 211"),
+        (format!("name = \"{b190}\"\nversion = \"1\"\n[[test]]\nname = \"smoke-test-long\"\nscript = \"true\"\n"), "r.toml:4:8:", "the .drv file of this test"),
+        (format!("name = \"{c200}\"\nversion = \"1\"\noutputs = [\"out\", \"documentation\"]\n"), "r.toml:3:19:", "output documentation"),
+        ("name = \"a\"\nversion = \"1\"\n[[test]]\nname = \"a b\"\nscript = \"true\"\n".into(), "r.toml:4:8:", "contains ' '"),
+    ];
+    for (text, location, message) in cases {
+        let recipe = s.scratch("r.toml");
+        fs::write(&recipe, &text).unwrap();
+        let err = eval_error(&s, recipe.to_str().unwrap());
+        assert!(err.contains(location) && err.contains(message), "{}: {err}", &text[..text.len().min(80)]);
+    }
+    assert_eq!(fs::read_dir(s.root().join("store")).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// A `path` source is in or below the recipe's directory once symlinks
+/// are resolved: nothing else of the host reaches the store.
+#[test]
+fn path_sources_outside_the_recipe_directory_are_refused() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let s = TestStore::new();
+    let secret = s.scratch("secret");
+    fs::create_dir_all(&secret).unwrap();
+    fs::write(secret.join("key"), "private key material\n").unwrap();
+    fs::set_permissions(secret.join("key"), fs::Permissions::from_mode(0o600)).unwrap();
+    let proj = s.scratch("proj");
+    fs::create_dir_all(proj.join("sub")).unwrap();
+    symlink(secret.join("key"), proj.join("sneaky")).unwrap();
+    symlink(&secret, proj.join("sub/outside")).unwrap();
+    fs::write(proj.join("sub/data.txt"), "mine\n").unwrap();
+    let absolute = secret.join("key");
+    let refused = [
+        ("../secret/key", "outside the recipe's directory"),
+        ("sub/../../secret/key", "outside the recipe's directory"),
+        (absolute.to_str().unwrap(), "is absolute"),
+        ("sneaky", "outside the recipe's directory"),
+        ("sub/outside/key", "outside the recipe's directory"),
+        ("missing.txt", "No such file"),
+    ];
+    for (spec, message) in refused {
+        let recipe = proj.join("r.toml");
+        fs::write(&recipe, format!("name = \"leak\"\nversion = \"1\"\n[[source]]\npath = \"{spec}\"\n")).unwrap();
+        let err = eval_error(&s, recipe.to_str().unwrap());
+        assert!(err.contains("r.toml:4:8:") && err.contains(message), "{spec}: {err}");
+    }
+    assert_eq!(fs::read_dir(s.root().join("store")).map(|d| d.count()).unwrap_or(0), 0, "a refused source reached the store");
+
+    // In and below the directory, `..` that stays inside included.
+    for spec in ["sub/data.txt", "sub/../sub/data.txt", "."] {
+        let recipe = proj.join("r.toml");
+        fs::write(&recipe, format!("name = \"mine\"\nversion = \"1\"\n[[source]]\npath = \"{spec}\"\n")).unwrap();
+        s.ok(&["eval", recipe.to_str().unwrap()]);
+    }
+}

@@ -270,3 +270,16 @@ fn a_reader_that_goes_away_ends_drv_quietly() {
     assert!(stderr.trim().is_empty(), "{stderr}");
     assert!(!out.status.success(), "a dump cut short is not a success");
 }
+
+/// A name over Nix's 211 characters is refused with the reason, not just
+/// "invalid name".
+#[test]
+fn add_of_an_over_long_name_says_why() {
+    let s = TestStore::new();
+    let file = s.scratch(&"c".repeat(212));
+    fs::write(&file, "x").unwrap();
+    let err = s.fails(&["store", "add", file.to_str().unwrap()]);
+    assert!(err.contains("it is 212 characters long; Nix allows at most 211"), "{err}");
+    let err = s.fails(&["store", "add", "--name", "a/b", file.to_str().unwrap()]);
+    assert!(err.contains("it contains '/'"), "{err}");
+}

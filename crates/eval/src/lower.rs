@@ -15,6 +15,10 @@ use crate::recipe::{Phases, Recipe, Source};
 /// The platform every derivation is built for.
 pub const SYSTEM: &str = "x86_64-linux";
 
+/// The store name of a build script passed as a file (see
+/// `Lowering::builder_args`).
+pub const BUILDER_SCRIPT_NAME: &str = "builder.sh";
+
 /// The builder of fixed-output downloads, realised by drv itself.
 pub const FETCH_BUILDER: &str = "builtin:fetchurl";
 
@@ -123,10 +127,10 @@ impl Lowering<'_> {
         }
         let env = self.common_env(recipe, &deps, set, toolchain.as_ref(), &mut input_drvs);
 
-        let mut b = Derivation::builder(self.store.store_dir(), &recipe.full_name(), SYSTEM, "/bin/sh")
-            .arg("-e")
-            .arg("-c")
-            .arg(build_script(&recipe.phases, !srcs.is_empty()));
+        let mut b = Derivation::builder(self.store.store_dir(), &recipe.full_name(), SYSTEM, "/bin/sh");
+        for a in self.builder_args(build_script(&recipe.phases, !srcs.is_empty()), &mut input_srcs)? {
+            b = b.arg(a);
+        }
         for o in &recipe.outputs {
             b = b.output(o.clone());
         }
@@ -176,11 +180,14 @@ impl Lowering<'_> {
                 env.insert(k.clone(), v.clone());
             }
             let script = format!("mkdir -p \"$out\"\ncd \"$out\"\n{}\n", test.script);
-            let mut b = Derivation::builder(self.store.store_dir(), &name, SYSTEM, "/bin/sh")
-                .arg("-e")
-                .arg("-c")
-                .arg(script)
-                .output("out");
+            let mut t_srcs = BTreeSet::new();
+            let mut b = Derivation::builder(self.store.store_dir(), &name, SYSTEM, "/bin/sh").output("out");
+            for a in self.builder_args(script, &mut t_srcs)? {
+                b = b.arg(a);
+            }
+            for s in &t_srcs {
+                b = b.input_source(s.clone());
+            }
             for (k, v) in env {
                 b = b.env(k, v);
             }
@@ -197,6 +204,23 @@ impl Lowering<'_> {
             self.eval.tests_by_recipe.insert((recipe.file.clone(), test.name.clone()), p);
         }
         Ok(())
+    }
+
+    /// The arguments of `/bin/sh` that run `script`: `-e -c SCRIPT`, or,
+    /// for a script that would not fit in one argument of `execve`
+    /// (`MAX_ARG_STRLEN`, 128 KiB), `-e FILE` with the script as a text
+    /// file in the store, added to `input_srcs`. That file is what Nix's
+    /// `builtins.toFile "builder.sh" script` makes, as nixpkgs' stdenv
+    /// passes its `builder.sh`, so the derivation stays one Nix builds
+    /// alike; scripts that fit keep the `-c` form and their store paths.
+    fn builder_args(&mut self, script: String, input_srcs: &mut BTreeSet<StorePath>) -> Result<Vec<String>, EvalError> {
+        if script.len() < drv_store::sandbox::MAX_ARG_STRLEN {
+            return Ok(vec!["-e".into(), "-c".into(), script]);
+        }
+        let file = self.store.add_text(BUILDER_SCRIPT_NAME, script.as_bytes(), &BTreeSet::new())?;
+        let shown = self.store.display(&file);
+        input_srcs.insert(file);
+        Ok(vec!["-e".into(), shown])
     }
 
     /// Environment shared by a package and its tests: dependency paths,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use drv_store::{Sha256, StorePath};
+use drv_store::sandbox::MAX_ARG_STRLEN;
+use drv_store::{NameProblem, Sha256, StorePath};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,7 +29,7 @@ struct RecipeFile {
     toolchain: Option<ToolchainEntry>,
     #[serde(default)]
     build: BuildEntry,
-    outputs: Option<Spanned<Vec<String>>>,
+    outputs: Option<Spanned<Vec<Spanned<String>>>>,
     source_date_epoch: Option<u64>,
     main: Option<Spanned<String>>,
     #[serde(default)]
@@ -71,25 +72,25 @@ struct ToolchainEntry {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct BuildEntry {
-    script: Option<String>,
-    unpack: Option<String>,
-    configure: Option<String>,
-    build: Option<String>,
-    install: Option<String>,
-    check: Option<String>,
+    script: Option<Spanned<String>>,
+    unpack: Option<Spanned<String>>,
+    configure: Option<Spanned<String>>,
+    build: Option<Spanned<String>>,
+    install: Option<Spanned<String>>,
+    check: Option<Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<Spanned<String>, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct TestEntry {
     name: Spanned<String>,
-    script: String,
+    script: Spanned<String>,
     #[serde(default)]
     dependencies: Vec<Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<Spanned<String>, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 // ---- the checked recipe ----------------------------------------------------
@@ -184,12 +185,14 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     let version = raw.version.get_ref().clone();
     for (what, value) in [("name", &raw.name), ("version", &raw.version)] {
         let v = value.get_ref();
-        if v.is_empty() || StorePath::validate_name(v).is_err() || v.contains('/') {
-            return Err(at(value.span(), format!("invalid {what} {v:?}: use letters, digits and `+-._?=`")));
+        if let Some(problem) = NameProblem::of(v) {
+            return Err(at(value.span(), format!("invalid {what} {v:?}: {problem}")));
         }
     }
-    StorePath::validate_name(&format!("{name}-{version}"))
-        .map_err(|_| at(raw.name.span(), format!("{name}-{version} is too long for a store path name")))?;
+    // The longest store name made of name and version is the `.drv`
+    // file's, `<name>-<version>.drv` (Nix: writeDerivation in
+    // src/libstore/derivations.cc); outputs and tests add more, below.
+    check_store_name(&format!("{name}-{version}.drv"), "its .drv file").map_err(|m| at(raw.name.span(), m))?;
 
     let mut sources = Vec::new();
     for entry in &raw.source {
@@ -212,31 +215,50 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     for t in &raw.test {
         let t_ref = t.get_ref();
         let tname = t_ref.name.get_ref();
-        if StorePath::validate_name(tname).is_err() || tname.is_empty() {
-            return Err(at(t_ref.name.span(), format!("invalid test name {tname:?}")));
+        if let Some(problem) = NameProblem::of(tname) {
+            return Err(at(t_ref.name.span(), format!("invalid test name {tname:?}: {problem}")));
         }
         if tests.iter().any(|x: &Test| &x.name == tname) {
             return Err(at(t_ref.name.span(), format!("a second test named {tname:?}")));
         }
+        // The test's derivation is `<name>-<version>-test-<test>` (see
+        // `lower`), its .drv file that and `.drv`.
+        check_store_name(&format!("{name}-{version}-test-{tname}.drv"), "the .drv file of this test")
+            .map_err(|m| at(t_ref.name.span(), m))?;
+        check_string(&t_ref.script, "the test's script").map_err(|m| at(t_ref.script.span(), m))?;
         tests.push(Test {
             name: tname.clone(),
-            script: t_ref.script.clone(),
+            script: t_ref.script.get_ref().clone(),
             dependencies: t_ref.dependencies.iter().map(&mut dep).collect::<Result<Vec<_>, _>>()?,
             env: check_env(file, text, &t_ref.env)?,
         });
     }
 
+    // Nix's rules for `outputs` (prim_derivationStrict in
+    // src/libexpr/primops.cc): no duplicates, none called `drv`, and each
+    // output's store name `<name>-<version>-<output>` valid.
     let outputs = match &raw.outputs {
         None => vec!["out".to_owned()],
         Some(o) => {
-            let list = o.get_ref().clone();
+            let mut list: Vec<String> = Vec::new();
+            for x in o.get_ref() {
+                let v = x.get_ref();
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(at(x.span(), format!("invalid output name {v:?}: use letters, digits and `_`")));
+                }
+                if v == "drv" {
+                    return Err(at(x.span(), "invalid output name \"drv\": Nix reserves it (`<name>.drv` is the derivation itself)".into()));
+                }
+                if list.contains(v) {
+                    return Err(at(x.span(), format!("duplicate output {v:?}")));
+                }
+                if v != "out" {
+                    check_store_name(&format!("{name}-{version}-{v}"), &format!("output {v}")).map_err(|m| at(x.span(), m))?;
+                }
+                list.push(v.clone());
+            }
             if !list.iter().any(|x| x == "out") {
                 return Err(at(o.span(), "outputs must include \"out\"".into()));
-            }
-            for x in &list {
-                if x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(at(o.span(), format!("invalid output name {x:?}")));
-                }
             }
             list
         }
@@ -263,13 +285,22 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     if b.script.is_some() && [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) {
         return Err(Diagnostic::at(file, text, text.find("[build]").unwrap_or(0), "[build] has both `script` and phases: use one or the other"));
     }
+    let phase = |p: &Option<Spanned<String>>, what: &str| -> Result<Option<String>, Diagnostic> {
+        match p {
+            None => Ok(None),
+            Some(p) => {
+                check_string(p, &format!("build.{what}")).map_err(|m| at(p.span(), m))?;
+                Ok(Some(p.get_ref().clone()))
+            }
+        }
+    };
     let phases = Phases {
-        script: b.script.clone(),
-        unpack: b.unpack.clone(),
-        configure: b.configure.clone(),
-        build: b.build.clone(),
-        install: b.install.clone(),
-        check: b.check.clone(),
+        script: phase(&b.script, "script")?,
+        unpack: phase(&b.unpack, "unpack")?,
+        configure: phase(&b.configure, "configure")?,
+        build: phase(&b.build, "build")?,
+        install: phase(&b.install, "install")?,
+        check: phase(&b.check, "check")?,
     };
 
     let main = match &raw.main {
@@ -309,10 +340,30 @@ const RESERVED_ENV: &[&str] = &[
     "SOURCE_DATE_EPOCH", "NIX_BUILD_CORES", "PYTHONHASHSEED", "outputHash", "outputHashMode", "drvToolchain",
 ];
 
+/// Why `name` cannot be the store name of `what`, in a sentence, or
+/// nothing when it can.
+fn check_store_name(name: &str, what: &str) -> Result<(), String> {
+    match NameProblem::of(name) {
+        None => Ok(()),
+        Some(problem @ NameProblem::TooLong { .. }) => Err(format!("the store name of {what}, {name:?}, is too long: {problem}")),
+        Some(problem) => Err(format!("the store name of {what}, {name:?}, is invalid: {problem}")),
+    }
+}
+
+/// A string that reaches the builder's argv or environment: `execve`
+/// takes C strings, so a NUL byte cannot pass (Nix refuses it when it
+/// builds; drv when it evaluates).
+fn check_string(value: &Spanned<String>, what: &str) -> Result<(), String> {
+    match value.get_ref().find('\0') {
+        Some(i) => Err(format!("{what} contains a NUL byte (at byte {i}), which no program can be passed")),
+        None => Ok(()),
+    }
+}
+
 fn check_env(
     file: &Path,
     text: &str,
-    env: &BTreeMap<Spanned<String>, String>,
+    env: &BTreeMap<Spanned<String>, Spanned<String>>,
 ) -> Result<BTreeMap<String, String>, Diagnostic> {
     let mut out = BTreeMap::new();
     for (k, v) in env {
@@ -325,7 +376,24 @@ fn check_env(
         if RESERVED_ENV.contains(&key.as_str()) {
             return Err(Diagnostic::at(file, text, k.span().start, format!("{key} is set by drv itself and cannot be overridden")));
         }
-        out.insert(key.clone(), v.clone());
+        check_string(v, &format!("the value of {key}")).map_err(|m| Diagnostic::at(file, text, v.span().start, m))?;
+        // `KEY=value` and its NUL is one string of the builder's
+        // environment, which Linux limits (execve(2)); a script has no
+        // such limit (see `lower`), so large data belongs in a source.
+        let len = key.len() + 1 + v.get_ref().len() + 1;
+        if len > MAX_ARG_STRLEN {
+            return Err(Diagnostic::at(
+                file,
+                text,
+                v.span().start,
+                format!(
+                    "the value of {key} is {} bytes: over Linux's limit of {MAX_ARG_STRLEN} bytes (128 KiB) for one environment string `{key}=...`",
+                    v.get_ref().len()
+                ),
+            )
+            .with_help("put the data in a file next to the recipe and add it as a `path` source"));
+        }
+        out.insert(key.clone(), v.get_ref().clone());
     }
     Ok(out)
 }
@@ -400,13 +468,38 @@ fn check_source(file: &Path, text: &str, dir: &Path, entry: &Spanned<SourceEntry
     if s.sha256.is_some() {
         return Err(at(entry.span(), "a local `path` source is hashed by content; remove sha256".into()));
     }
-    let path = normalize(&dir.join(p.get_ref()));
+    let path = inside_recipe_dir(dir, p.get_ref()).map_err(|m| at(p.span(), m))?;
     let name = match name_override {
         Some(n) => n,
         None => path.file_name().and_then(|n| n.to_str()).unwrap_or("source").to_owned(),
     };
     StorePath::validate_name(&name).map_err(|_| at(p.span(), format!("cannot use {name:?} as a store name; add name = \"...\"")))?;
     Ok(Source::Local { path, name })
+}
+
+/// The file `rel` names for a recipe in `dir`, which must be in or below
+/// `dir` once every symlink is resolved: a recipe copies its `path`
+/// sources into the world-readable store (and into every cache its
+/// closure is pushed to), so one from elsewhere must not name `/etc/shadow`
+/// or `../../.ssh/id_ed25519`. This is the rule of Nix flakes' pure
+/// evaluation, which refuses paths outside the flake's source tree.
+/// A symlink *inside* a source directory is copied as a symlink, not
+/// followed, so it exposes nothing.
+fn inside_recipe_dir(dir: &Path, rel: &str) -> Result<PathBuf, String> {
+    if Path::new(rel).is_absolute() {
+        return Err(format!("source path {rel:?} is absolute: a recipe reads only files in and below its own directory"));
+    }
+    let path = normalize(&dir.join(rel));
+    let real_dir = std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve the recipe's directory {}: {e}", dir.display()))?;
+    let real = std::fs::canonicalize(&path).map_err(|e| format!("source path {rel:?} ({}): {e}", path.display()))?;
+    if !real.starts_with(&real_dir) {
+        return Err(format!(
+            "source path {rel:?} is {}, outside the recipe's directory {}: a recipe reads only files in and below its own directory",
+            real.display(),
+            real_dir.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// Lexically normalise `a/./b/../c` (no symlinks resolved, so a recipe's

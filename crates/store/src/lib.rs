@@ -52,7 +52,7 @@ pub use formats::derivation::{Derivation, DerivationBuilder, DerivationHash, Der
 pub use formats::hash::{nixbase32, HashEncoding, Sha256};
 pub use formats::nar::NarHash;
 pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
-pub use formats::path::{ContentAddress, StoreDir, StorePath, DEFAULT_STORE_DIR};
+pub use formats::path::{ContentAddress, NameProblem, StoreDir, StorePath, DEFAULT_STORE_DIR};
 pub use formats::FormatError;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
 pub use roots::{replace_symlink, GcRoot, RootError, RootKind};
@@ -75,6 +75,9 @@ pub enum StoreError {
     NotAStorePath { arg: String, store_dir: String },
     #[error("cannot register {path}: its reference {reference} is not valid")]
     InvalidReference { path: String, reference: String },
+    /// A symlink was asked for at a path that names no file (`""`, `dir/..`).
+    #[error("{link:?} cannot be a link: it names no file in a directory")]
+    LinkName { link: PathBuf },
 }
 
 impl StoreError {

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{BufRead, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -494,15 +495,26 @@ impl Realiser {
 
         let builds = store.state_dir().join("builds");
         fs::create_dir_all(&builds).map_err(|e| StoreError::io(&builds, e))?;
+        // Both directories the builder sees get fixed modes, whatever the
+        // caller's umask (tempfile and `create_dir` apply it): a build that
+        // archives `.` or lists `$NIX_STORE` must not depend on it. The
+        // modes are Nix's: 0700 for the build directory
+        // (DerivationBuilder's createTempDir) and 01775 for the sandbox's
+        // store directory (src/libstore/unix/build/derivation-builder.cc).
         let build_dir = tempfile::Builder::new()
             .prefix(&format!("{}-", drv.name()))
+            .permissions(fs::Permissions::from_mode(0o700))
             .tempdir_in(&builds)
             .map_err(|e| StoreError::io(&builds, e))?;
+        fs::set_permissions(build_dir.path(), fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io(build_dir.path(), e))?;
 
         // The builder sees this (empty, writable) directory as the store;
         // it is inside the store's file system, so outputs are renamed out.
         let scratch = store.staging()?;
         fs::create_dir(scratch.path()).map_err(|e| StoreError::io(&scratch.path(), e))?;
+        fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o1775))
+            .map_err(|e| StoreError::io(&scratch.path(), e))?;
 
         let toolchain = drv
             .env()
@@ -831,8 +843,13 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
 /// Files that differ between two trees: path, sizes and the first
 /// differing byte offset, or what exists on one side only.
 pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
+    // `root.join("")` is `root/`, which is not the file a single-file
+    // output is (ENOTDIR) and follows a symlink output: the top is `root`.
+    fn at(root: &Path, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() { root.to_owned() } else { root.join(rel) }
+    }
     fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, fs::Metadata>) -> std::io::Result<()> {
-        let p = root.join(rel);
+        let p = at(root, rel);
         let m = fs::symlink_metadata(&p)?;
         let is_dir = m.is_dir();
         out.insert(rel.to_owned(), m);
@@ -857,12 +874,12 @@ pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
                 if ma.file_type() != mb.file_type() {
                     diffs.push(format!("  {shown}: file type differs"));
                 } else if ma.is_file() {
-                    let (ca, cb) = (fs::read(a.join(rel))?, fs::read(b.join(rel))?);
+                    let (ca, cb) = (fs::read(at(a, rel))?, fs::read(at(b, rel))?);
                     if ca != cb {
                         let offset = ca.iter().zip(&cb).position(|(x, y)| x != y).unwrap_or(ca.len().min(cb.len()));
                         diffs.push(format!("  {shown}: sizes {} and {}, first difference at byte {offset}", ca.len(), cb.len()));
                     }
-                } else if ma.file_type().is_symlink() && fs::read_link(a.join(rel))? != fs::read_link(b.join(rel))? {
+                } else if ma.file_type().is_symlink() && fs::read_link(at(a, rel))? != fs::read_link(at(b, rel))? {
                     diffs.push(format!("  {shown}: symlink target differs"));
                 }
                 if ma.is_file() && (ma.permissions() != mb.permissions()) {
@@ -873,4 +890,26 @@ pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
         }
     }
     Ok(diffs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_differences_describes_single_file_and_symlink_outputs() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::write(&a, "0123456789").unwrap();
+        fs::write(&b, "0123x56789").unwrap();
+        assert_eq!(tree_differences(&a, &b).unwrap(), vec!["  .: sizes 10 and 10, first difference at byte 4"]);
+        fs::write(&b, "0123456789").unwrap();
+        assert!(tree_differences(&a, &b).unwrap().is_empty());
+
+        // A symlink output is compared as the link, not what it points to.
+        let (la, lb) = (t.path().join("la"), t.path().join("lb"));
+        std::os::unix::fs::symlink("a", &la).unwrap();
+        std::os::unix::fs::symlink("b", &lb).unwrap();
+        assert_eq!(tree_differences(&la, &lb).unwrap(), vec!["  .: symlink target differs"]);
+    }
 }

@@ -400,11 +400,15 @@ fn validate_root_name(name: &str) -> Result<(), RootError> {
 }
 
 /// Point `link` at `target`, atomically replacing whatever `link` was
-/// (a symlink beside it, renamed over it).
+/// (a symlink beside it, renamed over it). A `link` without a file name
+/// (`""`, `/`, `dir/..`, as a user may pass to `-o`) is
+/// [`StoreError::LinkName`].
 pub fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
-    let dir = link.parent().expect("a root link has a directory");
+    let (Some(dir), Some(file)) = (link.parent(), link.file_name()) else {
+        return Err(StoreError::LinkName { link: link.to_owned() });
+    };
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), link.file_name().unwrap().to_string_lossy()));
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), file.to_string_lossy()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
     fs::rename(&tmp, link).map_err(|e| StoreError::io(link, e))
@@ -413,6 +417,17 @@ pub fn replace_symlink(target: &Path, link: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_path_without_a_file_name_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        for link in ["", "/", "missing/.."] {
+            assert!(matches!(replace_symlink(t.path(), Path::new(link)), Err(StoreError::LinkName { .. })), "{link:?}");
+        }
+        let link = t.path().join("sub/result");
+        replace_symlink(Path::new("/store/x"), &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/store/x"));
+    }
 
     #[test]
     fn explicit_and_indirect_roots_are_found_and_dangling_ones_pruned() {

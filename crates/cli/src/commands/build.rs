@@ -90,6 +90,10 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
 }
 
 pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
+    // Refused before anything is built: `-o ''`, `-o dir/..`, `-o /`.
+    if !args.no_link && args.out_link.file_name().is_none() {
+        bail!("--out-link {:?} names no file to create the result link as; pass a name like `result`", args.out_link);
+    }
     let mut store = cli.open_store()?;
     // Most builds find most things valid: checked with collections held
     // off (a shared lock), no temporary-roots file is written for them.

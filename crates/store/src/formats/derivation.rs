@@ -278,6 +278,9 @@ impl DerivationBuilder {
         mut input_hash: impl FnMut(&StorePath) -> Option<DerivationHash>,
     ) -> Result<Derivation, FormatError> {
         let name = self.name;
+        // Nix names the `.drv` file `<name>.drv`, so that is what must be a
+        // valid store name (src/libstore/derivations.cc, writeDerivation).
+        StorePath::validate_name(&format!("{name}.drv"))?;
         let inner = self
             .inner
             .try_build_with_input_hashes(|p| {

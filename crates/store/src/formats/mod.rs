@@ -17,6 +17,9 @@ pub enum FormatError {
     Hash(String),
     #[error("invalid store path {path:?}: {reason}")]
     StorePath { path: String, reason: String },
+    /// A store path name that breaks one of Nix's rules, with the rule.
+    #[error("invalid store path name {name:?}: {problem}")]
+    Name { name: String, problem: path::NameProblem },
     #[error("NAR {path}: {reason}")]
     Nar { path: String, reason: String },
     #[error("derivation {name:?}: {reason}")]
@@ -28,7 +31,12 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// An error of computing a path named `name`: the broken rule when it
+    /// is the name that is wrong.
     fn name(name: &str, e: impl std::fmt::Display) -> Self {
-        FormatError::StorePath { path: name.to_owned(), reason: e.to_string() }
+        match path::NameProblem::of(name) {
+            Some(problem) => FormatError::Name { name: name.to_owned(), problem },
+            None => FormatError::StorePath { path: name.to_owned(), reason: e.to_string() },
+        }
     }
 }

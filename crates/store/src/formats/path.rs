@@ -142,7 +142,10 @@ impl StorePath {
             .map(Self)
             .map_err(|e| FormatError::StorePath {
                 path: basename.to_owned(),
-                reason: e.to_string(),
+                reason: match basename.split_once('-').and_then(|(_, name)| NameProblem::of(name)) {
+                    Some(problem) => problem.to_string(),
+                    None => e.to_string(),
+                },
             })
     }
 
@@ -168,10 +171,13 @@ impl StorePath {
         self.0.to_basename()
     }
 
-    /// Check a name the way Nix does, for use before any hashing.
+    /// Check a name the way Nix does, for use before any hashing; the
+    /// error names the rule broken ([`NameProblem`]).
     pub fn validate_name(name: &str) -> Result<(), FormatError> {
-        let fake = format!("{}-{name}", "0".repeat(32));
-        Self::from_basename(&fake).map(|_| ())
+        match NameProblem::of(name) {
+            Some(problem) => Err(FormatError::Name { name: name.to_owned(), problem }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -191,6 +197,40 @@ impl FromStr for StorePath {
     type Err = FormatError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::from_basename(s)
+    }
+}
+
+/// Why a name cannot be a store path's name: the rules of Nix's
+/// `checkName` (src/libstore/path.cc), which the `nix-derivation` crate
+/// applies without saying which one failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {len} characters long; Nix allows at most {max}", max = StorePath::MAX_NAME_LEN)]
+    TooLong { len: usize },
+    #[error("it contains {0:?}; a name has only letters, digits and `+-._?=`")]
+    Character(char),
+    #[error("`.` and `..`, and names starting with `.-` or `..-`, are not allowed")]
+    Dots,
+}
+
+impl NameProblem {
+    /// The first rule `name` breaks, if any.
+    pub fn of(name: &str) -> Option<Self> {
+        if name.is_empty() {
+            return Some(Self::Empty);
+        }
+        if name.len() > StorePath::MAX_NAME_LEN {
+            return Some(Self::TooLong { len: name.len() });
+        }
+        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c))) {
+            return Some(Self::Character(c));
+        }
+        if name == "." || name == ".." || name.starts_with(".-") || name.starts_with("..-") {
+            return Some(Self::Dots);
+        }
+        None
     }
 }
 
@@ -296,7 +336,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refused_name_says_which_rule() {
+        let too_long = "a".repeat(212);
+        for (name, problem) in [
+            ("", NameProblem::Empty),
+            (too_long.as_str(), NameProblem::TooLong { len: 212 }),
+            ("a b", NameProblem::Character(' ')),
+            ("a/b", NameProblem::Character('/')),
+            ("..", NameProblem::Dots),
+            (".-x", NameProblem::Dots),
+        ] {
+            assert_eq!(NameProblem::of(name), Some(problem.clone()), "{name:?}");
+            let e = StorePath::validate_name(name).unwrap_err().to_string();
+            assert!(e.contains(&problem.to_string()), "{e}");
+        }
+        assert!(StorePath::validate_name(&"a".repeat(211)).is_ok());
+        let e = StorePath::from_basename(&format!("ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-{too_long}")).unwrap_err();
+        assert!(e.to_string().contains("212 characters long; Nix allows at most 211"), "{e}");
+    }
+
     proptest! {
+        /// The rules `NameProblem` states are the ones the path parser
+        /// applies: a name is refused by one exactly when it is by the other.
+        #[test]
+        fn name_problems_agree_with_the_parser(name in "[a-zA-Z0-9+._?=/ -]{0,4}|[a-z]{205,215}") {
+            let parsed = StorePath::from_basename(&format!("ikcfqh9q2jd5v5azikbfn5gqrmfcdc4c-{name}"));
+            prop_assert_eq!(parsed.is_err(), NameProblem::of(&name).is_some());
+        }
+
         #[test]
         fn basename_round_trips(digest in proptest::array::uniform20(any::<u8>()), name in "[a-zA-Z0-9+_?=-][a-zA-Z0-9+._?=-]{0,40}") {
             let base = format!("{}-{name}", nixbase32::encode(&digest));

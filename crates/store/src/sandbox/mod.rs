@@ -252,6 +252,20 @@ pub enum SandboxError {
     Exec { builder: PathBuf, error: io::Error },
     #[error("the build failed ({status}): it {hit}")]
     LimitExceeded { hit: LimitHit, status: ExitStatus },
+    /// One argument or environment string is over Linux's per-string limit.
+    #[error(
+        "cannot execute builder: {what} is {len} bytes, over Linux's limit of {limit} bytes for one argument or \
+         environment string (MAX_ARG_STRLEN)",
+        limit = MAX_ARG_STRLEN
+    )]
+    ArgumentTooLong { what: String, len: usize },
+    /// All of them together are over what `execve` accepts.
+    #[error(
+        "cannot execute builder {}: its arguments and environment ({total} bytes) are over the kernel's \
+         limit for execve (ARG_MAX, a quarter of the stack limit): {error}",
+        builder.display()
+    )]
+    ArgumentsTooLong { builder: PathBuf, total: usize, error: io::Error },
     #[error("build timed out after {timeout:?} and was killed")]
     TimedOut { timeout: Duration },
     #[error("the builder left undeclared entries {names:?} in the store directory (scratch {})", scratch.display())]
@@ -308,6 +322,7 @@ fn invalid(value: impl AsRef<OsStr>, reason: impl Into<String>) -> SandboxError 
 }
 
 fn validate(spec: &SandboxSpec) -> Result<()> {
+    check_exec_limits(spec)?;
     let store_dir = &spec.store_dir;
     let normal = |p: &Path| p.is_absolute() && p.components().skip(1).all(|c| matches!(c, Component::Normal(_)));
     if !normal(store_dir) || store_dir == Path::new("/") {
@@ -372,6 +387,9 @@ fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     let outcome = outcome?;
 
     if let Some((stage, errno)) = outcome.failure {
+        if stage == Stage::Exec as u32 {
+            return Err(exec_error(spec, &spec.builder, io::Error::from_raw_os_error(errno)));
+        }
         return Err(failure(&plan, &spec.builder, stage, errno));
     }
     if outcome.timed_out {
@@ -570,6 +588,47 @@ fn namespaces_reason(stage: Stage, error: &io::Error) -> String {
     reason
 }
 
+/// Linux's limit on the length of one string of `execve`'s argv or envp,
+/// its terminating NUL included: 32 pages (`MAX_ARG_STRLEN` in
+/// include/uapi/linux/binfmts.h; execve(2), "Limits on size of arguments
+/// and environment").
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// A string over [`MAX_ARG_STRLEN`] is refused before anything is set up,
+/// by name, rather than as `execve`'s bare E2BIG.
+fn check_exec_limits(spec: &SandboxSpec) -> Result<()> {
+    for (i, arg) in spec.args.iter().enumerate() {
+        let len = arg.len() + 1;
+        if len > MAX_ARG_STRLEN {
+            return Err(SandboxError::ArgumentTooLong { what: format!("argument {}", i + 1), len });
+        }
+    }
+    for (k, v) in &spec.env {
+        let len = k.len() + 1 + v.len() + 1;
+        if len > MAX_ARG_STRLEN {
+            return Err(SandboxError::ArgumentTooLong { what: format!("environment variable {}", k.to_string_lossy()), len });
+        }
+    }
+    Ok(())
+}
+
+/// The bytes `execve` copies for `spec`'s argv and envp (strings and
+/// pointers), for the error when their total is refused.
+fn exec_size(spec: &SandboxSpec) -> usize {
+    let ptr = std::mem::size_of::<usize>();
+    let argv: usize = spec.args.iter().map(|a| a.len() + 1 + ptr).sum::<usize>() + spec.builder.as_os_str().len() + 1 + ptr;
+    let envp: usize = spec.env.iter().map(|(k, v)| k.len() + v.len() + 2 + ptr).sum();
+    argv + envp
+}
+
+/// The error of a failed `execve` of the builder.
+fn exec_error(spec: &SandboxSpec, builder: &Path, error: io::Error) -> SandboxError {
+    if error.raw_os_error() == Some(Errno::E2BIG as i32) {
+        return SandboxError::ArgumentsTooLong { builder: builder.to_owned(), total: exec_size(spec), error };
+    }
+    SandboxError::Exec { builder: builder.to_owned(), error }
+}
+
 /// `--no-sandbox`: the builder on the host, same clean environment. Only
 /// its process group is killed at the end and at the timeout.
 fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
@@ -589,10 +648,13 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     // also reaches what leaves the process group.
     let (group, rlimits) = resource_control(&spec.limits);
     let procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
-    // SAFETY: prctl, open, write and setrlimit are async-signal-safe, and
-    // the paths were made before the fork.
+    // SAFETY: prctl, umask, open, write and setrlimit are
+    // async-signal-safe, and the paths were made before the fork.
     unsafe {
         command.pre_exec(move || {
+            // The same fixed umask as in the sandbox (`child::builder`),
+            // not the caller's.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             for file in &procs {
                 child::join_cgroup(file).map_err(io::Error::from)?;
@@ -603,7 +665,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|error| SandboxError::Exec { builder: builder.clone(), error })?;
+    let mut child = command.spawn().map_err(|error| exec_error(spec, &builder, error))?;
     drop(command); // our copies of the log
     let process_group = Pid::from_raw(child.id() as i32);
     let wait_error = |error| SandboxError::Spawn { what: "wait for the builder", error };
