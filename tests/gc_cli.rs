@@ -356,7 +356,10 @@ fn paths_running_processes_use_are_kept_until_they_exit() {
     let add = |name: &str| {
         let dir = s.scratch(name);
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("data"), name).unwrap();
+        // Contents of this run only: a process of another run (another
+        // root) naming the same path would be a runtime root of it here too.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        fs::write(dir.join("data"), format!("{name} {} {nanos}", std::process::id())).unwrap();
         s.ok(&["store", "add", dir.to_str().unwrap()]).trim().to_owned()
     };
     let (cwd, env, open) = (add("in-cwd"), add("in-env"), add("open-file"));

@@ -438,6 +438,10 @@ impl LocalStore {
     /// this store, logical (`/store/<hash>-<name>`) or physical, yields the
     /// store path it names, valid or not (the caller keeps the valid ones).
     ///
+    /// Conservative, as Nix's: a logical path names a path of every store
+    /// with this store directory, so a process using `/store/<x>` of
+    /// another root keeps `<x>` here too.
+    ///
     /// Best effort by nature: processes of other users are unreadable
     /// (skipped), and a process may start using a path after the pass. For
     /// the collector only; ordinary commands hold what they use with
