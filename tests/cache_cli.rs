@@ -440,3 +440,28 @@ fn push_of_a_recipe_uploads_its_valid_outputs() {
     s.ok(&["cache", "push", "--to", &url, &recipe]);
     assert!(narinfo_file(&dir, &out).exists());
 }
+
+/// A rerun of `drv cache fetch` after one was killed mid-download removes
+/// what the killed one left (its staging directories, partial NARs, and
+/// its temporary-roots file), as a rerun of `drv build` does.
+#[test]
+fn fetch_removes_what_a_killed_fetch_left() {
+    let (_src, top, url, k, _dir) = signed_cache();
+    let dst = TestStore::new();
+    dst.ok(&["store", "verify"]);
+    let store_dir = dst.root().join("store");
+    let dead = store_dir.join(".tmp-4194000-0a1b2c3d4f5g6");
+    fs::create_dir_all(dead.join("object/lib")).unwrap();
+    fs::write(dead.join("object/lib/partial"), vec![0u8; 100_000]).unwrap();
+    let dead_roots = dst.root().join("var/drv/temproots/4194000");
+    fs::write(&dead_roots, format!("{top}\n")).unwrap();
+    dst.ok(&["cache", "fetch", "--substituters", &url, "--trusted-public-key", &k.public, &top]);
+    let hidden: Vec<_> = fs::read_dir(&store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+    assert!(!dead_roots.exists());
+    dst.ok(&["store", "verify", "--check-contents"]);
+}

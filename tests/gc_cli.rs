@@ -345,3 +345,47 @@ fn sigkill_during_a_collection_leaves_a_consistent_store() {
         s.ok(&["store", "verify", "--check-contents"]);
     }
 }
+
+/// A path whose only user is a running process survives a collection, as
+/// Nix's runtime roots make it survive `nix-store --gc`: one process works
+/// inside a path, another names a path in its environment, a third has a
+/// file of a path open; once they exit, the paths are collectable.
+#[test]
+fn paths_running_processes_use_are_kept_until_they_exit() {
+    let s = TestStore::new();
+    let add = |name: &str| {
+        let dir = s.scratch(name);
+        fs::create_dir_all(&dir).unwrap();
+        // Contents of this run only: a process of another run (another
+        // root) naming the same path would be a runtime root of it here too.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        fs::write(dir.join("data"), format!("{name} {} {nanos}", std::process::id())).unwrap();
+        s.ok(&["store", "add", dir.to_str().unwrap()]).trim().to_owned()
+    };
+    let (cwd, env, open) = (add("in-cwd"), add("in-env"), add("open-file"));
+    let physical = |p: &str| s.root().join(p.trim_start_matches('/'));
+    let mut holders = [
+        Command::new("sleep").arg("60").current_dir(physical(&cwd)).spawn().unwrap(),
+        Command::new("sleep").arg("60").env("HOLD", &env).spawn().unwrap(),
+        Command::new("sleep").arg("60").stdin(fs::File::open(physical(&open).join("data")).unwrap()).spawn().unwrap(),
+    ];
+    let v = gc_json(&s, &["--print-roots"]);
+    for p in [&cwd, &env, &open] {
+        assert!(physical(p).join("data").exists(), "{p} deleted while in use: {v}");
+    }
+    let runtime: BTreeSet<(String, String)> = v["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["root"].as_str().unwrap().to_owned(), r["path"].as_str().unwrap().to_owned()))
+        .collect();
+    for (h, p) in holders.iter().zip([&cwd, &env, &open]) {
+        assert!(runtime.contains(&(format!("{{runtime:{}}}", h.id()), p.clone())), "{runtime:?}");
+    }
+    for h in &mut holders {
+        h.kill().unwrap();
+        h.wait().unwrap();
+    }
+    let v = gc_json(&s, &[]);
+    assert_eq!(deleted(&v), BTreeSet::from([cwd, env, open]), "{v}");
+}

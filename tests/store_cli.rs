@@ -283,3 +283,30 @@ fn add_of_an_over_long_name_says_why() {
     let err = s.fails(&["store", "add", "--name", "a/b", file.to_str().unwrap()]);
     assert!(err.contains("it contains '/'"), "{err}");
 }
+
+/// Commands started at once on a root that does not exist yet all
+/// succeed: creating the layout, the database and its schema, and opening
+/// it under contention never fail ("database is locked").
+#[test]
+fn concurrent_first_opens_of_a_new_store_all_succeed() {
+    let t = tempfile::tempdir().unwrap();
+    for round in 0..12 {
+        let root = t.path().join(format!("root-{round}"));
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_drv"))
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["store", "verify"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::formats::hash::Sha256;
 use crate::formats::path::{ContentAddress, StoreDir, StorePath};
+use crate::lock::FileLock;
 use crate::StoreError;
 
 /// Schema of version 1: Nix 2.8's tables.
@@ -54,6 +55,14 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 /// The version this build of drv reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The lock file, beside the database, that orders changes of the
+/// database's state (creation, WAL, schema) against opens.
+const SCHEMA_LOCK: &str = "schema.lock";
+
+fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)
+}
 
 /// Everything the store knows about one valid path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,31 +129,51 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 }
 
 impl Db {
+    /// Open the database `file`, creating it and its schema, or migrating
+    /// it, if needed.
+    ///
+    /// Safe under concurrent first opens (eight `drv build`s on a store
+    /// that does not exist yet): whatever changes the file's state (switch
+    /// to WAL, schema, migrations) happens under an exclusive lock on
+    /// `schema.lock` beside it, and an open checks for an up-to-date schema
+    /// under the shared lock, so no open ever meets a database half way
+    /// through its conversion to WAL, which SQLite reports as "database is
+    /// locked" without calling the busy handler (sqlite.org/wal.html,
+    /// "Activating And Configuring WAL Mode"; pager.c refuses the journal
+    /// mode change while another connection reads).
     pub(crate) fn open(file: &Path, store_dir: StoreDir) -> Result<Self, StoreError> {
-        let conn = Connection::open(file).map_err(|e| StoreError::Database(format!("{}: {e}", file.display())))?;
-        Self::init(conn, store_dir)
+        let lock_file = file.with_file_name(SCHEMA_LOCK);
+        let open = || -> Result<Connection, StoreError> {
+            let conn =
+                Connection::open(file).map_err(|e| StoreError::Database(format!("{}: {e}", file.display())))?;
+            conn.busy_timeout(Duration::from_secs(600)).map_err(db_err)?;
+            Ok(conn)
+        };
+        {
+            let _shared = FileLock::shared(&lock_file)?;
+            let conn = open()?;
+            // The common case, an up-to-date schema, is only a read: no
+            // write transaction (and no fsync) for every drv invocation.
+            // Such a database is in WAL mode already (set before the
+            // schema was committed).
+            if schema_version(&conn)? == SCHEMA_VERSION {
+                return Self::configure(conn, store_dir);
+            }
+        }
+        let _exclusive = FileLock::exclusive(&lock_file)?;
+        let conn = open()?;
+        conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
+        Self::migrate(conn, store_dir)
     }
 
     #[cfg(test)]
     pub(crate) fn open_in_memory(store_dir: StoreDir) -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(db_err)?, store_dir)
+        Self::migrate(Connection::open_in_memory().map_err(db_err)?, store_dir)
     }
 
-    fn init(mut conn: Connection, store_dir: StoreDir) -> Result<Self, StoreError> {
-        conn.busy_timeout(Duration::from_secs(600)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "wal").map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
-        conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
-        // An emptied WAL is truncated at the last close, so the next open
-        // has no frames to read back into the kept index.
-        conn.pragma_update(None, "journal_size_limit", 0).map_err(db_err)?;
-        persist_wal(&conn);
-        // The common case, an up-to-date schema, is only a read: no write
-        // transaction (and no fsync) for every drv invocation.
-        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
-        if current == SCHEMA_VERSION {
-            return Ok(Self { conn, store_dir });
-        }
+    /// Bring the schema up to date in one IMMEDIATE transaction (nothing
+    /// of a migration is seen half done), then configure the connection.
+    fn migrate(mut conn: Connection, store_dir: StoreDir) -> Result<Self, StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
@@ -154,11 +183,23 @@ impl Db {
                 "the database has schema version {version}, newer than this drv understands ({SCHEMA_VERSION}); upgrade drv"
             )));
         }
-        for migration in &MIGRATIONS[version as usize..] {
+        for migration in &MIGRATIONS[version.max(0) as usize..] {
             tx.execute_batch(migration).map_err(db_err)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
+        Self::configure(conn, store_dir)
+    }
+
+    /// The per-connection settings of a database whose schema is current.
+    fn configure(conn: Connection, store_dir: StoreDir) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(600)).map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "normal").map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "on").map_err(db_err)?;
+        // An emptied WAL is truncated at the last close, so the next open
+        // has no frames to read back into the kept index.
+        conn.pragma_update(None, "journal_size_limit", 0).map_err(db_err)?;
+        persist_wal(&conn);
         Ok(Self { conn, store_dir })
     }
 

@@ -100,6 +100,7 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     let prune = !options.dry_run;
     let mut roots = store.find_roots(prune)?;
     roots.extend(store.read_temp_roots(prune)?);
+    let mut runtime = store.runtime_roots();
     roots.sort();
     roots.dedup();
 
@@ -113,6 +114,11 @@ pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<Gc
     let graph = store.db().gc_graph()?;
     let nodes = &graph.nodes;
     let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.path.as_str(), i)).collect();
+    // Only the valid ones: the strings found in processes name paths of
+    // any store with our store directory, or none at all.
+    runtime.retain(|r| index.contains_key(store.display(&r.path).as_str()));
+    roots.append(&mut runtime);
+    roots.sort();
 
     let mut live = vec![false; nodes.len()];
     let mut stack: Vec<usize> = roots.iter().filter_map(|r| index.get(store.display(&r.path).as_str()).copied()).collect();

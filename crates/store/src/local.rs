@@ -259,7 +259,11 @@ impl LocalStore {
     ///
     /// The directory's lock is taken before the directory exists, so
     /// [`Self::remove_stale_staging`] never removes a live one.
+    /// The first staging of a process in a store first removes what dead
+    /// processes left ([`Self::remove_dead_leftovers`]), so every command
+    /// that stages cleans up after the killed ones, whatever it is.
     pub fn staging(&self) -> Result<Staging, StoreError> {
+        self.remove_dead_leftovers_once();
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).map_err(|e| StoreError::io(&self.real_store, io::Error::other(e.to_string())))?;
         let name = format!(".tmp-{}-{}", std::process::id(), crate::nixbase32::encode(&random));
@@ -394,9 +398,33 @@ impl LocalStore {
         result
     }
 
+    /// Remove what dead processes left: their staging directories
+    /// ([`Self::remove_stale_staging`]) and their temporary-roots files
+    /// ([`Self::remove_dead_temp_roots`]). Returns how many entries went.
+    pub fn remove_dead_leftovers(&self) -> Result<usize, StoreError> {
+        Ok(self.remove_stale_staging()? + self.remove_dead_temp_roots()?)
+    }
+
+    /// [`Self::remove_dead_leftovers`] once per process and store, best
+    /// effort: a failure to clean up after others must not fail the
+    /// command that noticed (a collection may be deleting the same
+    /// entries), and the next command tries again.
+    fn remove_dead_leftovers_once(&self) {
+        static CLEANED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+        {
+            let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
+            if cleaned.iter().any(|d| d == &self.state_dir) {
+                return;
+            }
+            cleaned.push(self.state_dir.clone());
+        }
+        let _ = self.remove_dead_leftovers();
+    }
+
     /// Remove staging directories left by killed processes (their lock is
-    /// free), so an interrupted add or build leaves no partial files behind
-    /// for long.
+    /// free), so an interrupted add, fetch or build leaves no partial files
+    /// behind for long. Safe against live stagers: a staging directory's
+    /// lock is taken before it is created and held until it is gone.
     pub fn remove_stale_staging(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         let entries = fs::read_dir(&self.real_store).map_err(|e| StoreError::io(&self.real_store, e))?;
@@ -425,7 +453,13 @@ impl LocalStore {
 
     /// Check every valid path: present on disk, references present, and
     /// with `check_contents` the NAR hash and size as registered.
+    ///
+    /// Collections wait until it is done (it holds `gc.lock` shared, as
+    /// Nix's `LocalStore::verifyStore` in src/libstore/local-store.cc
+    /// does): a path deleted by a collection between reading the database
+    /// and looking at the files would otherwise be reported missing.
     pub fn verify(&self, check_contents: bool) -> Result<Vec<VerifyProblem>, StoreError> {
+        let _no_collection = FileLock::shared(&self.gc_lock_file())?;
         let mut problems = Vec::new();
         let graph = self.db.reference_graph()?;
         let mut missing = BTreeSet::new();

@@ -275,7 +275,7 @@ impl Realiser {
         if !jobs.is_empty() {
             // Builds take a while: let collections run meanwhile.
             store.resume_collections()?;
-            store.remove_stale_staging()?;
+            store.remove_dead_leftovers()?;
         }
         // Refuse to build unsandboxed unless asked: checked once, and only
         // when something is to be built.

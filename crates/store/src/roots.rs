@@ -64,6 +64,9 @@ pub enum RootKind {
     Indirect(PathBuf),
     /// In use by the running process with this id.
     Temporary(u32),
+    /// Seen in `/proc/<pid>` of a running process (its working directory,
+    /// executable, open files, memory maps or environment).
+    Runtime(u32),
 }
 
 impl std::fmt::Display for RootKind {
@@ -72,6 +75,7 @@ impl std::fmt::Display for RootKind {
             RootKind::Explicit(name) => write!(f, "{name}"),
             RootKind::Indirect(link) => write!(f, "{}", link.display()),
             RootKind::Temporary(pid) => write!(f, "{{temp:{pid}}}"),
+            RootKind::Runtime(pid) => write!(f, "{{runtime:{pid}}}"),
         }
     }
 }
@@ -354,6 +358,38 @@ impl LocalStore {
         StorePath::from_basename(first).ok()
     }
 
+    /// Delete the temporary-roots files of processes that have exited (no
+    /// lock on them), as a collection does; returns how many went. Their
+    /// files are named by pid, but a pid alone says nothing (it may be
+    /// reused): the lock a live process holds on its file does.
+    ///
+    /// Only done while `gc.lock` is free and then held exclusively, as by
+    /// the collector: a process creates its file under the shared lock, so
+    /// no file can be deleted between its creator's `open` and `flock`.
+    /// When `gc.lock` is busy (a collection, which prunes them itself, or
+    /// paused collections, including this process's own) nothing is done.
+    pub fn remove_dead_temp_roots(&self) -> Result<usize, StoreError> {
+        let Some(_gc) = FileLock::try_exclusive(&self.gc_lock_file())? else { return Ok(0) };
+        let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            if entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_none() {
+                continue;
+            }
+            if let Some(_dead) = FileLock::try_exclusive(&entry.path())? {
+                let _ = fs::remove_file(entry.path());
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The temporary roots of running processes. With `prune`, deletes the
     /// files of processes that are gone. The collector calls this holding
     /// `gc.lock` exclusively, so no file is being written or created.
@@ -389,6 +425,89 @@ impl LocalStore {
             }
         }
         Ok(roots)
+    }
+}
+
+impl LocalStore {
+    /// Store paths that running processes use without having rooted them:
+    /// a shell whose working directory is inside a path, a program run from
+    /// the store, a file or library it has open or mapped, a path named in
+    /// its environment. As Nix's `findRuntimeRoots` (src/libstore/gc.cc),
+    /// from one pass over `/proc` (proc(5): `/proc/PID/{cwd,exe,root,fd/*}`
+    /// links, `maps`, `environ`): every string that looks like a path in
+    /// this store, logical (`/store/<hash>-<name>`) or physical, yields the
+    /// store path it names, valid or not (the caller keeps the valid ones).
+    ///
+    /// Conservative, as Nix's: a logical path names a path of every store
+    /// with this store directory, so a process using `/store/<x>` of
+    /// another root keeps `<x>` here too.
+    ///
+    /// Best effort by nature: processes of other users are unreadable
+    /// (skipped), and a process may start using a path after the pass. For
+    /// the collector only; ordinary commands hold what they use with
+    /// temporary roots.
+    pub(crate) fn runtime_roots(&self) -> Vec<GcRoot> {
+        let mut prefixes = vec![format!("{}/", self.store_dir().as_str().trim_end_matches('/'))];
+        if let Some(real) = self.real_store_dir().to_str() {
+            let real = format!("{}/", real.trim_end_matches('/'));
+            if real != prefixes[0] {
+                prefixes.push(real);
+            }
+        }
+        let mut roots = Vec::new();
+        let Ok(procs) = fs::read_dir("/proc") else { return roots };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let dir = entry.path();
+            let mut found = BTreeSet::new();
+            let mut scan = |text: &[u8]| scan_store_paths(text, &prefixes, &mut found);
+            for link in ["cwd", "exe", "root"] {
+                if let Ok(target) = fs::read_link(dir.join(link)) {
+                    scan(target.as_os_str().as_encoded_bytes());
+                }
+            }
+            if let Ok(fds) = fs::read_dir(dir.join("fd")) {
+                for fd in fds.flatten() {
+                    if let Ok(target) = fs::read_link(fd.path()) {
+                        scan(target.as_os_str().as_encoded_bytes());
+                    }
+                }
+            }
+            for file in ["maps", "environ"] {
+                if let Ok(text) = fs::read(dir.join(file)) {
+                    scan(&text);
+                }
+            }
+            roots.extend(found.into_iter().map(|path| GcRoot { kind: RootKind::Runtime(pid), path }));
+        }
+        roots
+    }
+}
+
+/// Add to `found` every store path named in `text` by one of `prefixes`
+/// (each ending in `/`) that starts a path there (not `/store/` inside
+/// `/elsewhere/store/`): the longest run of store-path name characters
+/// after the prefix, if it parses as a store path base name.
+fn scan_store_paths(text: &[u8], prefixes: &[String], found: &mut BTreeSet<StorePath>) {
+    // Nix's store-path name characters (src/libstore/path.cc).
+    let name_char = |b: &u8| b.is_ascii_alphanumeric() || b"+-._?=".contains(b);
+    // What may precede an absolute path: anything but a path character
+    // ('=' too, as in `VAR=/store/...`).
+    let starts_path = |before: Option<&u8>| before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b"+-._?/".contains(b)));
+    for prefix in prefixes {
+        let prefix = prefix.as_bytes();
+        let mut from = 0;
+        while let Some(at) = text[from..].windows(prefix.len()).position(|w| w == prefix) {
+            let start = from + at;
+            let tail = &text[start + prefix.len()..];
+            let len = tail.iter().take_while(|b| name_char(b)).count();
+            if starts_path(start.checked_sub(1).map(|i| &text[i])) {
+                if let Ok(path) = std::str::from_utf8(&tail[..len]).map(StorePath::from_basename) {
+                    found.extend(path.ok());
+                }
+            }
+            from = start + prefix.len() + len;
+        }
     }
 }
 
@@ -449,6 +568,45 @@ mod tests {
         assert_eq!(fs::read_dir(s.gc_roots_dir().join(AUTO_DIR)).unwrap().count(), 0);
         s.remove_root("keep-a").unwrap();
         assert!(matches!(s.remove_root("keep-a"), Err(RootError::NoSuchRoot { .. })));
+    }
+
+    #[test]
+    fn temp_roots_files_of_exited_processes_are_removed_outside_collections() {
+        let (_t, mut s) = LocalStore::temporary();
+        let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
+        let dir = s.state_dir().join(TEMP_ROOTS_DIR);
+        let ours = dir.join(std::process::id().to_string());
+        let dead = dir.join("999999998");
+        fs::write(&dead, format!("{}\n", s.display(&a))).unwrap();
+        // while collections are paused (gc.lock shared), nothing goes
+        s.pause_collections().unwrap();
+        assert_eq!(s.remove_dead_temp_roots().unwrap(), 0);
+        assert!(dead.exists());
+        s.resume_collections().unwrap();
+        assert_eq!(s.remove_dead_temp_roots().unwrap(), 1);
+        assert!(!dead.exists());
+        // ours is locked by this live process: kept
+        assert!(ours.exists());
+        assert_eq!(s.read_temp_roots(false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn store_paths_are_found_where_a_path_starts() {
+        let a = "0c9lsc8rwan9ll1f5v5cy3clbdw1xvcf-a";
+        let b = "1b9p07z77phvv2hf6gm9f28syrgqmb8i-b.so.1";
+        let text = format!(
+            "HOLD=/store/{a}/sub\0PATH=/usr/bin:/r/store/{b}/bin\n7f00-7f01 r-xp 0 08:01 12 /r/store/{b} (deleted)\0\
+             X=/elsewhere/store/{a}x\0/store/not-a-store-path\0/store/{a}"
+        );
+        let mut found = BTreeSet::new();
+        scan_store_paths(text.as_bytes(), &["/store/".into(), "/r/store/".into()], &mut found);
+        let want: BTreeSet<StorePath> =
+            [a, b].into_iter().map(|n| StorePath::from_basename(n).unwrap()).collect();
+        assert_eq!(found, want);
+        // `/store/` inside another path names nothing of this store
+        let mut found = BTreeSet::new();
+        scan_store_paths(format!("/elsewhere/store/{a}").as_bytes(), &["/store/".into()], &mut found);
+        assert!(found.is_empty());
     }
 
     #[test]

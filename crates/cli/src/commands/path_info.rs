@@ -38,6 +38,10 @@ fn closure_size(store: &LocalStore, p: &StorePath) -> anyhow::Result<u64> {
 
 pub fn run(cli: &Cli, args: &PathInfoArgs) -> anyhow::Result<ExitCode> {
     let store = cli.open_store()?;
+    // Everything read is read with collections held off (a short shared
+    // lock, no file written): a path found valid stays valid, with its
+    // closure, until the answer is printed.
+    store.pause_collections()?;
     let mut paths = BTreeSet::new();
     for a in &args.paths {
         let p = store.parse_path_arg(a)?;

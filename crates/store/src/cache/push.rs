@@ -43,6 +43,11 @@ pub fn push(
     reporter: &dyn Reporter,
 ) -> Result<PushReport> {
     let store_dir = store.store_dir().clone();
+    // Rooted before they are read: their closures then stay valid, files
+    // included, until this process exits.
+    for p in paths {
+        store.add_temp_root(p)?;
+    }
     let closure = store.closure(paths)?;
     let infos: BTreeMap<StorePath, PathInfo> =
         closure.iter().map(|p| Ok((p.clone(), store.require_path_info(p)?))).collect::<Result<_>>()?;

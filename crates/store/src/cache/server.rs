@@ -408,10 +408,14 @@ fn accept_upload(store: &mut LocalStore, options: &ServerOptions, hash: &str, te
         return Err(Failure(StatusCode::FORBIDDEN, format!("{display}: no signature by a trusted key")));
     }
     let internal = |e: crate::StoreError| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    // Each path is rooted before its validity is read, so a collection
+    // cannot take a reference away between this check and the install.
+    store.add_temp_root(&info.store_path).map_err(internal)?;
     if store.is_valid(&info.store_path).map_err(internal)? {
         return Ok(());
     }
     for r in &info.references {
+        store.add_temp_root(r).map_err(internal)?;
         if r != &info.store_path && !store.is_valid(r).map_err(internal)? {
             return Err(Failure(
                 StatusCode::CONFLICT,

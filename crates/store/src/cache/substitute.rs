@@ -223,7 +223,11 @@ impl Substituter {
     ///   so the store never holds a path whose references are missing;
     /// - a path no cache supplies acceptably ends up in
     ///   [`SubstituteReport::missing`], with every path that needs it; the
-    ///   error is `Err` only when the local store itself fails.
+    ///   error is `Err` only when the local store itself fails;
+    /// - every path of the closures is a temporary root of this process
+    ///   from before its validity is checked, so what was found valid stays
+    ///   valid for the rest of the process (see [`crate::roots`]);
+    /// - staging directories left by killed processes are removed first.
     pub fn substitute(
         &self,
         store: &mut LocalStore,
@@ -243,6 +247,11 @@ impl Substituter {
         while !level.is_empty() {
             let mut wanted = Vec::new();
             for p in level.drain(..) {
+                // Rooted before its validity is read, so a collection
+                // cannot delete it between this check and the install of
+                // what refers to it (Nix: PathSubstitutionGoal::init calls
+                // addTempRoot first).
+                store.add_temp_root(&p)?;
                 if store.is_valid(&p)? {
                     report.already_valid.insert(p);
                 } else {

@@ -243,3 +243,81 @@ fn a_read_only_server_refuses_uploads_and_serves_signed_narinfos() {
     let missing = StorePath::from_basename("00000000000000000000000000000000-nothing").unwrap();
     assert!(cache.narinfo(&dir, &missing).unwrap().is_none());
 }
+
+/// A real `file://` cache that runs a whole collection of the client's
+/// store when the NAR of one path is opened: the worst moment for a
+/// substitution that checked its references' validity without holding them.
+struct CollectingWhenOpened {
+    cache: Box<dyn BinaryCache>,
+    client_root: std::path::PathBuf,
+    collections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BinaryCache for CollectingWhenOpened {
+    fn url(&self) -> &str {
+        self.cache.url()
+    }
+    fn cache_info(&self) -> Result<Option<CacheInfo>> {
+        self.cache.cache_info()
+    }
+    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
+        self.cache.narinfo_text(path)
+    }
+    fn open_file(&self, relative: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        // Another connection, as a `drv gc` in another process would have.
+        let mut store = LocalStore::open(&self.client_root, StoreDir::default()).unwrap();
+        crate::collect_garbage(&mut store, &crate::GcOptions::default()).unwrap();
+        self.collections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cache.open_file(relative)
+    }
+    fn upload(&self, relative: &str, file: &std::path::Path, content_type: &str) -> Result<()> {
+        self.cache.upload(relative, file, content_type)
+    }
+}
+
+#[test]
+fn a_collection_during_substitution_keeps_the_references_found_valid() {
+    let (_t, src, top) = source_store();
+    let cache = TestCache::new(Backend::File);
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    let dep = src.require_path_info(&top).unwrap().references.into_iter().next().unwrap();
+    // The client has `dep` (and its closure), valid and unrooted.
+    let (d, mut dst) = empty_store();
+    let plain = Substituter::new(vec![(cache.open(), true)], vec![], StoreDir::default());
+    plain.substitute(&mut dst, &BTreeSet::from([dep.clone()]), &SilentReporter).unwrap();
+    dst.clear_temp_roots().unwrap();
+    let collections = std::sync::Arc::default();
+    let collecting =
+        CollectingWhenOpened { cache: cache.open(), client_root: d.path().to_owned(), collections: std::sync::Arc::clone(&collections) };
+    let sub = Substituter::new(vec![(Box::new(collecting) as Box<dyn BinaryCache>, true)], vec![], StoreDir::default());
+    let report = sub.substitute(&mut dst, &BTreeSet::from([top.clone()]), &SilentReporter).unwrap();
+    assert_eq!(report.substituted, BTreeSet::from([top.clone()]), "{report:?}");
+    assert_eq!(collections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(report.already_valid.contains(&dep));
+    assert!(dst.is_valid(&top).unwrap() && dst.is_valid(&dep).unwrap());
+    assert!(dst.verify(true).unwrap().is_empty());
+}
+
+#[test]
+fn a_substitution_removes_what_killed_processes_left() {
+    let (_t, src, top) = source_store();
+    let cache = TestCache::new(Backend::File);
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    let (_d, mut dst) = empty_store();
+    // What a `drv cache fetch` killed mid-download leaves: a staging
+    // directory with a partial NAR unpacked (its lock free), and its
+    // temporary-roots file.
+    let dead_staging = dst.real_store_dir().join(".tmp-999999-0000000000000");
+    fs::create_dir_all(dead_staging.join("object/part")).unwrap();
+    fs::write(dead_staging.join("object/part/blob"), vec![1u8; 1000]).unwrap();
+    let dead_roots = dst.state_dir().join("temproots/999999");
+    fs::write(&dead_roots, format!("{}\n", dst.display(&top))).unwrap();
+    let sub = Substituter::new(vec![(cache.open(), true)], vec![], StoreDir::default());
+    let report = sub.substitute(&mut dst, &BTreeSet::from([top.clone()]), &SilentReporter).unwrap();
+    assert_eq!(report.substituted.len(), 3, "{report:?}");
+    assert!(!dead_staging.exists());
+    assert!(!dead_roots.exists());
+    let left: Vec<_> =
+        fs::read_dir(dst.real_store_dir()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
