@@ -34,6 +34,7 @@ pub mod gc;
 pub mod mirrors;
 pub mod roots;
 
+mod bounded;
 mod db;
 mod local;
 mod lock;

@@ -59,6 +59,21 @@ impl Derivation {
         // Every output must have its path; drv supports no floating outputs.
         let me = Self { inner };
         me.outputs()?;
+        // What is accepted must render to ATerm that means the same: the
+        // writer leaves some fields unescaped (the platform, output names),
+        // where the parser takes escapes, so `"x86_64\"-linux"` would render
+        // as broken ATerm and its drv_path and hashDerivationModulo would be
+        // computed over those bytes. Nix escapes every string (`printString`
+        // in `src/libstore/derivations.cc`); drv refuses such a derivation.
+        // Canonical input (all Nix and drv write) renders to itself, so the
+        // second parse happens only for other spellings.
+        let rendered = me.to_aterm();
+        if rendered != aterm {
+            let again = nix_derivation::Derivation::from_aterm_bytes_in(&rendered, name, store_dir.to_nix());
+            if again.ok().as_ref() != Some(&me.inner) {
+                return Err(drv_error(name, "a string field holds characters its ATerm rendering cannot carry (a quote or backslash where Nix allows none)"));
+            }
+        }
         Ok(me)
     }
 

@@ -38,6 +38,19 @@ fn narinfo_error(e: impl fmt::Display) -> FormatError {
 
 impl NarInfo {
     /// Parse a narinfo; a `StorePath` outside `store_dir` is refused.
+    ///
+    /// Contract: what this accepts, [`to_text`](Self::to_text) writes back,
+    /// and that text parses to the same value. To keep it so:
+    /// - `Sig` lines that are not a well-formed signature (`name:base64`,
+    ///   the name non-empty without `:` or white space, the base64 canonical
+    ///   and non-empty; see [`canonical_signature`]) are dropped. Nix keeps
+    ///   them (`NarInfo` stores `Sig` values verbatim) but can verify none of
+    ///   them, so dropping them changes no trust decision; refusing the whole
+    ///   narinfo instead would let one junk line hide a well-signed path.
+    ///   Signatures are stored in canonical base64.
+    /// - A missing `Compression` is `bzip2`, Nix's default (`NarInfo`'s
+    ///   constructor in `src/libstore/nar-info.cc`).
+    /// - Fields drv does not know are not kept.
     pub fn parse(store_dir: &StoreDir, text: &[u8]) -> Result<Self, FormatError> {
         let n = nix_narinfo::NarInfo::parse_in(&store_dir.to_nix(), text).map_err(narinfo_error)?;
         Ok(Self {
@@ -50,7 +63,7 @@ impl NarInfo {
             nar_size: n.nar_size(),
             references: n.references().iter().map(|p| StorePath(p.clone())).collect(),
             deriver: n.deriver().map(|p| StorePath(p.clone())),
-            signatures: n.signatures().iter().map(|s| s.to_nix_string()).collect(),
+            signatures: n.signatures().iter().filter_map(|s| canonical_signature(&s.to_nix_string())).collect(),
             ca: n.content_address().map(ContentAddress::from_nix).transpose()?,
         })
     }
@@ -109,6 +122,19 @@ impl NarInfo {
         let fingerprint = self.fingerprint(store_dir);
         self.signatures.iter().any(|s| keys.iter().any(|k| k.verify(fingerprint.as_bytes(), s)))
     }
+}
+
+/// A signature `name:base64` in the form drv stores and writes, or `None`
+/// when it is not one: the key name must be non-empty and hold no `:` and
+/// no white space (signatures are stored space-separated, as Nix's
+/// `ValidPaths.sigs`), the signature must be base64 of at least one byte.
+/// The base64 is re-encoded canonically.
+pub fn canonical_signature(text: &str) -> Option<String> {
+    let sig = nix_narinfo::NixSignature::parse(text).ok()?;
+    if sig.key_name.is_empty() || sig.key_name.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(sig.to_nix_string())
 }
 
 /// An ed25519 secret key, `name:base64(secret ‖ public)` as `nix-store

@@ -1,24 +1,25 @@
 //! NAR (Nix ARchive): streaming serialisation, hashing, safe restore and
 //! reference scanning.
 //!
-//! All walking and decoding is `nix-archive`'s; this module fixes drv's
-//! choices (no case hack: drv's store is Linux-only and Nix disables the hack
-//! there) and adds what drv needs on top (clean-up of a failed restore).
+//! Walking ([`walk`]) and unpacking ([`restore`](self::restore)) are drv's own,
+//! with no depth limit (Nix has none; `nix-archive` stops at 64 levels);
+//! single-file NARs and reference scanning are `nix-archive`'s. No case
+//! hack: drv's store is Linux-only and Nix disables the hack there.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use nix_archive::nar::{self as cnar, CaseHack};
+use nix_archive::nar as cnar;
 
 use super::hash::Sha256;
 use super::path::StorePath;
 use super::FormatError;
 
+mod restore;
 mod walk;
-
-const CASE_HACK: CaseHack = CaseHack::Disabled;
+mod wire;
 
 /// NAR hash and size of a tree: what a store path's metadata records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,12 +37,6 @@ impl From<cnar::NarHash> for NarHash {
     }
 }
 
-fn nar_error(path: &Path, e: cnar::Error) -> FormatError {
-    FormatError::Nar {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
 
 /// Serialise the file system object at `path` (file, directory or symlink;
 /// symlinks are not followed) as a NAR into `writer`, streaming.
@@ -149,12 +144,12 @@ pub fn restore(reader: &mut (impl Read + ?Sized), destination: &Path) -> Result<
             reason: "destination already exists".into(),
         });
     }
-    let mut buffered = io::BufReader::with_capacity(256 * 1024, reader);
-    match cnar::restore_reader(&mut buffered, destination, CASE_HACK) {
+    let buffered = io::BufReader::with_capacity(256 * 1024, reader);
+    match restore::restore(buffered, destination) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = remove_tree(destination);
-            Err(nar_error(destination, e))
+            Err(FormatError::Nar { path: destination.display().to_string(), reason: e.to_string() })
         }
     }
 }
