@@ -36,6 +36,8 @@ pub mod roots;
 
 mod bounded;
 mod db;
+#[cfg(test)]
+mod fuzz;
 mod local;
 mod lock;
 pub mod reporter;

@@ -250,7 +250,7 @@ impl fmt::Display for ContentAddress {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
