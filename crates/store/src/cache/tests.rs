@@ -472,3 +472,27 @@ fn a_nar_longer_than_its_file_size_is_refused() {
     let problems = substitutes(&format!("file://{}", cache.path().display()), &p).unwrap_err();
     assert!(problems.iter().any(|e| e.to_string().contains("longer than its declared")), "{problems:?}");
 }
+
+/// A store written before malformed signatures were dropped may hold
+/// some (the `sig-junk-poisons-path` report): they are left out when the
+/// path is read, so it can still be pushed and served.
+#[test]
+fn stored_junk_signatures_do_not_poison_a_path() {
+    let (t, src, p) = leaf_store();
+    let key = SecretKey::generate("k-1").unwrap();
+    let cache = TestCache::new(Backend::File);
+    push(&src, cache.open().as_ref(), &BTreeSet::from([p.clone()]), Some(&key), &SilentReporter).unwrap();
+    let good = cache.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap().signatures;
+    drop(src);
+    let db = rusqlite::Connection::open(t.path().join("var/drv/db/db.sqlite")).unwrap();
+    let junk = format!("{} :junk-no-key-name other-1:not base64!!", good.join(" "));
+    db.execute("UPDATE ValidPaths SET sigs = ?1", [&junk]).unwrap();
+    drop(db);
+    let src = LocalStore::open(t.path(), StoreDir::default()).unwrap();
+    assert_eq!(src.require_path_info(&p).unwrap().signatures, good);
+    let other = TestCache::new(Backend::File);
+    push(&src, other.open().as_ref(), &BTreeSet::from([p.clone()]), None, &SilentReporter).unwrap();
+    let pushed = other.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap();
+    assert_eq!(pushed.signatures, good);
+    assert!(pushed.has_valid_signature(&StoreDir::default(), &[key.public()]));
+}
