@@ -387,7 +387,8 @@ fn every_compression_nix_reads_substitutes() {
         e.finish().unwrap()
     };
     let zstd = |n: &[u8]| zstd::encode_all(n, 3).unwrap();
-    let cases: Vec<(Option<&str>, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
+    type Compressor = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let cases: Vec<(Option<&str>, Compressor)> = vec![
         (None, Box::new(bzip2)),
         (Some("bzip2"), Box::new(bzip2)),
         (Some("gzip"), Box::new(gzip)),
