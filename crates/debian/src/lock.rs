@@ -500,3 +500,115 @@ mod tests {
         assert!(e.contains("version"), "{e}");
     }
 }
+
+#[cfg(test)]
+pub(crate) mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn package() -> impl Strategy<Value = LockedPackage> {
+        (
+            "[a-z0-9][a-z0-9+.-]{1,12}",
+            "[0-9][!-~]{0,10}",
+            proptest::collection::vec("[a-z0-9][a-z0-9+.-]{1,12}", 0..3),
+            proptest::collection::vec("\\PC{0,8}", 0..3),
+            any::<u64>(),
+            "[0-9a-f]{64}",
+        )
+            .prop_map(|(name, version, depends, provides, size, sha256)| LockedPackage {
+                path: format!("pool/main/{name}_{size}.deb"),
+                name,
+                version,
+                architecture: "amd64".into(),
+                repository: "bookworm".into(),
+                size,
+                sha256,
+                depends,
+                provides,
+            })
+    }
+
+    /// Lock files as `drv lock` writes them, over arbitrary values: every
+    /// package's dependencies made to exist, so the lock is valid.
+    pub(crate) fn lock_text() -> impl Strategy<Value = String> {
+        ("\\PC{0,12}", "\\PC{0,12}", proptest::collection::vec(package(), 0..5)).prop_map(|(suite, date, mut packages)| {
+            let names: BTreeSet<String> = packages.iter().map(|p| p.name.clone()).collect();
+            let mut seen = BTreeSet::new();
+            packages.retain(|p| seen.insert(p.name.clone()));
+            for p in &mut packages {
+                p.depends.retain(|d| names.contains(d));
+            }
+            Lock {
+                debian: Some(DebianLock {
+                    suite,
+                    architecture: "amd64".into(),
+                    repositories: vec![Repository { suite: "bookworm".into(), mirror: "debian".into(), date }],
+                    packages,
+                }),
+            }
+            .to_toml()
+        })
+    }
+
+    /// Lock text with one character inserted, removed or replaced.
+    pub(crate) fn mutated_lock_text() -> impl Strategy<Value = String> {
+        (lock_text(), any::<proptest::sample::Index>(), any::<char>(), 0u8..3).prop_map(|(text, at, c, how)| {
+            let mut chars: Vec<char> = text.chars().collect();
+            let i = at.index(chars.len());
+            match how {
+                0 => chars.insert(i, c),
+                1 => {
+                    chars.remove(i);
+                }
+                _ => chars[i] = c,
+            }
+            chars.into_iter().collect()
+        })
+    }
+
+    /// The parse ⇔ render contract of [`Lock::parse`] for one input.
+    pub(crate) fn check_lock_round_trip(text: &str) -> Result<(), TestCaseError> {
+        let file = Path::new("drv.lock");
+        let Ok(lock) = Lock::parse(text, file) else { return Ok(()) };
+        let rendered = lock.to_toml();
+        let again = Lock::parse(&rendered, file);
+        prop_assert!(again.is_ok(), "accepted, but its rendering is refused: {:?}\n{}", again, rendered);
+        let again = again.unwrap();
+        prop_assert_eq!(&again, &lock);
+        prop_assert_eq!(again.to_toml(), rendered);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn written_locks_parse_back(text in lock_text()) {
+            prop_assert!(Lock::parse(&text, Path::new("drv.lock")).is_ok(), "{}", text);
+            check_lock_round_trip(&text)?;
+        }
+
+        #[test]
+        fn parsed_locks_render_to_what_parses_the_same(text in mutated_lock_text()) {
+            check_lock_round_trip(&text)?;
+        }
+    }
+
+    /// The lock file's fuzz target: [`parsed_locks_render_to_what_parses_the_same`]
+    /// on fresh inputs for `DRV_FUZZ_SECONDS` seconds (none: returns at
+    /// once); `bench/fuzz.sh` runs it.
+    #[test]
+    fn fuzz_lock() {
+        let Some(seconds) = std::env::var("DRV_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut inputs = 0u64;
+        while std::time::Instant::now() < deadline {
+            let config = ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
+            let mut runner = proptest::test_runner::TestRunner::new(config);
+            if let Err(e) = runner.run(&mutated_lock_text(), |t| check_lock_round_trip(&t)) {
+                panic!("fuzz lock: failed after {inputs} inputs: {e}");
+            }
+            inputs += 500;
+        }
+        eprintln!("fuzz lock: {inputs} inputs in {seconds} s, no failure");
+    }
+}
+

@@ -542,3 +542,74 @@ fn toml_diagnostic(file: &Path, text: &str, e: &toml::de::Error) -> Diagnostic {
     }
     d
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const RECIPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../recipes");
+
+    /// The repository's recipes with one character inserted, removed or
+    /// replaced: near-valid recipe files.
+    fn mutated_recipe() -> impl Strategy<Value = String> {
+        let mut seeds: Vec<String> = std::fs::read_dir(RECIPES)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "drv.lock"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        seeds.sort();
+        (proptest::sample::select(seeds), any::<proptest::sample::Index>(), any::<char>(), 0u8..3).prop_map(|(text, at, c, how)| {
+            let mut chars: Vec<char> = text.chars().collect();
+            let i = at.index(chars.len());
+            match how {
+                0 => chars.insert(i, c),
+                1 => {
+                    chars.remove(i);
+                }
+                _ => chars[i] = c,
+            }
+            chars.into_iter().collect()
+        })
+    }
+
+    /// What recipe parsing promises for any text: no panic, and the same
+    /// answer every time. (Recipes have no writer in drv, so there is no
+    /// rendering to round-trip.)
+    fn check_recipe(text: &str) -> Result<(), TestCaseError> {
+        let file = Path::new("/r/x.toml");
+        match (parse(file, text), parse(file, text)) {
+            (Ok((a, _)), Ok((b, _))) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            _ => prop_assert!(false, "parsing is not deterministic"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_recipes_parse_or_are_refused(text in mutated_recipe()) {
+            check_recipe(&text)?;
+        }
+    }
+
+    /// The recipe parser's fuzz target: runs for `DRV_FUZZ_SECONDS`
+    /// seconds (none: returns at once); `bench/fuzz.sh` runs it.
+    #[test]
+    fn fuzz_recipe() {
+        let Some(seconds) = std::env::var("DRV_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut inputs = 0u64;
+        while std::time::Instant::now() < deadline {
+            let config = ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
+            let mut runner = proptest::test_runner::TestRunner::new(config);
+            if let Err(e) = runner.run(&mutated_recipe(), |t| check_recipe(&t)) {
+                panic!("fuzz recipe: failed after {inputs} inputs: {e}");
+            }
+            inputs += 500;
+        }
+        eprintln!("fuzz recipe: {inputs} inputs in {seconds} s, no failure");
+    }
+}
+

@@ -12,7 +12,6 @@
 //! read. A bad signature, or an index whose sha256 or size is not the
 //! listed one, is an error.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,6 +21,10 @@ use crate::fetch::{FetchError, FetchSource, Fetcher};
 
 /// The keyring of Debian's `debian-archive-keyring` package.
 pub const DEBIAN_ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// The largest decompressed `Packages` index drv reads: Debian's biggest
+/// (main, amd64) is about 100 MiB.
+pub const PACKAGES_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// What can go wrong reading an archive's indices.
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +111,15 @@ pub fn fetch_suite_index(
     }
     let decompress_error = |error| ArchiveError::Decompress { url: got.url.clone(), error };
     let file = std::fs::File::open(&got.file).map_err(decompress_error)?;
-    let mut packages = String::new();
-    liblzma::read::XzDecoder::new(file).read_to_string(&mut packages).map_err(decompress_error)?;
+    // Bounded while it decompresses: an index sent unverified (no keyring)
+    // could be a few KiB of xz that expands without end.
+    let packages = match crate::bounded::read_bounded(liblzma::read::XzDecoder::new(file), PACKAGES_LIMIT) {
+        Ok(crate::bounded::Bounded::Complete(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(crate::bounded::Bounded::TooLarge) => {
+            return Err(decompress_error(std::io::Error::other(format!("Packages is larger than {PACKAGES_LIMIT} bytes"))))
+        }
+        Err(e) => return Err(decompress_error(e)),
+    };
     Ok(SuiteIndex { date: release.date().unwrap_or_default().to_owned(), verification, packages })
 }
 

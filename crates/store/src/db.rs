@@ -284,7 +284,15 @@ impl Db {
             registration_time: time,
             ca: ca.map(|c| ContentAddress::parse(&c)).transpose().map_err(|e| corrupt("ca", &e))?,
             signatures: sigs
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                // A store written before drv refused malformed signatures
+                // may hold some; they are left out so the path can still be
+                // pushed and served (its narinfo could not be written).
+                .map(|s| {
+                    s.split_whitespace()
+                        .filter(|s| crate::formats::narinfo::canonical_signature(s).is_some())
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
         }))
     }

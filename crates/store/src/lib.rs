@@ -34,7 +34,10 @@ pub mod gc;
 pub mod mirrors;
 pub mod roots;
 
+mod bounded;
 mod db;
+#[cfg(test)]
+mod fuzz;
 mod local;
 mod lock;
 pub mod reporter;

@@ -435,3 +435,24 @@ fn python_index_listing_another_hash_is_refused_before_downloading() {
     assert!(server.requests().iter().all(|s| !s.path.starts_with("/files/")));
     assert!(entries(t.path()).is_empty());
 }
+
+/// An index answering with an endless project page: the read stops at
+/// the page limit (the fetcher does not hold the whole answer in memory).
+#[test]
+fn an_endless_index_page_is_refused_at_the_limit() {
+    static CHUNK: [u8; 1 << 16] = [b' '; 1 << 16];
+    let server = TestServer::start(|seen| match seen.path.as_str() {
+        "/simple/demo-pkg/" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/html")
+            .body(Body::from_stream(futures_util::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(&CHUNK)))))
+            .unwrap(),
+        _ => status(404),
+    });
+    let (f, _) = fetcher_with(BTreeMap::from([("pypi".to_owned(), server.url("/simple"))]));
+    let source = FetchSource::PythonIndexFile { project: "demo-pkg".into(), filename: "demo_pkg-1.0.tar.gz".into() };
+    let err = f.resolve_url(&source).unwrap_err();
+    assert!(
+        matches!(&err, FetchError::IndexPage { message, .. } if message.contains("larger than")),
+        "{err}"
+    );
+}

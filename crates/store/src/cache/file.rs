@@ -5,7 +5,10 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::{BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
+use super::{
+    is_absolute_url, open_absolute, read_document, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE,
+    CACHE_INFO_LIMIT, NARINFO_LIMIT,
+};
 use crate::formats::path::StorePath;
 
 /// A cache whose files are under one directory.
@@ -29,10 +32,12 @@ impl FileCache {
         Ok(self.root.join(rel))
     }
 
-    fn read_if_present(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+    /// A small document of the cache, read up to `limit` bytes (a named
+    /// pipe or a huge file in the cache costs `limit`, not memory).
+    fn read_if_present(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
         let path = self.file(relative)?;
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match fs::File::open(&path) {
+            Ok(f) => read_document(f, &self.location(relative), what, limit).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::io(&path, e)),
         }
@@ -46,15 +51,18 @@ impl BinaryCache for FileCache {
 
     fn cache_info(&self) -> Result<Option<CacheInfo>> {
         Ok(self
-            .read_if_present(CACHE_INFO_FILE)?
+            .read_if_present(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
             .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
     }
 
     fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.read_if_present(&format!("{}.narinfo", path.hash_part()))
+        self.read_if_present(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {
+        if is_absolute_url(relative) {
+            return open_absolute(relative);
+        }
         let path = self.file(relative)?;
         match fs::File::open(&path) {
             Ok(f) => Ok(Box::new(f)),

@@ -9,7 +9,10 @@ use std::path::Path;
 use reqwest::blocking::{Body, Client};
 use reqwest::StatusCode;
 
-use super::{BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
+use super::{
+    is_absolute_url, read_document, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE, CACHE_INFO_LIMIT,
+    NARINFO_LIMIT,
+};
 use crate::fetch::{error_chain, http_client, FetchOptions};
 use crate::formats::path::StorePath;
 
@@ -19,33 +22,49 @@ pub struct HttpCache {
     client: Client,
 }
 
+fn client(url: &str) -> Result<Client> {
+    let options = FetchOptions { connect_timeout: std::time::Duration::from_secs(5), ..FetchOptions::default() };
+    http_client(&options).map_err(|message| CacheError::Transport { url: url.to_owned(), message })
+}
+
+/// `GET url`: the response, `None` for the answers caches give for a
+/// file they do not have.
+fn get_url(client: &Client, url: &str) -> Result<Option<reqwest::blocking::Response>> {
+    let resp = client
+        .get(url)
+        .send()
+        .map_err(|e| CacheError::Transport { url: url.to_owned(), message: error_chain(&e) })?;
+    match resp.status() {
+        s if s.is_success() => Ok(Some(resp)),
+        // Nix's caches answer a missing narinfo with 404, S3 with 403.
+        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => Ok(None),
+        s => Err(CacheError::HttpStatus { url: url.to_owned(), status: s.as_u16() }),
+    }
+}
+
 impl HttpCache {
     pub fn new(url: &str) -> Result<Self> {
-        let options = FetchOptions { connect_timeout: std::time::Duration::from_secs(5), ..FetchOptions::default() };
-        let client = http_client(&options).map_err(|message| CacheError::Transport { url: url.to_owned(), message })?;
-        Ok(Self { url: url.trim_end_matches('/').to_owned(), client })
+        Ok(Self { url: url.trim_end_matches('/').to_owned(), client: client(url)? })
     }
 
-    fn get(&self, relative: &str) -> Result<Option<reqwest::blocking::Response>> {
-        let url = self.location(relative);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .map_err(|e| CacheError::Transport { url: url.clone(), message: error_chain(&e) })?;
-        match resp.status() {
-            s if s.is_success() => Ok(Some(resp)),
-            // Nix's caches answer a missing narinfo with 404, S3 with 403.
-            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => Ok(None),
-            s => Err(CacheError::HttpStatus { url, status: s.as_u16() }),
+    /// A stream of the file at an absolute `http(s)://` URL, for a
+    /// narinfo of another kind of cache that names its NAR so.
+    pub(crate) fn get_absolute(url: &str) -> Result<Box<dyn Read + Send>> {
+        match get_url(&client(url)?, url)? {
+            Some(resp) => Ok(Box::new(resp)),
+            None => Err(CacheError::NotFound { url: url.to_owned() }),
         }
     }
 
-    fn get_bytes(&self, relative: &str) -> Result<Option<Vec<u8>>> {
-        let Some(resp) = self.get(relative)? else { return Ok(None) };
+    /// A small document of the cache, read up to `limit` bytes while it
+    /// streams (a body without end costs `limit` bytes, not memory).
+    fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
         let url = self.location(relative);
-        let bytes = resp.bytes().map_err(|e| CacheError::Transport { url, message: error_chain(&e) })?;
-        Ok(Some(bytes.to_vec()))
+        let Some(resp) = get_url(&self.client, &url)? else { return Ok(None) };
+        if resp.content_length().is_some_and(|len| len > limit) {
+            return Err(CacheError::TooLarge { url, what, limit });
+        }
+        read_document(resp, &url, what, limit).map(Some)
     }
 }
 
@@ -56,16 +75,22 @@ impl BinaryCache for HttpCache {
 
     fn cache_info(&self) -> Result<Option<CacheInfo>> {
         Ok(self
-            .get_bytes(CACHE_INFO_FILE)?
+            .get_document(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
             .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
     }
 
     fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.get_bytes(&format!("{}.narinfo", path.hash_part()))
+        self.get_document(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {
-        match self.get(relative)? {
+        // A server must not make drv read local files: only http(s) URLs
+        // are followed from an HTTP cache.
+        if relative.starts_with("file://") {
+            return Err(CacheError::UnsupportedUrl { url: relative.to_owned() });
+        }
+        let url = if is_absolute_url(relative) { relative.to_owned() } else { self.location(relative) };
+        match get_url(&self.client, &url)? {
             Some(resp) => Ok(Box::new(resp)),
             None => Err(CacheError::NotFound { url: self.location(relative) }),
         }

@@ -4,7 +4,7 @@
 //! A cache is a tree of files: `nix-cache-info` (`StoreDir: /store`),
 //! `<hashpart>.narinfo` ([`NarInfo`], signed with ed25519 keys in Nix's
 //! `name:base64` format) and the NARs the narinfos point at (`nar/...`,
-//! zstd, xz or uncompressed). Backends implement [`BinaryCache`] and are
+//! or an absolute URL; compressed as [`decompress`] reads). Backends implement [`BinaryCache`] and are
 //! chosen by URL ([`open_cache`]): `file:///dir` ([`FileCache`]) and
 //! `http(s)://host/prefix` ([`HttpCache`]).
 //!
@@ -40,6 +40,22 @@ use crate::{FormatError, StoreError};
 /// The file every cache has at its root.
 pub const CACHE_INFO_FILE: &str = "nix-cache-info";
 
+/// The largest narinfo drv reads: `nix-narinfo`'s limit (a narinfo of a
+/// path with thousands of references is a few hundred KiB).
+pub const NARINFO_LIMIT: u64 = nix_narinfo::MAX_NARINFO_SIZE as u64;
+/// The largest `nix-cache-info` drv reads: three short lines in practice.
+pub const CACHE_INFO_LIMIT: u64 = 64 * 1024;
+
+/// Read a whole small document (narinfo, `nix-cache-info`) from a cache,
+/// stopping one byte past `limit`: a cache cannot make drv hold more.
+pub(crate) fn read_document(reader: impl Read, url: &str, what: &'static str, limit: u64) -> Result<Vec<u8>> {
+    match crate::bounded::read_bounded(reader, limit) {
+        Ok(crate::bounded::Bounded::Complete(bytes)) => Ok(bytes),
+        Ok(crate::bounded::Bounded::TooLarge) => Err(CacheError::TooLarge { url: url.to_owned(), what, limit }),
+        Err(e) => Err(CacheError::Transport { url: url.to_owned(), message: e.to_string() }),
+    }
+}
+
 /// What can go wrong talking to a binary cache or checking what it sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -63,8 +79,10 @@ pub enum CacheError {
     WrongPath { url: String, expected: String, got: String },
     #[error("{cache}: {path} has no signature by a trusted key (signatures: {signatures:?}; trusted: {trusted:?})")]
     Untrusted { cache: String, path: String, signatures: Vec<String>, trusted: Vec<String> },
-    #[error("{path}: unsupported NAR compression {compression:?} (drv reads zstd, xz and none)")]
+    #[error("{path}: unsupported NAR compression {compression:?} (drv reads xz, zstd, bzip2, gzip, lzma, br and none)")]
     UnsupportedCompression { path: String, compression: String },
+    #[error("{url}: more than {limit} bytes, the limit for a {what}")]
+    TooLarge { url: String, what: &'static str, limit: u64 },
     #[error("{path}: NAR hash mismatch: the narinfo says {expected}, the NAR is {got}")]
     NarHashMismatch { path: String, expected: Sha256, got: Sha256 },
     #[error("{path}: NAR size mismatch: the narinfo says {expected} bytes, the NAR has {got}")]
@@ -140,16 +158,21 @@ pub trait BinaryCache: Send + Sync {
     /// does not have it.
     fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>>;
 
-    /// A stream of the file at `relative` (a narinfo's `URL`, relative to
-    /// the cache root) as stored: still compressed.
+    /// A stream of the file at `relative` (a narinfo's `URL`: relative to
+    /// the cache root, or an absolute `http(s)://` or `file://` URL, which
+    /// Nix's `HttpBinaryCacheStore::makeRequest` fetches as given) as
+    /// stored: still compressed.
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>>;
 
     /// Store `file` at `relative`, replacing what is there. Readers see
     /// either the old or the new file, never a partial one.
     fn upload(&self, relative: &str, file: &Path, content_type: &str) -> Result<()>;
 
-    /// Where `relative` is, for messages.
+    /// Where `relative` is, for messages; an absolute URL is itself.
     fn location(&self, relative: &str) -> String {
+        if is_absolute_url(relative) {
+            return relative.to_owned();
+        }
         format!("{}/{relative}", self.url().trim_end_matches('/'))
     }
 
@@ -230,24 +253,79 @@ impl CacheUrl {
     }
 }
 
+/// Whether a narinfo's `URL` names its NAR absolutely rather than relative
+/// to the cache: Nix 2.x (`HttpBinaryCacheStore::makeRequest`) fetches
+/// `http://`, `https://` and `file://` URLs as they are.
+pub fn is_absolute_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")
+}
+
+/// Open an absolute NAR URL (see [`is_absolute_url`]) with the backend
+/// its scheme calls for.
+pub(crate) fn open_absolute(url: &str) -> Result<Box<dyn Read + Send>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let path = Path::new(path);
+        return match std::fs::File::open(path) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CacheError::NotFound { url: url.to_owned() }),
+            Err(e) => Err(CacheError::io(path, e)),
+        };
+    }
+    HttpCache::get_absolute(url)
+}
+
 /// The name of a NAR compressed as `compression` ends with this.
 pub fn nar_extension(compression: &str) -> &'static str {
     match compression {
         "zstd" => ".nar.zst",
         "xz" => ".nar.xz",
+        "bzip2" => ".nar.bz2",
+        "gzip" => ".nar.gz",
+        "br" => ".nar.br",
         _ => ".nar",
     }
 }
 
-/// Undo a narinfo's `Compression`.
+/// Undo a narinfo's `Compression`, as Nix 2.x reads it
+/// (`src/libutil/compression.cc`, `makeDecompressionSink`): `none` (and the
+/// empty name) is the NAR itself; `br` is brotli, which has no magic
+/// number; every other name is handed to libarchive, which goes by the
+/// data's magic number, not the name. drv does the same for the formats
+/// libarchive detects that binary caches use: xz, zstd, bzip2, gzip and
+/// lzma. A narinfo without `Compression` means bzip2 (Nix's `NarInfo`
+/// default), which [`NarInfo::parse`] fills in.
 pub fn decompress<'a>(path: &str, compression: &str, raw: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
-    Ok(match compression {
-        "zstd" => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| CacheError::Io { path: path.into(), error: e })?),
+    let io_error = |error| CacheError::Io { path: path.into(), error };
+    match compression {
+        "none" | "" => return Ok(raw),
+        "br" => return Ok(Box::new(brotli_decompressor::Decompressor::new(raw, 64 * 1024))),
+        _ => {}
+    }
+    let (magic, raw) = peek(raw, 6).map_err(io_error)?;
+    Ok(match magic.as_slice() {
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::new(raw).map_err(io_error)?),
         // Multi-stream: some writers (pixz, parallel xz) split the NAR.
-        "xz" => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
-        "none" | "" => raw,
-        other => return Err(CacheError::UnsupportedCompression { path: path.to_owned(), compression: other.to_owned() }),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
+        // Multi-stream too: pbzip2 and lbzip2 write one stream per block.
+        [b'B', b'Z', b'h', ..] => Box::new(bzip2::read::MultiBzDecoder::new(raw)),
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        // The .lzma (LZMA_Alone) header: properties byte 0x5d, then a
+        // dictionary size; what `xz --format=lzma` writes.
+        [0x5d, 0x00, 0x00, ..] => {
+            let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX).map_err(|e| io_error(e.into()))?;
+            Box::new(liblzma::read::XzDecoder::new_stream(raw, stream))
+        }
+        _ => return Err(CacheError::UnsupportedCompression { path: path.to_owned(), compression: compression.to_owned() }),
     })
+}
+
+/// The first `n` bytes of `reader` (fewer if it is shorter), and a reader
+/// that still yields every byte.
+fn peek<'a>(mut reader: Box<dyn Read + Send + 'a>, n: usize) -> io::Result<(Vec<u8>, Box<dyn Read + Send + 'a>)> {
+    let mut head = Vec::with_capacity(n);
+    (&mut reader).take(n as u64).read_to_end(&mut head)?;
+    let again = Box::new(io::Cursor::new(head.clone()).chain(reader));
+    Ok((head, again))
 }
 
 /// Unpack the NAR `raw` (compressed as `info` says) into `staging`,
@@ -260,6 +338,12 @@ pub fn decompress<'a>(path: &str, compression: &str, raw: Box<dyn Read + Send + 
 /// mismatch removes the complete tree.
 pub fn restore_verified(raw: Box<dyn Read + Send + '_>, info: &NarInfo, store_dir: &StoreDir, staging: &Staging) -> Result<()> {
     let path = store_dir.display(&info.store_path);
+    // A cache that sends more than the narinfo's FileSize is cut off while
+    // it streams; NarSize bounds the decompressed side below.
+    let raw: Box<dyn Read + Send + '_> = match info.file_size {
+        Some(size) => Box::new(crate::bounded::LimitedReader::new(raw, size, "compressed NAR")),
+        None => raw,
+    };
     let decompressed = decompress(&path, &info.compression, raw)?;
     let mut hashing = VerifyingReader { inner: decompressed, hash: Sha256Writer::new(), size: 0, limit: info.nar_size };
     let dest = staging.path();

@@ -321,3 +321,257 @@ fn a_substitution_removes_what_killed_processes_left() {
         fs::read_dir(dst.real_store_dir()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A minimal HTTP/1.0 file server on 127.0.0.1 for caches that drv's own
+/// server does not write (other compressions, absolute URLs, endless
+/// bodies): `GET /x` answers the file `root/x`; a `.narinfo` is an endless
+/// body when `endless` is set. Counts the body bytes it wrote.
+struct StaticServer {
+    url: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StaticServer {
+    fn start(root: std::path::PathBuf, endless: bool) -> Self {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (root, counter) = (root.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut request = String::new();
+                    reader.read_line(&mut request).unwrap();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let path = request.split(' ').nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+                    if endless && path.ends_with(".narinfo") {
+                        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n");
+                        let chunk = [b'j'; 64 * 1024];
+                        while stream.write_all(&chunk).is_ok() {
+                            counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    match fs::read(root.join(&path)) {
+                        Ok(body) => {
+                            let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                            let _ = stream.write_all(&body);
+                        }
+                        Err(_) => {
+                            let _ = stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, sent }
+    }
+}
+
+/// A cache directory holding one path as NAR compressed by `compress`,
+/// its narinfo unsigned with `url` as the NAR's URL (`{file}` replaced by
+/// the NAR's file name), `Compression` as given or left out.
+fn hand_made_cache(
+    src: &LocalStore,
+    path: &StorePath,
+    compression: Option<&str>,
+    compress: impl Fn(&[u8]) -> Vec<u8>,
+    url: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("nar")).unwrap();
+    fs::write(dir.path().join(CACHE_INFO_FILE), b"StoreDir: /store\n").unwrap();
+    let mut nar = Vec::new();
+    crate::formats::nar::dump_path(&src.real_path(path), &mut nar).unwrap();
+    let file = compress(&nar);
+    let name = format!("x{}", nar_extension(compression.unwrap_or("bzip2")));
+    fs::write(dir.path().join("nar").join(&name), &file).unwrap();
+    let pi = src.require_path_info(path).unwrap();
+    let info = NarInfo {
+        store_path: path.clone(),
+        url: url.replace("{file}", &name),
+        compression: compression.unwrap_or("none").to_owned(),
+        file_hash: Some(crate::Sha256::digest(&file)),
+        file_size: Some(file.len() as u64),
+        nar_hash: pi.nar_hash,
+        nar_size: pi.nar_size,
+        references: pi.references,
+        deriver: None,
+        signatures: vec![],
+        ca: pi.ca,
+    };
+    let mut text = info.to_text(&StoreDir::default()).unwrap();
+    if compression.is_none() {
+        text = text.lines().filter(|l| !l.starts_with("Compression:")).map(|l| format!("{l}\n")).collect();
+    }
+    fs::write(dir.path().join(format!("{}.narinfo", path.hash_part())), text).unwrap();
+    dir
+}
+
+fn leaf_store() -> (tempfile::TempDir, LocalStore, StorePath) {
+    let (t, mut s) = empty_store();
+    let src = t.path().join("obj");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "hello\n".repeat(1000)).unwrap();
+    let p = s.add_path(&src, "obj", Ingestion::Recursive).unwrap();
+    (t, s, p)
+}
+
+fn substitutes(url: &str, path: &StorePath) -> Result<(), Vec<CacheError>> {
+    let (_d, mut dst) = empty_store();
+    let sub = substituter(&[&format!("{url}?trusted=1")], vec![]);
+    let report = sub.substitute(&mut dst, &BTreeSet::from([path.clone()]), &SilentReporter).unwrap();
+    if report.substituted.contains(path) {
+        assert!(dst.verify(true).unwrap().is_empty());
+        Ok(())
+    } else {
+        Err(report.problems)
+    }
+}
+
+/// The `nar-bzip2-compression` report, and every other compression Nix
+/// 2.x reads: a narinfo without `Compression` means bzip2, and the data's
+/// magic number decides the decoder, as libarchive does for Nix.
+#[test]
+fn every_compression_nix_reads_substitutes() {
+    use std::io::Write;
+    let (_t, src, p) = leaf_store();
+    let bzip2 = |n: &[u8]| {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        e.write_all(n).unwrap();
+        e.finish().unwrap()
+    };
+    let gzip = |n: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(n).unwrap();
+        e.finish().unwrap()
+    };
+    let xz = |n: &[u8]| {
+        let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(n).unwrap();
+        e.finish().unwrap()
+    };
+    let lzma = |n: &[u8]| {
+        let stream = liblzma::stream::Stream::new_lzma_encoder(&liblzma::stream::LzmaOptions::new_preset(6).unwrap()).unwrap();
+        let mut e = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+        e.write_all(n).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = |n: &[u8]| zstd::encode_all(n, 3).unwrap();
+    type Compressor = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let cases: Vec<(Option<&str>, Compressor)> = vec![
+        (None, Box::new(bzip2)),
+        (Some("bzip2"), Box::new(bzip2)),
+        (Some("gzip"), Box::new(gzip)),
+        (Some("xz"), Box::new(xz)),
+        (Some("lzma"), Box::new(lzma)),
+        (Some("zstd"), Box::new(zstd)),
+        (Some("none"), Box::new(|n: &[u8]| n.to_vec())),
+        // libarchive goes by the data, not the name.
+        (Some("xz"), Box::new(zstd)),
+    ];
+    for (compression, compress) in cases {
+        let cache = hand_made_cache(&src, &p, compression, compress, "nar/{file}");
+        let url = format!("file://{}", cache.path().display());
+        substitutes(&url, &p).unwrap_or_else(|e| panic!("{compression:?}: {e:?}"));
+    }
+    // Data no decoder knows is refused, with the name the narinfo gave.
+    let cache = hand_made_cache(&src, &p, Some("lz4"), |n: &[u8]| n.to_vec(), "nar/{file}");
+    let problems = substitutes(&format!("file://{}", cache.path().display()), &p).unwrap_err();
+    assert!(problems.iter().any(|e| matches!(e, CacheError::UnsupportedCompression { compression, .. } if compression == "lz4")), "{problems:?}");
+}
+
+/// The `narinfo-absolute-url` report: a narinfo may name its NAR by an
+/// absolute URL, which is fetched as given (Nix's
+/// `HttpBinaryCacheStore::makeRequest`). An HTTP cache may not make drv
+/// read a local file.
+#[test]
+fn absolute_nar_urls_are_fetched_as_given() {
+    let (_t, src, p) = leaf_store();
+    // Served over HTTP, the narinfo pointing at the server by full URL.
+    let cache = hand_made_cache(&src, &p, Some("none"), |n: &[u8]| n.to_vec(), "nar/{file}");
+    let server = StaticServer::start(cache.path().to_owned(), false);
+    let ni = cache.path().join(format!("{}.narinfo", p.hash_part()));
+    let text = fs::read_to_string(&ni).unwrap().replace("URL: nar/", &format!("URL: {}/nar/", server.url));
+    fs::write(&ni, text).unwrap();
+    substitutes(&server.url, &p).unwrap();
+    // A file:// cache may point at a file:// URL or an http:// one.
+    substitutes(&format!("file://{}", cache.path().display()), &p).unwrap();
+    let elsewhere = hand_made_cache(&src, &p, Some("none"), |n: &[u8]| n.to_vec(), "nar/{file}");
+    let text = fs::read_to_string(&ni).unwrap().replace(&format!("URL: {}/nar/", server.url), &format!("URL: file://{}/nar/", elsewhere.path().display()));
+    fs::write(&ni, text).unwrap();
+    fs::remove_dir_all(cache.path().join("nar")).unwrap();
+    substitutes(&format!("file://{}", cache.path().display()), &p).unwrap();
+    let problems = substitutes(&server.url, &p).unwrap_err();
+    assert!(problems.iter().any(|e| matches!(e, CacheError::UnsupportedUrl { .. })), "{problems:?}");
+}
+
+/// The `narinfo-unbounded-read` report: a narinfo answered with an endless
+/// body is refused after NARINFO_LIMIT bytes, not read into memory.
+#[test]
+fn endless_narinfos_are_cut_off_at_the_limit() {
+    let (_t, _src, p) = leaf_store();
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join(CACHE_INFO_FILE), b"StoreDir: /store\n").unwrap();
+    let server = StaticServer::start(root.path().to_owned(), true);
+    let cache = open_cache(&server.url).unwrap();
+    let got = cache.narinfo_text(&p);
+    assert!(matches!(got, Err(CacheError::TooLarge { limit: NARINFO_LIMIT, .. })), "{got:?}");
+    // Socket buffers let the server get ahead, but not by much.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = server.sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 64 << 20, "the server could send {sent} bytes");
+
+    // The same for a file cache, and for nix-cache-info.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(format!("{}.narinfo", p.hash_part())), vec![b'j'; NARINFO_LIMIT as usize + 1]).unwrap();
+    fs::write(dir.path().join(CACHE_INFO_FILE), vec![b'j'; CACHE_INFO_LIMIT as usize + 1]).unwrap();
+    let cache = open_cache(&format!("file://{}", dir.path().display())).unwrap();
+    assert!(matches!(cache.narinfo_text(&p), Err(CacheError::TooLarge { .. })));
+    assert!(matches!(cache.cache_info(), Err(CacheError::TooLarge { .. })));
+}
+
+/// A compressed NAR longer than the narinfo's FileSize is cut off while
+/// it streams.
+#[test]
+fn a_nar_longer_than_its_file_size_is_refused() {
+    let (_t, src, p) = leaf_store();
+    let cache = hand_made_cache(&src, &p, Some("none"), |n: &[u8]| n.to_vec(), "nar/{file}");
+    let ni = cache.path().join(format!("{}.narinfo", p.hash_part()));
+    let text = fs::read_to_string(&ni).unwrap();
+    let size: u64 = text.lines().find_map(|l| l.strip_prefix("FileSize: ")).unwrap().parse().unwrap();
+    fs::write(&ni, text.replace(&format!("FileSize: {size}"), &format!("FileSize: {}", size - 8))).unwrap();
+    let problems = substitutes(&format!("file://{}", cache.path().display()), &p).unwrap_err();
+    assert!(problems.iter().any(|e| e.to_string().contains("longer than its declared")), "{problems:?}");
+}
+
+/// A store written before malformed signatures were dropped may hold
+/// some (the `sig-junk-poisons-path` report): they are left out when the
+/// path is read, so it can still be pushed and served.
+#[test]
+fn stored_junk_signatures_do_not_poison_a_path() {
+    let (t, src, p) = leaf_store();
+    let key = SecretKey::generate("k-1").unwrap();
+    let cache = TestCache::new(Backend::File);
+    push(&src, cache.open().as_ref(), &BTreeSet::from([p.clone()]), Some(&key), &SilentReporter).unwrap();
+    let good = cache.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap().signatures;
+    drop(src);
+    let db = rusqlite::Connection::open(t.path().join("var/drv/db/db.sqlite")).unwrap();
+    let junk = format!("{} :junk-no-key-name other-1:not base64!!", good.join(" "));
+    db.execute("UPDATE ValidPaths SET sigs = ?1", [&junk]).unwrap();
+    drop(db);
+    let src = LocalStore::open(t.path(), StoreDir::default()).unwrap();
+    assert_eq!(src.require_path_info(&p).unwrap().signatures, good);
+    let other = TestCache::new(Backend::File);
+    push(&src, other.open().as_ref(), &BTreeSet::from([p.clone()]), None, &SilentReporter).unwrap();
+    let pushed = other.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap();
+    assert_eq!(pushed.signatures, good);
+    assert!(pushed.has_valid_signature(&StoreDir::default(), &[key.public()]));
+}

@@ -278,7 +278,23 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_ascii_lowercase();
-            let body = resp.text().map_err(|e| Attempt::Retry(transport(&page, &e)))?;
+            // Read up to the limit while it streams: an index cannot make drv
+            // hold more than that, however long its answer.
+            let body = match crate::bounded::read_bounded(resp, simple_index::PAGE_LIMIT) {
+                Ok(crate::bounded::Bounded::Complete(bytes)) => bytes,
+                Ok(crate::bounded::Bounded::TooLarge) => {
+                    return Err(Attempt::Fatal(FetchError::IndexPage {
+                        page: page.clone(),
+                        message: format!("the page is larger than {} bytes", simple_index::PAGE_LIMIT),
+                    }))
+                }
+                Err(e) => {
+                    return Err(Attempt::Retry(FetchError::Transport { url: page.clone(), message: e.to_string() }))
+                }
+            };
+            let body = String::from_utf8(body).map_err(|_| {
+                Attempt::Fatal(FetchError::IndexPage { page: page.clone(), message: "the page is not UTF-8".into() })
+            })?;
             Ok((final_url, content_type, body))
         })?;
         let bad_page = |message: String| FetchError::IndexPage { page: page.clone(), message };

@@ -7,6 +7,10 @@ use serde::Deserialize;
 /// The `Accept` header asking for PEP 691 JSON, with HTML as the fallback
 /// every index serves.
 pub const ACCEPT: &str = "application/vnd.pypi.simple.v1+json, text/html;q=0.1";
+/// The largest project page drv reads. The biggest pages of the Python
+/// index (projects with tens of thousands of files, as JSON) are a few tens
+/// of MiB; beyond this a page is refused rather than held in memory.
+pub const PAGE_LIMIT: u64 = 64 * 1024 * 1024;
 /// The media type of PEP 691 JSON pages.
 pub const JSON_MEDIA_TYPE: &str = "application/vnd.pypi.simple.v1+json";
 

@@ -38,6 +38,19 @@ fn narinfo_error(e: impl fmt::Display) -> FormatError {
 
 impl NarInfo {
     /// Parse a narinfo; a `StorePath` outside `store_dir` is refused.
+    ///
+    /// Contract: what this accepts, [`to_text`](Self::to_text) writes back,
+    /// and that text parses to the same value. To keep it so:
+    /// - `Sig` lines that are not a well-formed signature (`name:base64`,
+    ///   the name non-empty without `:` or white space, the base64 canonical
+    ///   and non-empty; see [`canonical_signature`]) are dropped. Nix keeps
+    ///   them (`NarInfo` stores `Sig` values verbatim) but can verify none of
+    ///   them, so dropping them changes no trust decision; refusing the whole
+    ///   narinfo instead would let one junk line hide a well-signed path.
+    ///   Signatures are stored in canonical base64.
+    /// - A missing `Compression` is `bzip2`, Nix's default (`NarInfo`'s
+    ///   constructor in `src/libstore/nar-info.cc`).
+    /// - Fields drv does not know are not kept.
     pub fn parse(store_dir: &StoreDir, text: &[u8]) -> Result<Self, FormatError> {
         let n = nix_narinfo::NarInfo::parse_in(&store_dir.to_nix(), text).map_err(narinfo_error)?;
         Ok(Self {
@@ -50,7 +63,7 @@ impl NarInfo {
             nar_size: n.nar_size(),
             references: n.references().iter().map(|p| StorePath(p.clone())).collect(),
             deriver: n.deriver().map(|p| StorePath(p.clone())),
-            signatures: n.signatures().iter().map(|s| s.to_nix_string()).collect(),
+            signatures: n.signatures().iter().filter_map(|s| canonical_signature(&s.to_nix_string())).collect(),
             ca: n.content_address().map(ContentAddress::from_nix).transpose()?,
         })
     }
@@ -109,6 +122,19 @@ impl NarInfo {
         let fingerprint = self.fingerprint(store_dir);
         self.signatures.iter().any(|s| keys.iter().any(|k| k.verify(fingerprint.as_bytes(), s)))
     }
+}
+
+/// A signature `name:base64` in the form drv stores and writes, or `None`
+/// when it is not one: the key name must be non-empty and hold no `:` and
+/// no white space (signatures are stored space-separated, as Nix's
+/// `ValidPaths.sigs`), the signature must be base64 of at least one byte.
+/// The base64 is re-encoded canonically.
+pub fn canonical_signature(text: &str) -> Option<String> {
+    let sig = nix_narinfo::NixSignature::parse(text).ok()?;
+    if sig.key_name.is_empty() || sig.key_name.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(sig.to_nix_string())
 }
 
 /// An ed25519 secret key, `name:base64(secret ‖ public)` as `nix-store
@@ -283,6 +309,38 @@ mod tests {
         assert!(cas >= 3);
     }
 
+    /// The `sig-junk-poisons-path` report: one good signature and junk
+    /// `Sig` lines. The junk is dropped, so the narinfo still verifies and
+    /// can be written back (pushed, served) exactly.
+    #[test]
+    fn malformed_signatures_are_dropped_and_the_rest_renders() {
+        let v = vectors();
+        let dir = StoreDir::default();
+        let pk: PublicKey = v["public_key"].as_str().unwrap().parse().unwrap();
+        let good = v["entries"][0]["narinfo"].as_str().unwrap();
+        let junk = ["Sig: :junk-no-key-name", "Sig: other-1:not base64!!", "Sig: no-colon", "Sig: a b:AAAA", "Sig: k-1:", "Sig: k-1:QUJD "];
+        let text = format!("{good}{}\n", junk.join("\n"));
+        let info = NarInfo::parse(&dir, text.as_bytes()).unwrap();
+        assert_eq!(info.signatures, NarInfo::parse(&dir, good.as_bytes()).unwrap().signatures);
+        assert!(info.has_valid_signature(&dir, &[pk]));
+        assert_eq!(info.to_text(&dir).unwrap(), good);
+        // Non-canonical base64 of a real signature is kept, canonically.
+        assert_eq!(canonical_signature("k-1:QUJD").as_deref(), Some("k-1:QUJD"));
+        for bad in [":x", "k:", "k", "k k:QUJD", "k:QUJD!", "k\u{7}:QUJD"] {
+            assert_eq!(canonical_signature(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Nix's default for a narinfo without `Compression` is bzip2.
+    #[test]
+    fn a_missing_compression_is_bzip2() {
+        let v = vectors();
+        let good = v["entries"][0]["narinfo"].as_str().unwrap();
+        let without: String = good.lines().filter(|l| !l.starts_with("Compression:")).map(|l| format!("{l}\n")).collect();
+        let info = NarInfo::parse(&StoreDir::default(), without.as_bytes()).unwrap();
+        assert_eq!(info.compression, "bzip2");
+    }
+
     #[test]
     fn keys_round_trip_and_reject_garbage() {
         let k = SecretKey::generate("cache.example-1").unwrap();
@@ -299,9 +357,65 @@ mod tests {
 }
 
 #[cfg(test)]
-mod proptests {
+pub(crate) mod proptests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Narinfo-like text: real field names and values, mixed with junk
+    /// lines, duplicate fields, odd spacing and bytes that are not UTF-8.
+    pub(crate) fn narinfo_text() -> impl Strategy<Value = Vec<u8>> {
+        let path = "[0-9a-df-np-sv-z]{32}-[a-z0-9.+_?=-]{1,12}";
+        let value = prop_oneof![
+            path.prop_map(|p| format!("/store/{p}")),
+            path.prop_map(|p| p.to_string()),
+            "(sha256:[0-9a-df-np-sv-z]{52})",
+            "(sha256-[A-Za-z0-9+/]{43}=)",
+            "[0-9]{1,20}",
+            "(none|xz|zstd|bzip2|gzip|br|BZIP2| zstd |)",
+            "[a-z0-9-]{0,6}:[A-Za-z0-9+/=!]{0,12}",
+            "(fixed:r:sha256:[0-9a-df-np-sv-z]{52}|text:sha256:[0-9a-df-np-sv-z]{52}|junk:x)",
+            "[ -~]{0,16}",
+            "unknown-deriver",
+        ];
+        let field = "(StorePath|URL|Compression|FileHash|FileSize|NarHash|NarSize|References|Deriver|Sig|CA|X-Extra|)";
+        let line = prop_oneof![
+            8 => (field, "( |  |)", value.clone(), "( |\t|)").prop_map(|(f, sp, v, tail)| format!("{f}:{sp}{v}{tail}").into_bytes()),
+            1 => proptest::collection::vec(any::<u8>(), 0..20),
+            1 => (proptest::collection::vec(value, 0..4)).prop_map(|vs| format!("References: {}", vs.join(" ")).into_bytes()),
+        ];
+        let required = (path, "[0-9a-df-np-sv-z]{52}", 1u64..1 << 40).prop_map(|(p, h, n)| {
+            format!("StorePath: /store/{p}\nURL: nar/{p}.nar\nNarHash: sha256:{h}\nNarSize: {n}\n").into_bytes()
+        });
+        (proptest::option::of(required), proptest::collection::vec(line, 0..12), any::<bool>()).prop_map(|(req, lines, crlf)| {
+            let mut out = req.unwrap_or_default();
+            for l in lines {
+                out.extend_from_slice(&l);
+                out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            }
+            out
+        })
+    }
+
+    /// The parse ⇔ render contract of [`NarInfo::parse`], for one input.
+    pub(crate) fn check_narinfo_round_trip(text: &[u8]) -> Result<(), TestCaseError> {
+        let dir = StoreDir::default();
+        let Ok(info) = NarInfo::parse(&dir, text) else { return Ok(()) };
+        let rendered = info.to_text(&dir);
+        prop_assert!(rendered.is_ok(), "accepted but not renderable: {:?} from {:?}", rendered, String::from_utf8_lossy(text));
+        let rendered = rendered.unwrap();
+        let again = NarInfo::parse(&dir, rendered.as_bytes());
+        prop_assert_eq!(again.as_ref().ok(), Some(&info), "rendered {:?}", rendered);
+        // The rendering is a fixed point.
+        prop_assert_eq!(again.unwrap().to_text(&dir).unwrap(), rendered);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_narinfos_render_to_what_parses_the_same(text in narinfo_text()) {
+            check_narinfo_round_trip(&text)?;
+        }
+    }
 
     fn store_path() -> impl Strategy<Value = StorePath> {
         (proptest::array::uniform20(any::<u8>()), "[a-z0-9][a-z0-9.+_-]{0,20}")

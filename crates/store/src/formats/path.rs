@@ -290,7 +290,7 @@ impl fmt::Display for ContentAddress {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -375,4 +375,58 @@ mod tests {
             prop_assert_eq!(dir.parse_path(&dir.display(&p)).unwrap(), p);
         }
     }
+
+    /// Strings near store paths: a valid one with a character changed,
+    /// inserted or removed.
+    pub(crate) fn mutated_store_path() -> impl Strategy<Value = String> {
+        (
+            proptest::array::uniform20(any::<u8>()),
+            "[a-zA-Z0-9+_?=.-]{1,40}",
+            any::<proptest::sample::Index>(),
+            any::<char>(),
+            0u8..4,
+        )
+            .prop_map(|(digest, name, at, c, how)| {
+                let mut chars: Vec<char> = format!("/store/{}-{name}", nixbase32::encode(&digest)).chars().collect();
+                let i = at.index(chars.len());
+                match how {
+                    0 => chars.insert(i, c),
+                    1 => {
+                        chars.remove(i);
+                    }
+                    2 => chars[i] = c,
+                    _ => {}
+                }
+                chars.into_iter().collect()
+            })
+    }
+
+    /// The parse ⇔ render contract of store paths and store directories
+    /// for one input.
+    pub(crate) fn check_store_path_round_trip(text: &str) -> Result<(), TestCaseError> {
+        let dir = StoreDir::default();
+        if let Ok(p) = dir.parse_path(text) {
+            prop_assert_eq!(dir.display(&p), text);
+            prop_assert_eq!(p.to_string().parse::<StorePath>().unwrap(), p);
+        }
+        if let Ok(p) = text.parse::<StorePath>() {
+            prop_assert_eq!(p.to_string(), text);
+        }
+        if let Ok(d) = StoreDir::new(text) {
+            prop_assert_eq!(StoreDir::new(d.as_str()).unwrap(), d.clone());
+            prop_assert_eq!(d.as_str(), text);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_store_paths_render_to_themselves(text in mutated_store_path()) {
+            check_store_path_round_trip(&text)?;
+            if let Some(base) = text.strip_prefix("/store/") {
+                check_store_path_round_trip(base)?;
+            }
+        }
+    }
 }
+

@@ -1,48 +1,85 @@
-//! The file-system walk that feeds `nix-archive`'s incremental `Encoder`.
+//! The file-system walk that writes a NAR: drv's one NAR encoder.
 //!
-//! `nix-archive`'s own `encode_path` is correct but costs two `stat`s per
-//! entry and reads payloads 8 KiB at a time; on a tree of many files that
-//! file-system work, not SHA-256, dominates. This walk makes one `statat` per
-//! entry and sizes each read to the file (one syscall for most files), and
-//! leaves all of NAR's framing, name and ordering rules to the crate's
-//! `Encoder`. Like the crate's walk, it is descriptor-relative and never
-//! follows a symlink, so a tree changed under it cannot redirect it.
+//! One `statat` per entry and reads sized to the file (one syscall for most
+//! files); descriptor-relative and never following a symlink, so a tree
+//! changed under it cannot redirect it. The walk keeps its own stack of open
+//! directories instead of recursing, so depth is bounded by nothing but the
+//! process's descriptor limit: Nix's `dumpPath` has no depth limit, and a
+//! build output or source 64 levels deep must be hashable and storable.
+//! The bytes are those of Nix's `src/libutil/archive.cc` (`dump`): entries
+//! sorted by raw name, the owner's execute bit making a file executable.
 
 use std::ffi::CString;
-use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{BufWriter, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use nix_archive::nar::Encoder;
 use rustix::fs::{openat, readlinkat, statat, AtFlags, Dir, FileType, Mode, OFlags, CWD};
 
 use super::super::FormatError;
+use super::wire;
 
 const READ_BUFFER: usize = 1 << 20;
 
 /// Write the NAR serialisation of `path` into `writer`.
 pub(super) fn encode(path: &Path, writer: &mut (impl Write + ?Sized)) -> Result<(), FormatError> {
     let err = |reason: String| FormatError::Nar { path: path.display().to_string(), reason };
-    let mut encoder = Encoder::new(writer).map_err(|e| err(e.to_string()))?;
-    let mut buffer = Vec::new();
-    let mut walk = Walk { encoder: &mut encoder, buffer: &mut buffer };
+    // Tokens are small; one buffer turns them into few writes downstream.
+    let mut out = BufWriter::with_capacity(64 * 1024, writer);
+    wire::write_token(&mut out, wire::MAGIC).map_err(|e| err(e.to_string()))?;
     let name = CString::new(path.as_os_str().as_bytes()).map_err(|_| err("path contains NUL".into()))?;
-    walk.node(CWD, &name, None, path)?;
-    encoder.finish().map_err(|e| err(e.to_string()))?;
+    let mut walk = Walk { out: &mut out, buffer: Vec::new() };
+    let mut stack: Vec<Frame> = Vec::new();
+    if let Some(frame) = walk.node(CWD, &name, path)? {
+        stack.push(frame);
+    }
+    while let Some(top) = stack.last_mut() {
+        let shown = top.shown.clone();
+        let io = |e: std::io::Error| FormatError::Nar { path: shown.display().to_string(), reason: e.to_string() };
+        let Some(child) = top.names.get(top.next).cloned() else {
+            // The directory's node ends, and with it the entry that holds
+            // it (the root directory is in no entry).
+            stack.pop();
+            walk.out.write_all(&wire::CLOSE).map_err(io)?;
+            if !stack.is_empty() {
+                walk.out.write_all(&wire::CLOSE).map_err(io)?;
+            }
+            continue;
+        };
+        top.next += 1;
+        for t in [&b"entry"[..], b"(", b"name", child.as_bytes(), b"node"] {
+            wire::write_token(walk.out, t).map_err(io)?;
+        }
+        let child_shown = shown.join(std::ffi::OsStr::from_bytes(child.as_bytes()));
+        match walk.node(top.fd.as_fd(), &child, &child_shown)? {
+            Some(frame) => stack.push(frame),
+            None => walk.out.write_all(&wire::CLOSE).map_err(io)?,
+        }
+    }
+    out.flush().map_err(|e| err(e.to_string()))?;
     Ok(())
 }
 
+/// A directory being written: its entries, sorted, and how many are done.
+struct Frame {
+    fd: OwnedFd,
+    names: Vec<CString>,
+    next: usize,
+    shown: PathBuf,
+}
+
 struct Walk<'a, W: Write> {
-    encoder: &'a mut Encoder<W>,
-    buffer: &'a mut Vec<u8>,
+    out: &'a mut W,
+    buffer: Vec<u8>,
 }
 
 impl<W: Write> Walk<'_, W> {
-    /// Encode the entry `name` of directory `dir` (`shown` names it in errors).
-    fn node(&mut self, dir: BorrowedFd<'_>, name: &CString, nar_name: Option<&[u8]>, shown: &Path) -> Result<(), FormatError> {
+    /// Write the node of entry `name` of directory `dir` (`shown` names it
+    /// in errors). A regular file or symlink is written whole; a directory
+    /// is opened and returned for the caller to write its entries.
+    fn node(&mut self, dir: BorrowedFd<'_>, name: &CString, shown: &Path) -> Result<Option<Frame>, FormatError> {
         let io = |e: std::io::Error| FormatError::Nar { path: shown.display().to_string(), reason: e.to_string() };
-        let enc = |e: nix_archive::nar::Error| FormatError::Nar { path: shown.display().to_string(), reason: e.to_string() };
         let st = statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
@@ -51,7 +88,15 @@ impl<W: Write> Walk<'_, W> {
                 let size = st.st_size as u64;
                 // Nix's rule: the owner's execute bit makes a file executable.
                 let executable = st.st_mode & 0o100 != 0;
-                let mut out = self.encoder.start_regular(nar_name, executable, size).map_err(enc)?;
+                for t in [&b"("[..], b"type", b"regular"] {
+                    wire::write_token(self.out, t).map_err(io)?;
+                }
+                if executable {
+                    wire::write_token(self.out, b"executable").map_err(io)?;
+                    wire::write_token(self.out, b"").map_err(io)?;
+                }
+                wire::write_token(self.out, b"contents").map_err(io)?;
+                self.out.write_all(&size.to_le_bytes()).map_err(io)?;
                 let mut remaining = size;
                 loop {
                     // One byte more than expected, so a grown file is noticed
@@ -64,7 +109,7 @@ impl<W: Write> Walk<'_, W> {
                     if n as u64 > remaining {
                         return Err(io(std::io::Error::other("file changed size while being read")));
                     }
-                    out.write_all(&self.buffer[..n]).map_err(io)?;
+                    self.out.write_all(&self.buffer[..n]).map_err(io)?;
                     remaining -= n as u64;
                     if n < want {
                         break;
@@ -73,11 +118,17 @@ impl<W: Write> Walk<'_, W> {
                 if remaining != 0 {
                     return Err(io(std::io::Error::other("file changed size while being read")));
                 }
-                out.finish().map_err(enc)
+                self.out.write_all(&wire::ZEROS[..wire::pad_len(size)]).map_err(io)?;
+                self.out.write_all(&wire::CLOSE).map_err(io)?;
+                Ok(None)
             }
             FileType::Symlink => {
                 let target = readlinkat(dir, name.as_c_str(), Vec::new()).map_err(|e| io(e.into()))?;
-                self.encoder.symlink(nar_name, target.as_bytes()).map_err(enc)
+                for t in [&b"("[..], b"type", b"symlink", b"target", target.as_bytes()] {
+                    wire::write_token(self.out, t).map_err(io)?;
+                }
+                self.out.write_all(&wire::CLOSE).map_err(io)?;
+                Ok(None)
             }
             FileType::Directory => {
                 let fd = openat(
@@ -96,12 +147,10 @@ impl<W: Write> Walk<'_, W> {
                     }
                 }
                 names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-                self.encoder.start_directory(nar_name).map_err(enc)?;
-                for child in &names {
-                    let shown = shown.join(std::ffi::OsStr::from_bytes(child.as_bytes()));
-                    self.node(fd.as_fd(), child, Some(child.as_bytes()), &shown)?;
+                for t in [&b"("[..], b"type", b"directory"] {
+                    wire::write_token(self.out, t).map_err(io)?;
                 }
-                self.encoder.end_directory().map_err(enc)
+                Ok(Some(Frame { fd, names, next: 0, shown: shown.to_owned() }))
             }
             _ => Err(io(std::io::Error::other("not a regular file, directory or symlink"))),
         }
