@@ -538,10 +538,12 @@ pub(crate) mod proptests {
             for p in &mut packages {
                 p.depends.retain(|d| names.contains(d));
             }
+            let requested = packages.iter().take(2).map(|p| p.name.clone()).collect();
             Lock {
                 debian: Some(DebianLock {
                     suite,
                     architecture: "amd64".into(),
+                    requested,
                     repositories: vec![Repository { suite: "bookworm".into(), mirror: "debian".into(), date }],
                     packages,
                 }),
