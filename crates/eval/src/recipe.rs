@@ -13,6 +13,26 @@ use toml::Spanned;
 
 use crate::error::Diagnostic;
 
+/// `path` relative to `dir` (both absolute and normal), with `..` where
+/// it is not below it.
+fn relative_to(dir: &Path, path: &Path) -> String {
+    let d: Vec<_> = dir.components().collect();
+    let p: Vec<_> = path.components().collect();
+    let common = d.iter().zip(&p).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..d.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        out.to_string_lossy().into_owned()
+    }
+}
+
 // ---- the file as written -------------------------------------------------
 
 #[derive(Deserialize)]
@@ -160,6 +180,98 @@ pub struct Spans {
 }
 
 impl Recipe {
+    /// The recipe as TOML that [`parse`] reads back, from the same file,
+    /// to an equal `Recipe`: every value written explicitly (source names,
+    /// outputs, `source-date-epoch`), paths relative to the recipe's
+    /// directory, strings escaped by the `toml` crate. What `parse` drops
+    /// (`description`, comments, spellings of hashes) is not kept.
+    pub fn to_toml(&self) -> String {
+        use toml::{Table, Value};
+        let dir = self.file.parent().unwrap_or(Path::new("/"));
+        let rel = |p: &Path| Value::String(relative_to(dir, p));
+        let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+        let env = |e: &BTreeMap<String, String>| Value::Table(e.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+        let mut t = Table::new();
+        t.insert("name".into(), Value::String(self.name.clone()));
+        t.insert("version".into(), Value::String(self.version.clone()));
+        if let Some(m) = &self.main {
+            t.insert("main".into(), Value::String(m.clone()));
+        }
+        t.insert("outputs".into(), strings(&self.outputs));
+        t.insert("source-date-epoch".into(), Value::Integer(self.source_date_epoch as i64));
+        let sources: Vec<Value> = self
+            .sources
+            .iter()
+            .map(|src| {
+                let mut e = Table::new();
+                match src {
+                    Source::Url { url, sha256, name } => {
+                        e.insert("url".into(), Value::String(url.clone()));
+                        e.insert("sha256".into(), Value::String(sha256.to_hex()));
+                        e.insert("name".into(), Value::String(name.clone()));
+                    }
+                    Source::PythonIndex { project, version, file, sha256 } => {
+                        let mut pypi = Table::new();
+                        pypi.insert("project".into(), Value::String(project.clone()));
+                        pypi.insert("version".into(), Value::String(version.clone()));
+                        pypi.insert("file".into(), Value::String(file.clone()));
+                        e.insert("pypi".into(), Value::Table(pypi));
+                        e.insert("sha256".into(), Value::String(sha256.to_hex()));
+                    }
+                    Source::Local { path, name } => {
+                        e.insert("path".into(), rel(path));
+                        e.insert("name".into(), Value::String(name.clone()));
+                    }
+                }
+                Value::Table(e)
+            })
+            .collect();
+        if !sources.is_empty() {
+            t.insert("source".into(), Value::Array(sources));
+        }
+        let mut deps = Table::new();
+        deps.insert("build".into(), Value::Array(self.build_dependencies.iter().map(|p| rel(p)).collect()));
+        deps.insert("run".into(), Value::Array(self.run_dependencies.iter().map(|p| rel(p)).collect()));
+        t.insert("dependencies".into(), Value::Table(deps));
+        if !self.toolchain.is_empty() {
+            let mut tc = Table::new();
+            tc.insert("debian".into(), strings(&self.toolchain));
+            t.insert("toolchain".into(), Value::Table(tc));
+        }
+        let mut build = Table::new();
+        let p = &self.phases;
+        for (key, value) in [
+            ("script", &p.script),
+            ("unpack", &p.unpack),
+            ("configure", &p.configure),
+            ("build", &p.build),
+            ("install", &p.install),
+            ("check", &p.check),
+        ] {
+            if let Some(v) = value {
+                build.insert(key.into(), Value::String(v.clone()));
+            }
+        }
+        build.insert("env".into(), env(&self.env));
+        t.insert("build".into(), Value::Table(build));
+        let tests: Vec<Value> = self
+            .tests
+            .iter()
+            .map(|test| {
+                let mut e = Table::new();
+                e.insert("name".into(), Value::String(test.name.clone()));
+                e.insert("script".into(), Value::String(test.script.clone()));
+                e.insert("dependencies".into(), Value::Array(test.dependencies.iter().map(|p| rel(p)).collect()));
+                e.insert("env".into(), env(&test.env));
+                Value::Table(e)
+            })
+            .collect();
+        if !tests.is_empty() {
+            t.insert("test".into(), Value::Array(tests));
+        }
+        toml::to_string(&t).unwrap_or_default()
+    }
+
     /// The derivation name: `<name>-<version>`.
     pub fn full_name(&self) -> String {
         format!("{}-{}", self.name, self.version)
@@ -574,17 +686,47 @@ mod proptests {
         })
     }
 
-    /// What recipe parsing promises for any text: no panic, and the same
-    /// answer every time. (Recipes have no writer in drv, so there is no
-    /// rendering to round-trip.)
+    /// What recipe parsing promises for any text: no panic, the same
+    /// answer every time, and what it accepts renders ([`Recipe::to_toml`])
+    /// to text that parses to the same recipe.
     fn check_recipe(text: &str) -> Result<(), TestCaseError> {
         let file = Path::new("/r/x.toml");
         match (parse(file, text), parse(file, text)) {
-            (Ok((a, _)), Ok((b, _))) => prop_assert_eq!(a, b),
+            (Ok((a, _)), Ok((b, _))) => {
+                prop_assert_eq!(&a, &b);
+                let rendered = a.to_toml();
+                match parse(file, &rendered) {
+                    Ok((again, _)) => prop_assert_eq!(again, a, "rendered:\n{}", rendered),
+                    Err(e) => prop_assert!(false, "accepted, but its rendering is refused: {}\n{}", e, rendered),
+                }
+            }
             (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
             _ => prop_assert!(false, "parsing is not deterministic"),
         }
         Ok(())
+    }
+
+    /// Every recipe of the repository, from its own file (so its local
+    /// sources and dependencies resolve), renders to what parses the same.
+    #[test]
+    fn repository_recipes_render_to_what_parses_the_same() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut seen = 0;
+        for dir in ["recipes", "tests/recipes"] {
+            let dir = normalize(&std::path::absolute(root.join(dir)).unwrap());
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let file = entry.unwrap().path();
+                if file.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&file).unwrap();
+                    let (recipe, _) = parse(&file, &text).unwrap();
+                    let rendered = recipe.to_toml();
+                    let (again, _) = parse(&file, &rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+                    assert_eq!(again, recipe, "{}", file.display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 10, "{seen}");
     }
 
     proptest! {
