@@ -306,6 +306,13 @@ async fn get_nar(State(state): State<AppState>, UrlPath(file): UrlPath<String>) 
     let st = state.clone();
     let info = tokio::task::spawn_blocking(move || {
         st.with_store(|store| {
+            // Collections wait while the path is looked up and dumped (the
+            // lock goes with the dump): a path found valid is not deleted
+            // under a client mid-transfer. A long-running server cannot
+            // hold temporary roots per request instead: they would only go
+            // when it exits.
+            let hold = crate::lock::FileLock::shared(&store.gc_lock_file())
+                .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = store.path_from_hash_part(&hash).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = path.ok_or_else(not_found)?;
             let info = store.path_info(&path).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -314,14 +321,15 @@ async fn get_nar(State(state): State<AppState>, UrlPath(file): UrlPath<String>) 
             if info.nar_hash.to_nix32() != nar_hash {
                 return Err(not_found());
             }
-            Ok((info, store.real_path(&path)))
+            Ok((info, store.real_path(&path), hold))
         })
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let (info, real) = info;
+    let (info, real, hold) = info;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
     tokio::task::spawn_blocking(move || {
+        let _hold = hold;
         let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
         let result = (|| -> io::Result<()> {
             if compressed {

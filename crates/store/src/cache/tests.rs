@@ -575,3 +575,49 @@ fn stored_junk_signatures_do_not_poison_a_path() {
     assert_eq!(pushed.signatures, good);
     assert!(pushed.has_valid_signature(&StoreDir::default(), &[key.public()]));
 }
+
+/// `drv cache serve` holds what it serves: a collection started while a
+/// NAR is being sent waits for the transfer, which arrives whole.
+#[test]
+fn a_nar_being_served_is_not_collected_under_the_client() {
+    use std::io::Write as _;
+    let (t, mut store) = empty_store();
+    // Larger than the server's channel of chunks, so the dump is still
+    // running while the client does not read.
+    let bytes: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let path = store.add_path(&write_tmp(&bytes), "big", Ingestion::Flat).unwrap();
+    let info = store.require_path_info(&path).unwrap();
+    let options = ServerOptions {
+        root: t.path().to_owned(),
+        store_dir: StoreDir::default(),
+        key: None,
+        writable: false,
+        trusted_keys: vec![],
+        compression: ServeCompression::None,
+        priority: 40,
+    };
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), options).unwrap();
+    let addr = server.url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(conn, "GET /nar/{}-{}.nar HTTP/1.0\r\nHost: x\r\n\r\n", path.hash_part(), info.nar_hash.to_nix32()).unwrap();
+    let mut first = vec![0u8; 4096];
+    conn.read_exact(&mut first).unwrap();
+
+    let root = t.path().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = LocalStore::open(&root, StoreDir::default()).unwrap();
+        let _ = tx.send(crate::collect_garbage(&mut s, &crate::GcOptions::default()).map(|r| r.deleted.len()));
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(700)).is_err(), "the collection did not wait for the transfer");
+
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    let body_at = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let nar = &first[body_at..];
+    assert_eq!(crate::formats::hash::Sha256::digest(nar), info.nar_hash, "the NAR arrived whole");
+    // Then the collection runs (this process's own temporary root keeps
+    // the path; what matters is that it waited).
+    rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap().unwrap();
+}
