@@ -382,10 +382,7 @@ impl DebianLock {
     /// The package `name` (a real package, or failing that one that
     /// provides it).
     pub fn find(&self, name: &str) -> Option<&LockedPackage> {
-        self.packages
-            .iter()
-            .find(|p| p.name == name)
-            .or_else(|| self.packages.iter().find(|p| p.provides.iter().any(|v| v == name)))
+        find(&self.packages, name)
     }
 
     /// The repository a package came from.
@@ -399,23 +396,37 @@ impl DebianLock {
     /// Errors: [`LockError::NotLocked`] for a name (or an edge) the lock
     /// does not cover.
     pub fn closure(&self, names: &[String]) -> Result<Vec<&LockedPackage>, LockError> {
-        let mut seen: BTreeMap<&str, &LockedPackage> = BTreeMap::new();
-        let mut queue: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
-        let mut visited: BTreeSet<&str> = BTreeSet::new();
-        while let Some((name, needed_by)) = queue.pop() {
-            let p = self.find(name).ok_or_else(|| LockError::NotLocked {
-                name: name.to_owned(),
-                needed_by: needed_by.map(str::to_owned),
-            })?;
-            if visited.insert(p.name.as_str()) {
-                seen.insert(p.name.as_str(), p);
-                for d in &p.depends {
-                    queue.push((d.as_str(), Some(p.name.as_str())));
-                }
+        closure(&self.packages, names)
+    }
+}
+
+/// The package `name` among `packages`: a real package, or failing that
+/// one that provides it.
+pub fn find<'a>(packages: &'a [LockedPackage], name: &str) -> Option<&'a LockedPackage> {
+    packages
+        .iter()
+        .find(|p| p.name == name)
+        .or_else(|| packages.iter().find(|p| p.provides.iter().any(|v| v == name)))
+}
+
+/// The closure of `names` among `packages` over their `depends` edges,
+/// sorted by name (see [`DebianLock::closure`]).
+///
+/// Errors: [`LockError::NotLocked`] for a name (or an edge) not among them.
+pub fn closure<'a>(packages: &'a [LockedPackage], names: &[String]) -> Result<Vec<&'a LockedPackage>, LockError> {
+    let mut seen: BTreeMap<&str, &LockedPackage> = BTreeMap::new();
+    let mut queue: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    while let Some((name, needed_by)) = queue.pop() {
+        let p = find(packages, name)
+            .ok_or_else(|| LockError::NotLocked { name: name.to_owned(), needed_by: needed_by.map(str::to_owned) })?;
+        if !seen.contains_key(p.name.as_str()) {
+            seen.insert(p.name.as_str(), p);
+            for d in &p.depends {
+                queue.push((d.as_str(), Some(p.name.as_str())));
             }
         }
-        Ok(seen.into_values().collect())
     }
+    Ok(seen.into_values().collect())
 }
 
 #[cfg(test)]

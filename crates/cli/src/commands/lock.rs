@@ -249,7 +249,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     };
     let fresh: BTreeMap<String, LockedPackage> = resolved.into_iter().map(|p| (p.name.clone(), p)).collect();
     let named: BTreeSet<String> = update.iter().flatten().cloned().collect();
-    let packages = merge(&kept, &fresh, &named, &roots);
+    let packages = merge(&kept, &fresh, &named, &roots)?;
 
     let new = Lock {
         debian: Some(DebianLock { suite, architecture, requested: roots.clone(), repositories: locked_repositories, packages }),
@@ -301,7 +301,7 @@ fn merge(
     fresh: &BTreeMap<String, LockedPackage>,
     named: &BTreeSet<String>,
     roots: &[String],
-) -> Vec<LockedPackage> {
+) -> anyhow::Result<Vec<LockedPackage>> {
     let mut moving: BTreeSet<String> = fresh.keys().filter(|n| !kept.contains_key(*n) || named.contains(*n)).cloned().collect();
     loop {
         let mut more = BTreeSet::new();
@@ -333,9 +333,21 @@ fn merge(
         }
     }
     for (n, p) in fresh {
-        chosen.entry(n.clone()).or_insert_with(|| p.clone());
+        let entry = chosen.entry(n.clone()).or_insert_with(|| p.clone());
+        // A kept package may now stand for a virtual name a root asks for.
+        for v in &p.provides {
+            if !entry.provides.contains(v) {
+                entry.provides.push(v.clone());
+                entry.provides.sort();
+            }
+        }
     }
-    reachable(&chosen, roots)
+    // Kept entries depend on kept ones, fresh ones on fresh ones: closed,
+    // unless the old lock was edited by hand.
+    let chosen: Vec<LockedPackage> = chosen.into_values().collect();
+    let closure = drv_debian::lock::closure(&chosen, roots)
+        .context("the pins kept from the lock and today's resolution do not fit together; `drv lock --update` re-resolves all")?;
+    Ok(closure.into_iter().cloned().collect())
 }
 
 /// Write `lock` to `file` atomically (a sibling renamed over it).
@@ -343,25 +355,6 @@ fn write_lock(file: &Path, lock: &Lock) -> anyhow::Result<()> {
     let tmp = file.with_extension(format!("lock.tmp-{}", std::process::id()));
     std::fs::write(&tmp, lock.to_toml()).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
-}
-
-/// The entries of `candidates` reachable from `names` over `depends` and
-/// `provides`, sorted.
-fn reachable(candidates: &BTreeMap<String, LockedPackage>, names: &[String]) -> Vec<LockedPackage> {
-    let find = |n: &str| {
-        candidates.get(n).or_else(|| candidates.values().find(|p| p.provides.iter().any(|v| v == n)))
-    };
-    let mut seen: BTreeMap<String, LockedPackage> = BTreeMap::new();
-    let mut queue: Vec<String> = names.to_vec();
-    while let Some(n) = queue.pop() {
-        if let Some(p) = find(&n) {
-            if !seen.contains_key(&p.name) {
-                queue.extend(p.depends.iter().cloned());
-                seen.insert(p.name.clone(), p.clone());
-            }
-        }
-    }
-    seen.into_values().collect()
 }
 
 /// `path` relative to the current directory when it is below it.
