@@ -124,17 +124,31 @@ pub enum BuildError {
     )]
     DebianFileGone { drv: String, package: String, version: String, mirror: String, url: String },
     #[error(
-        "mirror {mirror:?} serves other bytes for {package} {version} than the lock pins ({url}):\n  \
-         pinned: sha256 {expected}\n  got:    sha256 {got}\n\
-         A changed or damaged mirror, or an edited lock: `drv lock --update {package}` pins it again from the signed index"
+        "mirror {:?} serves other bytes for {} {} than the lock pins ({}):\n  \
+         pinned: sha256 {}\n  got:    sha256 {}\n\
+         A changed or damaged mirror, or an edited lock: `drv lock --update {}` pins it again from the signed index",
+        .0.mirror, .0.package, .0.version, .0.url, .0.expected, .0.got, .0.package
     )]
-    DebianHashMismatch { drv: String, package: String, version: String, mirror: String, url: String, expected: String, got: String },
+    DebianHashMismatch(Box<DebianMismatch>),
 }
 
 impl From<crate::FormatError> for BuildError {
     fn from(e: crate::FormatError) -> Self {
         BuildError::Store(e.into())
     }
+}
+
+/// A pinned `.deb` whose mirror serves other bytes: what
+/// [`BuildError::DebianHashMismatch`] reports, in the lock's terms.
+#[derive(Debug)]
+pub struct DebianMismatch {
+    pub package: String,
+    pub version: String,
+    pub mirror: String,
+    pub url: String,
+    /// Hex sha256s, as `drv.lock` spells them.
+    pub expected: String,
+    pub got: String,
 }
 
 /// The result of a realisation.
@@ -813,15 +827,14 @@ fn debian_fetch_error(source: &FetchSource, error: &crate::fetch::FetchError) ->
         FetchError::NotFound { .. } | FetchError::NoSuchFile { .. } => {
             Some(BuildError::DebianFileGone { drv: String::new(), package, version, mirror, url })
         }
-        FetchError::HashMismatch { expected, got, .. } => Some(BuildError::DebianHashMismatch {
-            drv: String::new(),
+        FetchError::HashMismatch { expected, got, .. } => Some(BuildError::DebianHashMismatch(Box::new(DebianMismatch {
             package,
             version,
             mirror,
             url,
             expected: expected.to_hex(),
             got: got.to_hex(),
-        }),
+        }))),
         _ => None,
     }
 }
