@@ -38,7 +38,7 @@ pub const MANIFEST: &str = ".drv-toolchain.json";
 /// Version of the tree layout, written in the manifest. Bump it when the
 /// same packages would be assembled differently (a new declared link, a
 /// directory left out), so that trees made by different rules differ.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Top-level directories that Debian 12's usrmerge turns into symlinks to
 /// their `/usr` counterparts (`bin -> usr/bin`); package members under them
@@ -114,6 +114,53 @@ pub const DECLARED_LINKS: &[DeclaredLink] = &[
     DeclaredLink { path: "usr/sbin/rmt", target: "usr/sbin/rmt-tar", package: "tar" },
 ];
 
+/// The compiler drivers a build calls by name, which [`assemble`] replaces
+/// (when the package made them symlinks) by [`CC_WRAPPER`] around the
+/// program they pointed at. `cc` is a declared link to `gcc`, so it is
+/// wrapped too.
+pub const WRAPPED_COMPILERS: [&str; 2] = ["usr/bin/gcc", "usr/bin/x86_64-linux-gnu-gcc"];
+
+/// The environment variable naming the store path of the C library a
+/// build links against (made by drv from the lock's `libc6`; set by the
+/// evaluator for a toolchain that names `libc6-dev`).
+pub const LIBC_ENV: &str = "DRV_LIBC";
+
+/// drv's compiler wrapper, Nix's `cc-wrapper` in miniature: when
+/// `$DRV_LIBC` is set and the call links, the program gets the loader of
+/// that store path as its interpreter (`--dynamic-linker`) and its `lib`
+/// in `RUNPATH`, so what is built runs on the C library of its closure,
+/// not the host's. `@COMPILER@` is the wrapped program's absolute path.
+///
+/// A call that only compiles (`-c`, `-S`, `-E`, `-M`, `-MM`) or names no
+/// input (`gcc --version`) is passed through unchanged, as Nix's wrapper
+/// does; a value after `-o`, `-x`, `-I`, `-L`… is not an input.
+pub const CC_WRAPPER: &str = r#"#!/bin/sh
+# drv's compiler wrapper (see drv_debian::rootfs::CC_WRAPPER): links
+# against the C library at $DRV_LIBC, with its loader and its RUNPATH.
+compiler=@COMPILER@
+[ -n "${DRV_LIBC-}" ] || exec "$compiler" "$@"
+links=no
+skip=no
+for a in "$@"; do
+  if [ "$skip" = yes ]; then skip=no; continue; fi
+  case "$a" in
+    -c|-S|-E|-M|-MM) exec "$compiler" "$@" ;;
+    -o|-x|-I|-L|-l|-u|-T|-include|-imacros|-isystem|-iquote|-idirafter|-MF|-MT|-MQ|-Xlinker|-Xassembler|-Xpreprocessor) skip=yes ;;
+    -) links=yes ;;
+    -*) ;;
+    *) links=yes ;;
+  esac
+done
+[ "$links" = yes ] || exec "$compiler" "$@"
+loader=
+for l in "$DRV_LIBC"/lib/ld-linux*.so.[0-9]; do [ -f "$l" ] && loader=$l; done
+if [ -z "$loader" ]; then
+  echo "drv cc-wrapper: no loader (lib/ld-linux*.so.N) in DRV_LIBC=$DRV_LIBC" >&2
+  exit 1
+fi
+exec "$compiler" "$@" -Wl,--dynamic-linker="$loader" -Wl,-rpath,"$DRV_LIBC/lib" -Wl,--enable-new-dtags
+"#;
+
 /// How [`assemble`] works.
 #[derive(Clone, Debug)]
 pub struct AssembleOptions {
@@ -155,6 +202,9 @@ pub struct Assembled {
     pub usrmerge_links: Vec<AddedLink>,
     /// Links made from [`DECLARED_LINKS`], in table order.
     pub declared_links: Vec<AddedLink>,
+    /// Compiler drivers replaced by [`CC_WRAPPER`]: the path and the
+    /// program it runs, in [`WRAPPED_COMPILERS`] order.
+    pub wrapped_compilers: Vec<AddedLink>,
 }
 
 /// What can go wrong assembling a tree. Every variant names the file: the
@@ -213,6 +263,8 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 ///   keep their targets; a hard link is made to the file of the same
 ///   package it names; owners and times are not kept;
 /// - the links of [`DECLARED_LINKS`] whose targets are in the tree;
+/// - each of [`WRAPPED_COMPILERS`] that a package made a symlink to a
+///   compiler replaced by [`CC_WRAPPER`] around that compiler;
 /// - [`MANIFEST`]: the packages and the added links, as JSON.
 ///
 /// Refused, with an error naming the `.deb` and the member: a member name
@@ -323,6 +375,16 @@ fn assemble_into(debs: &[PathBuf], out: &Path, options: &AssembleOptions) -> Res
             let target = relative_target(declared.path, declared.target);
             assembled.declared_links.push(tree.add_link(declared.path, target)?);
         }
+    }
+    for path in WRAPPED_COMPILERS {
+        let Some(Node::Symlink { .. }) = tree.nodes.get(path) else { continue };
+        let Ok((real, Kind::File)) = tree.resolve(path) else { continue };
+        let at = out.join(path);
+        fs::remove_file(&at).map_err(io_error(&at))?;
+        write_file(&at, CC_WRAPPER.replace("@COMPILER@", &format!("/{real}")).as_bytes(), true)?;
+        let owner = tree.nodes.get(&real).and_then(Node::owner).unwrap_or(0);
+        tree.nodes.insert(path.to_owned(), Node::File { owner });
+        assembled.wrapped_compilers.push(AddedLink { path: path.to_owned(), target: format!("/{real}") });
     }
     assembled.symlinks = tree.nodes.values().filter(|n| matches!(n, Node::Symlink { .. })).count() as u64;
 
@@ -985,6 +1047,7 @@ fn write_manifest(out: &Path, assembled: &Assembled) -> Result<()> {
         packages: Vec<Package<'a>>,
         usrmerge_links: &'a [AddedLink],
         declared_links: &'a [AddedLink],
+        wrapped_compilers: &'a [AddedLink],
     }
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -995,6 +1058,7 @@ fn write_manifest(out: &Path, assembled: &Assembled) -> Result<()> {
             .collect(),
         usrmerge_links: &assembled.usrmerge_links,
         declared_links: &assembled.declared_links,
+        wrapped_compilers: &assembled.wrapped_compilers,
     };
     let at = out.join(MANIFEST);
     let mut json =

@@ -64,7 +64,7 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
     let entry = recipe::normalize(&entry);
     let mut loader = Loader::default();
     loader.visit(&entry, None)?;
-    let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty()) {
+    let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty() || !r.prebuilt.is_empty()) {
         let file = lock_file_for(&entry);
         let (lock, shown_lock, used) = match Lock::read(&file) {
             Ok(lock) => (lock, crate::error::shown(&file).display().to_string(), file.clone()),
@@ -81,10 +81,16 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
         };
         // A name the lock does not cover is shown where the recipe says it.
         for (path, recipe) in &loader.recipes {
-            for name in &recipe.toolchain {
+            let (spans, text) = &loader.spans[path];
+            let named = recipe.toolchain.iter().map(|n| (n.clone(), &spans.toolchain));
+            let prebuilt = recipe.prebuilt.iter().map(|n| (n.clone(), &spans.prebuilt));
+            // The C library's packages, shown where the recipe asks for it.
+            let shown_at = if recipe.prebuilt.is_empty() { &spans.toolchain } else { &spans.prebuilt };
+            let implied = crate::lower::implied_packages(recipe).into_iter().map(|n| (n.to_owned(), shown_at));
+            for (name, span) in named.chain(prebuilt).chain(implied) {
+                let name = &name;
                 if let Err(e) = debian.closure(std::slice::from_ref(name)) {
-                    let (spans, text) = &loader.spans[path];
-                    let offset = spans.toolchain.as_ref().map_or(0, |s| s.start);
+                    let offset = span.as_ref().map_or(0, |s| s.start);
                     // A near miss among the locked names is most likely a typo.
                     let near = debian
                         .packages

@@ -29,6 +29,35 @@ pub const TOOLCHAIN_ENV: &str = "drvToolchain";
 /// from the `.deb`s named by `debs` (see `drv_debian::rootfs`).
 pub const ROOTFS_BUILDER: &str = drv_store::realise::ROOTFS_BUILDER;
 
+/// Debian packages of the C library store path that builds linking C code
+/// run on: glibc's loader and libraries (`libc6`), and `libgcc_s`, which
+/// glibc loads for `pthread_cancel` and C++ exceptions.
+pub const LIBC_PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
+
+/// A toolchain that names this package links C code: its build gets the
+/// C library store path as `$DRV_LIBC` (see
+/// `drv_debian::rootfs::CC_WRAPPER`).
+pub const LINKS_C: &str = "libc6-dev";
+
+/// The toolchain of the builds that make prebuilt outputs (the C library
+/// and `[prebuilt]` recipes): unpack `.deb`s, relocate, set `RUNPATH`.
+pub const PREBUILT_TOOLCHAIN: [&str; 7] = ["dash", "coreutils", "dpkg", "tar", "findutils", "sed", "patchelf"];
+
+/// With this package in its toolchain's closure a build can strip: its
+/// ELF files' debug information goes to a `debug` output.
+const STRIPS: &str = "binutils";
+
+/// The Debian packages `recipe` needs beyond the ones it names: those of
+/// the C library and of the toolchain that makes it, for a recipe that
+/// links C code or is `[prebuilt]`. `drv lock` locks them too.
+pub fn implied_packages(recipe: &Recipe) -> Vec<&'static str> {
+    if recipe.toolchain.iter().any(|n| n == LINKS_C) || !recipe.prebuilt.is_empty() {
+        LIBC_PACKAGES.iter().chain(&PREBUILT_TOOLCHAIN).copied().collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Lower every recipe of `set` and write the derivations to `store`.
 pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, EvalError> {
     let mut l = Lowering {
@@ -37,6 +66,7 @@ pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, Eval
         eval: GraphBuilder::default(),
         packages: BTreeMap::new(),
         toolchains: BTreeMap::new(),
+        libc: None,
     };
     for file in &set.order {
         l.recipe(&set.recipes[file], set)?;
@@ -53,11 +83,22 @@ pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, Eval
 struct Lowering<'a> {
     store: &'a mut LocalStore,
     /// The packages of a toolchain (sorted names) → its derivation and output.
-    toolchains: BTreeMap<Vec<String>, (StorePath, StorePath)>,
+    toolchains: BTreeMap<Vec<String>, Toolchain>,
+    /// The C library's derivation and output, once lowered.
+    libc: Option<(StorePath, StorePath)>,
     hashes: BTreeMap<StorePath, DerivationHash>,
     eval: GraphBuilder,
     /// Recipe file → (package `.drv`, its `out` path).
     packages: BTreeMap<PathBuf, (StorePath, StorePath)>,
+}
+
+/// A lowered toolchain root file system.
+#[derive(Clone)]
+struct Toolchain {
+    drv: StorePath,
+    out: StorePath,
+    /// The names of its packages, sorted.
+    packages: Vec<String>,
 }
 
 /// A recipe's run-time dependencies, transitively: what its dependents get too.
@@ -85,6 +126,9 @@ impl Lowering<'_> {
     }
 
     fn recipe(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(), EvalError> {
+        if !recipe.prebuilt.is_empty() {
+            return self.prebuilt_recipe(recipe, set);
+        }
         let mut input_drvs: BTreeSet<StorePath> = BTreeSet::new();
         let mut input_srcs: BTreeSet<StorePath> = BTreeSet::new();
         let mut srcs = Vec::new();
@@ -115,23 +159,32 @@ impl Lowering<'_> {
         let toolchain = if recipe.toolchain.is_empty() {
             None
         } else {
-            let (drv, out) = self.toolchain(recipe, set)?;
-            input_drvs.insert(drv);
-            Some(out)
+            let t = self.toolchain(&recipe.toolchain, &recipe.file, set)?;
+            input_drvs.insert(t.drv.clone());
+            Some(t)
         };
+        let libc = if recipe.toolchain.iter().any(|n| n == LINKS_C) { Some(self.libc(set)?) } else { None };
+        // Stripping keeps the debug information in an output of its own,
+        // as nixpkgs' `separateDebugInfo` does.
+        let strip = toolchain.as_ref().is_some_and(|t| t.packages.iter().any(|p| p == STRIPS));
+        let mut outputs = recipe.outputs.clone();
+        if strip && !outputs.iter().any(|o| o == "debug") {
+            outputs.push("debug".into());
+        }
 
         // Dependencies: declared ones plus what they propagate.
         let mut deps: BTreeSet<PathBuf> = recipe.build_dependencies.iter().chain(&recipe.run_dependencies).cloned().collect();
         for d in deps.clone() {
             propagated(set, &set.recipes[&d], &mut deps);
         }
-        let env = self.common_env(recipe, &deps, set, toolchain.as_ref(), &mut input_drvs);
+        let tc_out = toolchain.as_ref().map(|t| &t.out);
+        let env = self.common_env(recipe, &deps, set, tc_out, libc.as_ref(), &mut input_drvs);
 
         let mut b = Derivation::builder(self.store.store_dir(), &recipe.full_name(), SYSTEM, "/bin/sh");
-        for a in self.builder_args(build_script(&recipe.phases, !srcs.is_empty()), &mut input_srcs)? {
+        for a in self.builder_args(build_script(&recipe.phases, !srcs.is_empty(), strip), &mut input_srcs)? {
             b = b.arg(a);
         }
-        for o in &recipe.outputs {
+        for o in &outputs {
             b = b.output(o.clone());
         }
         let mut env = env;
@@ -142,7 +195,7 @@ impl Lowering<'_> {
             env.insert("src".into(), srcs[0].clone());
             env.insert("srcs".into(), srcs.join(" "));
         }
-        env.insert("outputs".into(), recipe.outputs.join(" "));
+        env.insert("outputs".into(), outputs.join(" "));
         for (k, v) in &recipe.env {
             env.insert(k.clone(), v.clone());
         }
@@ -171,7 +224,7 @@ impl Lowering<'_> {
             propagated(set, recipe, &mut tested);
             test_deps.extend(tested);
             let mut t_inputs = BTreeSet::new();
-            let mut env = self.common_env(recipe, &test_deps, set, toolchain.as_ref(), &mut t_inputs);
+            let mut env = self.common_env(recipe, &test_deps, set, tc_out, libc.as_ref(), &mut t_inputs);
             let name = format!("{}-test-{}", recipe.full_name(), test.name);
             env.insert("name".into(), name.clone());
             env.insert("system".into(), SYSTEM.into());
@@ -191,9 +244,8 @@ impl Lowering<'_> {
             for (k, v) in env {
                 b = b.env(k, v);
             }
-            if toolchain.is_some() {
-                let (drv, _) = self.toolchain(recipe, set)?;
-                t_inputs.insert(drv);
+            if let Some(t) = &toolchain {
+                t_inputs.insert(t.drv.clone());
             }
             for d in &t_inputs {
                 b = b.input_derivation(d.clone(), ["out".to_owned()]);
@@ -232,6 +284,7 @@ impl Lowering<'_> {
         deps: &BTreeSet<PathBuf>,
         set: &RecipeSet,
         toolchain: Option<&StorePath>,
+        libc: Option<&(StorePath, StorePath)>,
         input_drvs: &mut BTreeSet<StorePath>,
     ) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
@@ -267,52 +320,65 @@ impl Lowering<'_> {
         if let Some(t) = toolchain {
             env.insert(TOOLCHAIN_ENV.into(), self.store.display(t));
         }
+        if let Some((drv, out)) = libc {
+            input_drvs.insert(drv.clone());
+            env.insert(drv_debian::rootfs::LIBC_ENV.into(), self.store.display(out));
+        }
         env.insert("SOURCE_DATE_EPOCH".into(), recipe.source_date_epoch.to_string());
         env
     }
 
-    /// The toolchain of `recipe`: a `.deb` download for each locked
-    /// package of the closure of its `toolchain.debian` names, and the
-    /// derivation that assembles them into a root file system. Recipes
-    /// with the same closure share one.
-    fn toolchain(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
+    /// The lock of this evaluation, or the error a recipe at `file` that
+    /// needs one gets.
+    fn lock<'s>(set: &'s RecipeSet, file: &std::path::Path) -> Result<(&'s PathBuf, &'s drv_debian::lock::DebianLock), EvalError> {
         // `load` reads the lock whenever a recipe names Debian packages; a
         // set made another way may not have one.
-        let Some((lock_file, lock)) = &set.lock else {
-            let file = recipe.file.parent().unwrap_or(std::path::Path::new("/")).join(drv_debian::lock::LOCK_FILE_NAME);
-            return Err(EvalError::Lock(Box::new(drv_debian::lock::LockError::Missing { file })));
-        };
-        let closure = lock.closure(&recipe.toolchain).map_err(|e| EvalError::Lock(Box::new(e)))?;
+        match &set.lock {
+            Some((lock_file, lock)) => Ok((lock_file, lock)),
+            None => {
+                let file = file.parent().unwrap_or(std::path::Path::new("/")).join(drv_debian::lock::LOCK_FILE_NAME);
+                Err(EvalError::Lock(Box::new(drv_debian::lock::LockError::Missing { file })))
+            }
+        }
+    }
+
+    /// The download of one locked `.deb`: its derivation and output.
+    fn deb(&mut self, set: &RecipeSet, p: &drv_debian::lock::LockedPackage) -> Result<(StorePath, StorePath), EvalError> {
+        let (lock_file, lock) = Self::lock(set, &set.root)?;
+        let repository = lock.repository(p).ok_or_else(|| {
+            EvalError::Lock(Box::new(drv_debian::lock::LockError::UnknownRepository {
+                file: lock_file.clone(),
+                package: p.name.clone(),
+                repository: p.repository.clone(),
+            }))
+        })?;
+        let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
+        let file = store_name(p.path.rsplit('/').next().unwrap_or(&p.path));
+        let url = format!("mirror://{}/{}", repository.mirror, p.path);
+        let lock_file = lock_file.clone();
+        self.fetch(&file, sha256, &[("url", url.as_str())], &lock_file)
+    }
+
+    /// The toolchain of the Debian package `names` (of the recipe at
+    /// `file`): a `.deb` download for each locked package of their
+    /// closure, and the derivation that assembles them into a root file
+    /// system. Toolchains with the same closure are one.
+    fn toolchain(&mut self, names: &[String], file: &std::path::Path, set: &RecipeSet) -> Result<Toolchain, EvalError> {
+        let (lock_file, lock) = Self::lock(set, file)?;
+        let lock_file = lock_file.clone();
+        let closure = lock.closure(names).map_err(|e| EvalError::Lock(Box::new(e)))?;
         let key: Vec<String> = closure.iter().map(|p| p.name.clone()).collect();
         if let Some(t) = self.toolchains.get(&key) {
             return Ok(t.clone());
         }
+        let name = format!("{}-toolchain", lock.suite);
         let mut debs = Vec::new();
-        let mut b = Derivation::builder(self.store.store_dir(), &format!("{}-toolchain", lock.suite), "builtin", ROOTFS_BUILDER);
-        for p in &closure {
-            let repository = lock.repository(p).ok_or_else(|| {
-                EvalError::Lock(Box::new(drv_debian::lock::LockError::UnknownRepository {
-                    file: lock_file.clone(),
-                    package: p.name.clone(),
-                    repository: p.repository.clone(),
-                }))
-            })?;
-            let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
-            // Store names have no `~` (Debian versions do: `5.7-0.5~deb12u1`).
-            let file: String = p
-                .path
-                .rsplit('/')
-                .next()
-                .unwrap_or(&p.path)
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "+-._?=".contains(c) { c } else { '_' })
-                .collect();
-            let url = format!("mirror://{}/{}", repository.mirror, p.path);
-            let (drv, out) = self.fetch(&file, sha256, &[("url", url.as_str())], lock_file)?;
+        let mut b = Derivation::builder(self.store.store_dir(), &name, "builtin", ROOTFS_BUILDER);
+        for p in closure {
+            let (drv, out) = self.deb(set, p)?;
             b = b.input_derivation(drv, ["out".to_owned()]);
             debs.push(self.store.display(&out));
         }
-        let name = format!("{}-toolchain", lock.suite);
         b = b
             .output("out")
             .env("builder", ROOTFS_BUILDER)
@@ -322,9 +388,109 @@ impl Lowering<'_> {
             .env("rootfsFormat", drv_debian::rootfs::FORMAT_VERSION.to_string());
         let drv = b.build(|p| self.hashes.get(p).copied())?;
         let out = drv.outputs()?["out"].path.clone();
-        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Toolchain, main: None };
+        let node = Node { recipe: lock_file, kind: NodeKind::Toolchain, main: None };
         let drv_path = self.add(drv, node)?;
-        self.toolchains.insert(key, (drv_path.clone(), out.clone()));
+        let t = Toolchain { drv: drv_path, out, packages: key.clone() };
+        self.toolchains.insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// The C library store path, made from the lock's [`LIBC_PACKAGES`]:
+    /// what every program built by a toolchain naming [`LINKS_C`] loads.
+    fn libc(&mut self, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
+        if let Some(l) = &self.libc {
+            return Ok(l.clone());
+        }
+        let (lock_file, lock) = Self::lock(set, &set.root)?;
+        let lock_file = lock_file.clone();
+        let version = lock.find(LIBC_PACKAGES[0]).map(|p| p.version.clone()).ok_or_else(|| {
+            EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked {
+                name: LIBC_PACKAGES[0].to_owned(),
+                needed_by: Some("the C library store path".into()),
+            }))
+        })?;
+        let packages: Vec<String> = LIBC_PACKAGES.iter().map(|s| s.to_string()).collect();
+        let name = store_name(&format!("glibc-{version}"));
+        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
+        let l = self.prebuilt(&name, &packages, None, BTreeSet::new(), &lock_file, set, node)?;
+        self.libc = Some(l.clone());
+        Ok(l)
+    }
+
+    /// A `[prebuilt]` recipe: its packages relocated, with `RUNPATH` over
+    /// its own `lib`, its dependencies' and the C library's.
+    fn prebuilt_recipe(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(), EvalError> {
+        let (libc_drv, libc_out) = self.libc(set)?;
+        let mut deps: BTreeSet<PathBuf> = recipe.build_dependencies.iter().chain(&recipe.run_dependencies).cloned().collect();
+        for d in deps.clone() {
+            propagated(set, &set.recipes[&d], &mut deps);
+        }
+        let mut named: Vec<(&str, &StorePath, &StorePath)> =
+            deps.iter().map(|d| (set.recipes[d].name.as_str(), &self.packages[d].0, &self.packages[d].1)).collect();
+        named.sort();
+        let mut runpath: Vec<String> = named.iter().map(|(_, _, out)| format!("{}/lib", self.store.display(out))).collect();
+        runpath.push(format!("{}/lib", self.store.display(&libc_out)));
+        let mut inputs: BTreeSet<StorePath> = named.iter().map(|(_, drv, _)| (*drv).clone()).collect();
+        inputs.insert(libc_drv);
+        let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Package, main: recipe.main.clone() };
+        let (drv, out) = self.prebuilt(&recipe.full_name(), &recipe.prebuilt, Some(runpath.join(":")), inputs, &recipe.file, set, node)?;
+        self.packages.insert(recipe.file.clone(), (drv, out));
+        Ok(())
+    }
+
+    /// The derivation that makes `name` from exactly the locked Debian
+    /// `packages` (not their dependencies) by [`PREBUILT_SCRIPT`], with
+    /// `RUNPATH` set to `$out/lib:RUNPATH` when `runpath` is given.
+    #[allow(clippy::too_many_arguments)]
+    fn prebuilt(
+        &mut self,
+        name: &str,
+        packages: &[String],
+        runpath: Option<String>,
+        mut inputs: BTreeSet<StorePath>,
+        file: &std::path::Path,
+        set: &RecipeSet,
+        node: Node,
+    ) -> Result<(StorePath, StorePath), EvalError> {
+        let (_, lock) = Self::lock(set, file)?;
+        let mut locked = Vec::new();
+        for n in packages {
+            let p = lock.find(n).cloned().ok_or_else(|| {
+                EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked { name: n.clone(), needed_by: Some(name.to_owned()) }))
+            })?;
+            locked.push(p);
+        }
+        let mut debs = Vec::new();
+        for p in &locked {
+            let (drv, out) = self.deb(set, p)?;
+            inputs.insert(drv);
+            debs.push(self.store.display(&out));
+        }
+        let tools: Vec<String> = PREBUILT_TOOLCHAIN.iter().map(|s| s.to_string()).collect();
+        let toolchain = self.toolchain(&tools, file, set)?;
+        inputs.insert(toolchain.drv.clone());
+        let mut b = Derivation::builder(self.store.store_dir(), name, SYSTEM, "/bin/sh")
+            .arg("-e")
+            .arg("-c")
+            .arg(PREBUILT_SCRIPT)
+            .output("out")
+            .env("builder", "/bin/sh")
+            .env("name", name)
+            .env("system", SYSTEM)
+            .env("outputs", "out")
+            .env("PATH", "/usr/bin:/bin")
+            .env("debs", debs.join(" "))
+            .env("multiarch", multiarch(&lock.architecture))
+            .env(TOOLCHAIN_ENV, self.store.display(&toolchain.out));
+        if let Some(r) = runpath {
+            b = b.env("runpath", r);
+        }
+        for d in &inputs {
+            b = b.input_derivation(d.clone(), ["out".to_owned()]);
+        }
+        let drv = b.build(|p| self.hashes.get(p).copied())?;
+        let out = drv.outputs()?["out"].path.clone();
+        let drv_path = self.add(drv, node)?;
         Ok((drv_path, out))
     }
 
@@ -352,28 +518,142 @@ impl Lowering<'_> {
     }
 }
 
-/// The builder's script: the recipe's own, or its phases around drv's
-/// default unpacking.
-fn build_script(phases: &Phases, has_sources: bool) -> String {
-    if let Some(script) = &phases.script {
-        return script.clone();
+/// A store name made of `s`: characters Nix does not allow in one (`~`
+/// of Debian versions, `:` of epochs) become `_`.
+fn store_name(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "+-._?=".contains(c) { c } else { '_' }).collect()
+}
+
+/// Debian's multiarch triplet of an architecture (the directory under
+/// `/usr/lib` its libraries are in).
+fn multiarch(architecture: &str) -> &'static str {
+    match architecture {
+        "arm64" => "aarch64-linux-gnu",
+        "i386" => "i386-linux-gnu",
+        _ => "x86_64-linux-gnu",
     }
+}
+
+/// The builder's script: the recipe's own, or its phases around drv's
+/// default unpacking; then, if `strip`, drv's [`STRIP_PHASE`].
+fn build_script(phases: &Phases, has_sources: bool, strip: bool) -> String {
     let mut s = String::new();
     let mut phase = |name: &str, body: &str| {
         s.push_str(&format!("echo 'drv: {name} phase'\n{}\n", body.trim_end()));
     };
-    match &phases.unpack {
-        Some(u) => phase("unpack", u),
-        None if has_sources => phase("unpack", DEFAULT_UNPACK),
-        None => {}
-    }
-    for (name, body) in [("configure", &phases.configure), ("build", &phases.build), ("check", &phases.check), ("install", &phases.install)] {
-        if let Some(b) = body {
-            phase(name, b);
+    if let Some(script) = &phases.script {
+        if !strip {
+            return script.clone();
         }
+        s.push_str(script.trim_end());
+        s.push('\n');
+    } else {
+        match &phases.unpack {
+            Some(u) => phase("unpack", u),
+            None if has_sources => phase("unpack", DEFAULT_UNPACK),
+            None => {}
+        }
+        for (name, body) in [("configure", &phases.configure), ("build", &phases.build), ("check", &phases.check), ("install", &phases.install)] {
+            if let Some(b) = body {
+                phase(name, b);
+            }
+        }
+    }
+    if strip {
+        s.push_str(STRIP_PHASE);
     }
     s
 }
+
+/// drv's fixup of a build whose toolchain has binutils, after nixpkgs'
+/// `separateDebugInfo`: each ELF executable or shared object with debug
+/// information in an output other than `debug` has it copied to
+/// `$debug/lib/debug/.build-id/NN/REST.debug` (by its GNU build ID), is
+/// stripped of it (`strip --strip-debug`: the symbol table stays), and gets
+/// a `.gnu_debuglink` to the copy, which gdb follows through the build ID.
+/// Nothing refers to `$debug`, so a closure never holds it.
+const STRIP_PHASE: &str = r#"echo 'drv: strip phase'
+mkdir -p "$debug"
+for o in $outputs; do
+  [ "$o" = debug ] && continue
+  eval "dir=\$$o"
+  [ -d "$dir" ] || continue
+  find "$dir" -type f \( -name '*.so' -o -name '*.so.*' -o -perm -u+x \) | LC_ALL=C sort | while read -r f; do
+    case "$(od -An -tx1 -N4 "$f")" in *"7f 45 4c 46"*) ;; *) continue ;; esac
+    case "$(readelf -h "$f" 2>/dev/null | sed -n 's/^ *Type: *\([A-Z]*\).*/\1/p')" in EXEC|DYN) ;; *) continue ;; esac
+    readelf -S "$f" | grep -q ' \.debug_info ' || continue
+    id=$(readelf -n "$f" | sed -n 's/^ *Build ID: *\([0-9a-f]*\)$/\1/p')
+    [ -n "$id" ] || { echo "drv: $f has debug information but no build ID: stripped, not kept"; chmod u+w "$f"; strip --strip-debug "$f"; continue; }
+    keep="$debug/lib/debug/.build-id/$(echo "$id" | cut -c1-2)/$(echo "$id" | cut -c3-).debug"
+    mkdir -p "${keep%/*}"
+    chmod u+w "$f"
+    objcopy --only-keep-debug "$f" "$keep"
+    chmod 0444 "$keep"
+    strip --strip-debug "$f"
+    objcopy --add-gnu-debuglink="$keep" "$f"
+  done
+done
+"#;
+
+/// The builder of prebuilt outputs (the C library and `[prebuilt]`
+/// recipes). From each `.deb` in `$debs` it keeps what programs and builds
+/// use: the shared libraries of `lib/$multiarch` and `usr/lib/$multiarch`
+/// (`*.so*`, symlinks kept, absolute ones made relative) in `$out/lib`,
+/// their pkg-config files in `$out/lib/pkgconfig` with `prefix` and the
+/// multiarch and `/usr` directories rewritten to the output's, and `usr/include` (with its `$multiarch` part
+/// merged in) as `$out/include`. Static libraries, programs,
+/// documentation and data are left out. With `$runpath`, every ELF file
+/// gets `RUNPATH` `$out/lib:$runpath` (patchelf), so it finds its
+/// libraries in the store and nowhere else. A dangling symlink fails the
+/// build.
+pub const PREBUILT_SCRIPT: &str = r#"echo 'drv: unpack phase'
+mkdir unpacked
+for d in $debs; do dpkg-deb -x "$d" unpacked; done
+cd unpacked
+echo 'drv: install phase'
+mkdir -p "$out/lib"
+for dir in "lib/$multiarch" "usr/lib/$multiarch"; do
+  [ -d "$dir" ] || continue
+  for f in "$dir"/*.so "$dir"/*.so.*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    cp -P "$f" "$out/lib/"
+  done
+  if [ -d "$dir/pkgconfig" ]; then
+    mkdir -p "$out/lib/pkgconfig"
+    cp "$dir"/pkgconfig/*.pc "$out/lib/pkgconfig/"
+  fi
+done
+for l in "$out"/lib/*; do
+  [ -L "$l" ] || continue
+  t=$(readlink "$l")
+  case "$t" in /*) ln -sfn "${t##*/}" "$l" ;; esac
+  [ -e "$l" ] || { echo "drv: $l -> $(readlink "$l") leads nowhere in the output" >&2; exit 1; }
+done
+if [ -d usr/include ]; then
+  mkdir -p "$out/include"
+  cp -R usr/include/. "$out/include/"
+  if [ -d "$out/include/$multiarch" ]; then
+    cp -R "$out/include/$multiarch/." "$out/include/"
+    rm -rf "${out:?}/include/$multiarch"
+  fi
+fi
+if [ -d "$out/lib/pkgconfig" ]; then
+  for pc in "$out"/lib/pkgconfig/*.pc; do
+    sed -i -e "s|^prefix=.*|prefix=$out|" \
+      -e "s|/usr/lib/$multiarch|$out/lib|g" -e "s|/usr/include/$multiarch|$out/include|g" -e "s|/usr/include|$out/include|g" \
+      -e "s|/lib/$multiarch|/lib|g" -e "s|/include/$multiarch|/include|g" "$pc"
+  done
+fi
+if [ -n "${runpath-}" ]; then
+  echo 'drv: runpath phase'
+  for f in "$out"/lib/*; do
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    case "$(od -An -tx1 -N4 "$f")" in *"7f 45 4c 46"*) ;; *) continue ;; esac
+    chmod u+w "$f"
+    patchelf --set-rpath "$out/lib:$runpath" "$f"
+  done
+fi
+"#;
 
 /// Unpack archives among the sources into `/build`, copy the rest under
 /// their names (without the store hash), and enter the single directory

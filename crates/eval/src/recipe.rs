@@ -47,6 +47,7 @@ struct RecipeFile {
     #[serde(default)]
     dependencies: DependenciesEntry,
     toolchain: Option<ToolchainEntry>,
+    prebuilt: Option<ToolchainEntry>,
     #[serde(default)]
     build: BuildEntry,
     outputs: Option<Spanned<Vec<Spanned<String>>>>,
@@ -161,6 +162,10 @@ pub struct Recipe {
     pub run_dependencies: Vec<PathBuf>,
     /// Debian packages whose files form the build's root file system.
     pub toolchain: Vec<String>,
+    /// Debian packages whose shared libraries, headers and pkg-config
+    /// files make up the output (`[prebuilt] debian`), relocated into it;
+    /// such a recipe has no sources, build or toolchain of its own.
+    pub prebuilt: Vec<String>,
     pub phases: Phases,
     pub env: BTreeMap<String, String>,
     pub outputs: Vec<String>,
@@ -177,6 +182,8 @@ pub struct Spans {
     pub dependencies: BTreeMap<PathBuf, Range<usize>>,
     /// `toolchain.debian`, where a name the lock does not cover is shown.
     pub toolchain: Option<Range<usize>>,
+    /// `prebuilt.debian`, likewise.
+    pub prebuilt: Option<Range<usize>>,
 }
 
 impl Recipe {
@@ -237,6 +244,11 @@ impl Recipe {
             let mut tc = Table::new();
             tc.insert("debian".into(), strings(&self.toolchain));
             t.insert("toolchain".into(), Value::Table(tc));
+        }
+        if !self.prebuilt.is_empty() {
+            let mut pb = Table::new();
+            pb.insert("debian".into(), strings(&self.prebuilt));
+            t.insert("prebuilt".into(), Value::Table(pb));
         }
         let mut build = Table::new();
         let p = &self.phases;
@@ -376,22 +388,46 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
         }
     };
 
-    let toolchain = match &raw.toolchain {
-        None => vec![],
-        Some(t) => {
-            let list = t.debian.get_ref().clone();
-            if list.is_empty() {
-                return Err(at(t.debian.span(), "toolchain.debian is empty: name the Debian packages the build needs".into()));
-            }
-            for p in &list {
-                if !drv_debian::relation::valid_package_name(p) {
-                    return Err(at(t.debian.span(), format!("{p:?} is not a Debian package name")));
-                }
-            }
-            spans.toolchain = Some(t.debian.span());
-            list
+    let debian_names = |entry: &Option<ToolchainEntry>, key: &str, empty: &str| -> Result<(Vec<String>, Option<Range<usize>>), Diagnostic> {
+        let Some(t) = entry else { return Ok((vec![], None)) };
+        let list = t.debian.get_ref().clone();
+        if list.is_empty() {
+            return Err(at(t.debian.span(), format!("{key}.debian is empty: {empty}")));
         }
+        for p in &list {
+            if !drv_debian::relation::valid_package_name(p) {
+                return Err(at(t.debian.span(), format!("{p:?} is not a Debian package name")));
+            }
+        }
+        Ok((list, Some(t.debian.span())))
     };
+    let (toolchain, toolchain_span) = debian_names(&raw.toolchain, "toolchain", "name the Debian packages the build needs")?;
+    spans.toolchain = toolchain_span;
+    let (prebuilt, prebuilt_span) = debian_names(&raw.prebuilt, "prebuilt", "name the Debian packages the output is made of")?;
+    if let Some(span) = &prebuilt_span {
+        // drv makes a prebuilt output by its own rules: nothing to build.
+        let b = &raw.build;
+        let conflict = if !raw.source.is_empty() {
+            Some("[[source]]")
+        } else if raw.toolchain.is_some() {
+            Some("[toolchain]")
+        } else if b.script.is_some() || [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) || !b.env.is_empty() {
+            Some("[build]")
+        } else if !raw.test.is_empty() {
+            Some("[[test]]")
+        } else if raw.outputs.is_some() {
+            Some("outputs")
+        } else {
+            None
+        };
+        if let Some(what) = conflict {
+            return Err(at(
+                span.clone(),
+                format!("a [prebuilt] recipe is made from its Debian packages alone; it cannot also have {what}"),
+            ));
+        }
+    }
+    spans.prebuilt = prebuilt_span;
 
     let b = &raw.build;
     if b.script.is_some() && [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) {
@@ -435,6 +471,7 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
             build_dependencies,
             run_dependencies,
             toolchain,
+            prebuilt,
             phases,
             env: check_env(file, text, &b.env)?,
             outputs,

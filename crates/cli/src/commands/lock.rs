@@ -115,8 +115,9 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             Some(_) => {}
         }
         for (path, recipe) in &set.recipes {
-            for name in &recipe.toolchain {
-                wanted.entry(name.clone()).or_insert_with(|| path.clone());
+            let implied = drv_eval::implied_packages(recipe).into_iter().map(str::to_owned);
+            for name in recipe.toolchain.iter().chain(&recipe.prebuilt).cloned().chain(implied) {
+                wanted.entry(name).or_insert_with(|| path.clone());
             }
         }
     }
