@@ -10,12 +10,21 @@ use drv_store::realise::read_derivation;
 use drv_store::{LocalStore, StorePath};
 
 use super::build::{realise, resolve_targets, BuildArgs};
+use crate::store_view::{self, ClosurePath};
 use crate::Cli;
+
+/// The shells `drv shell --isolated` looks for, in this order of
+/// preference (each on the closure's PATH, in its order).
+const SHELLS: [&str; 3] = ["sh", "bash", "dash"];
 
 #[derive(Args)]
 pub struct RunArgs {
     /// The recipe whose `main` program to run.
     recipe: String,
+    /// Run it in a root that holds only its closure (plus /dev, /proc, an
+    /// empty /tmp and the host's name-resolution files and certificates).
+    #[arg(long)]
+    isolated: bool,
     /// Arguments for the program.
     #[arg(last = true)]
     args: Vec<String>,
@@ -29,6 +38,11 @@ pub struct ShellArgs {
     /// Run this command (with `sh -c`) instead of an interactive shell.
     #[arg(short, long)]
     command: Option<String>,
+    /// Run the shell in a root that holds only the closures (plus /dev,
+    /// /proc, an empty /tmp and the host's name-resolution files and
+    /// certificates); the shell must come from them.
+    #[arg(long)]
+    isolated: bool,
 }
 
 /// Build the recipes (quietly unless something must be built) and return
@@ -43,10 +57,26 @@ fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String]) -> anyho
         .collect()
 }
 
-fn exec(cli: &Cli, store: &LocalStore, mut cmd: Command) -> anyhow::Result<ExitCode> {
-    let _view = crate::store_view::apply(&mut cmd, store.real_store_dir(), Path::new(store.store_dir().as_str()))?;
-    let status = cmd.status().with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-    let _ = cli;
+/// Run `cmd` and pass its exit status on. With `isolated`, in a root that
+/// holds only those store paths (a closure); otherwise where the store's
+/// paths resolve, whatever `--root` holds it.
+fn exec(store: &LocalStore, mut cmd: Command, isolated: Option<&BTreeSet<StorePath>>) -> anyhow::Result<ExitCode> {
+    let logical_store = Path::new(store.store_dir().as_str());
+    let _view = match isolated {
+        Some(closure) => {
+            let paths: Vec<ClosurePath> = closure
+                .iter()
+                .map(|p| ClosurePath { real: store.real_path(p), logical: PathBuf::from(store.display(p)) })
+                .collect();
+            cmd.env("TMPDIR", "/tmp");
+            store_view::isolate(&mut cmd, logical_store, &paths)?
+        }
+        None => store_view::apply(&mut cmd, store.real_store_dir(), logical_store)?,
+    };
+    let status = cmd.status().with_context(|| {
+        let place = if isolated.is_some() { " in an isolated root" } else { "" };
+        format!("cannot run {:?}{place}", cmd.get_program())
+    })?;
     Ok(match status.code() {
         Some(c) => ExitCode::from(c.clamp(0, 255) as u8),
         None => ExitCode::FAILURE,
@@ -65,7 +95,8 @@ pub fn run_run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let program = PathBuf::from(store.display(&out)).join(main);
     let mut cmd = Command::new(&program);
     cmd.args(&args.args);
-    exec(cli, &store, cmd)
+    let closure = if args.isolated { Some(store.closure(&BTreeSet::from([out]))?) } else { None };
+    exec(&store, cmd, closure.as_ref())
 }
 
 pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
@@ -80,11 +111,21 @@ pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     let ordered: Vec<&StorePath> = outs.iter().chain(closure.iter().filter(|p| !outs.contains(p))).collect();
     let mut path = Vec::new();
     let mut python_path = Vec::new();
+    // With --isolated the shell is the first `sh`, `bash` or `dash` on
+    // that PATH: nothing of the host exists inside.
+    let mut shells: [Option<PathBuf>; 3] = [None, None, None];
     for p in ordered {
         let real = store.real_path(p);
         let logical = PathBuf::from(store.display(p));
         if real.join("bin").is_dir() {
             path.push(logical.join("bin").display().to_string());
+            for (found, name) in shells.iter_mut().zip(SHELLS) {
+                // An entry, not its target: a link to another store path
+                // resolves inside the root, not necessarily here.
+                if found.is_none() && std::fs::symlink_metadata(real.join("bin").join(name)).is_ok() {
+                    *found = Some(logical.join("bin").join(name));
+                }
+            }
         }
         if let Ok(entries) = std::fs::read_dir(real.join("lib")) {
             for e in entries.flatten() {
@@ -95,16 +136,30 @@ pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if let Ok(host) = std::env::var("PATH") {
-        path.push(host);
-    }
+    let shell = if args.isolated {
+        let Some(shell) = shells.into_iter().flatten().next() else {
+            bail!(
+                "the closure of {} holds no shell (no bin/sh, bin/bash or bin/dash): drv shell --isolated \
+                 needs one; pass a recipe that provides one too",
+                args.recipes.join(" ")
+            );
+        };
+        Some(shell)
+    } else {
+        // The host's PATH after the closure's (it does not exist in an
+        // isolated root).
+        if let Ok(host) = std::env::var("PATH") {
+            path.push(host);
+        }
+        None
+    };
     let mut cmd = match &args.command {
         Some(c) => {
-            let mut cmd = Command::new("/bin/sh");
+            let mut cmd = Command::new(shell.unwrap_or_else(|| "/bin/sh".into()));
             cmd.arg("-c").arg(c);
             cmd
         }
-        None => Command::new(std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())),
+        None => Command::new(shell.unwrap_or_else(|| std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()).into())),
     };
     cmd.env("PATH", path.join(":"));
     if !python_path.is_empty() {
@@ -112,5 +167,5 @@ pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     }
     cmd.env("PYTHONNOUSERSITE", "1");
     cmd.env("DRV_SHELL", "1");
-    exec(cli, &store, cmd)
+    exec(&store, cmd, args.isolated.then_some(&closure))
 }

@@ -435,7 +435,9 @@ fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     fail(report, Stage::Exec as u32, errno)
 }
 
-fn run_step(step: &Step) -> nix::Result<()> {
+/// Apply one [`Step`]: only system calls on its prepared strings, so it
+/// may run between `fork` and `exec`.
+pub fn run_step(step: &Step) -> nix::Result<()> {
     let no_str: Option<&CStr> = None;
     match step {
         Step::Dir { path, mode } => match unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(*mode)) {
@@ -476,7 +478,7 @@ fn run_step(step: &Step) -> nix::Result<()> {
 /// Make the mount at `target` read-only. A mount inherited from a more
 /// privileged namespace has its nosuid/nodev/noexec/atime flags locked: the
 /// remount must repeat them or the kernel refuses it.
-fn remount_read_only(target: &CStr) -> nix::Result<()> {
+pub fn remount_read_only(target: &CStr) -> nix::Result<()> {
     let current = statvfs(target)?.flags();
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     for (has, keep) in [

@@ -60,12 +60,20 @@
 //! rlimits otherwise; [`limit_notes`] says what cannot be applied here and
 //! [`limits`'s documentation](Limits) what each mechanism holds. A build
 //! that fails after reaching a limit is [`SandboxError::LimitExceeded`].
+//!
+//! # Pieces for other namespaces
+//!
+//! [`Step`] and [`apply_step`] (with [`remount_read_only`], [`DEVICES`] and
+//! [`DEVICE_LINKS`]) are how a root is assembled here; `drv run`'s mount
+//! namespaces (`--root` stores, `--isolated`) assemble theirs with them too.
 
 mod cgroup;
 mod child;
 mod limits;
 mod plan;
 
+pub use child::{remount_read_only, run_step as apply_step};
+pub use plan::{Step, DEVICES, DEVICE_LINKS};
 pub use limits::{
     limit_notes, parse_size, LimitHit, Limits, Size, SizeError, DEFAULT_MAX_PROCESSES, DEFAULT_TMP_SIZE,
 };

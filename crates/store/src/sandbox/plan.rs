@@ -19,15 +19,26 @@ const OLD_ROOT: &str = "/oldroot";
 const NEW_ROOT: &str = "/newroot";
 
 /// Device nodes bind-mounted from the host's `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The symlinks of a minimal `/dev`: (link, target).
+pub const DEVICE_LINKS: [(&str, &str); 4] = [
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
 
 /// Host files that a build with network access (a fixed-output fetch) needs
 /// to resolve names and check certificates.
 const NETWORK_ETC_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
 
-/// One thing to create in the new root. Targets are absolute paths under
-/// [`NEW_ROOT`], bind sources under [`OLD_ROOT`].
-pub(super) enum Step {
+/// One thing to create in a new root, applied by [`super::apply_step`] in
+/// a forked child (after `fork`, before `exec`). The build sandbox's
+/// targets are absolute paths under [`NEW_ROOT`], its bind sources under
+/// [`OLD_ROOT`]; other users (`drv run`'s mount namespaces) use host paths.
+#[derive(Clone, Debug)]
+pub enum Step {
     /// `mkdir`; an existing directory is fine (store dirs share ancestors).
     Dir { path: CString, mode: u32 },
     /// An empty file to bind a file over.
@@ -224,12 +235,7 @@ impl Plan {
         }
         steps.push(Step::Dir { path: inside("/dev/shm")?, mode: 0o1777 });
         steps.push(Step::Tmpfs { target: inside("/dev/shm")?, options: cstring(tmp_options, "options")? });
-        for (link, target) in [
-            ("/dev/fd", "/proc/self/fd"),
-            ("/dev/stdin", "/proc/self/fd/0"),
-            ("/dev/stdout", "/proc/self/fd/1"),
-            ("/dev/stderr", "/proc/self/fd/2"),
-        ] {
+        for (link, target) in DEVICE_LINKS {
             steps.push(Step::Symlink { target: cstring(target, "a symlink target")?, link: inside(link)? });
         }
 
