@@ -868,24 +868,26 @@ impl Tree<'_> {
 
 }
 
-/// What the dynamic loader reads of an ELF file.
+/// What the dynamic loader reads of an ELF file (elf(5), ld.so(8)).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct ElfInfo {
+pub struct ElfInfo {
     /// `EI_CLASS`, `EI_DATA` and `e_machine`: a library must match all
     /// three to be loaded.
-    class: u8,
-    data: u8,
-    machine: u16,
-    interpreter: Option<String>,
-    needed: Vec<String>,
-    rpath: Vec<String>,
-    runpath: Vec<String>,
+    pub class: u8,
+    pub data: u8,
+    pub machine: u16,
+    /// `PT_INTERP`: the program's loader.
+    pub interpreter: Option<String>,
+    /// `DT_NEEDED`, `DT_RPATH`, `DT_RUNPATH`, in file order.
+    pub needed: Vec<String>,
+    pub rpath: Vec<String>,
+    pub runpath: Vec<String>,
 }
 
 /// The loader's view of `bytes` if they are an ELF file; `Ok(None)` if
 /// they are not one (no ELF magic). Read from the program headers, as the
 /// loader does (section headers may be stripped).
-fn parse_elf(bytes: &[u8]) -> Result<Option<ElfInfo>, String> {
+pub fn parse_elf(bytes: &[u8]) -> Result<Option<ElfInfo>, String> {
     use object::elf::{FileHeader32, FileHeader64};
     use object::Endianness;
     if !bytes.starts_with(b"\x7fELF") {

@@ -34,10 +34,16 @@ pub const ROOTFS_BUILDER: &str = drv_store::realise::ROOTFS_BUILDER;
 /// glibc loads for `pthread_cancel` and C++ exceptions.
 pub const LIBC_PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
 
-/// A toolchain that names this package links C code: its build gets the
-/// C library store path as `$DRV_LIBC` (see
+/// A toolchain that names one of these packages makes or fixes up ELF
+/// files (links C code, or sets `RUNPATH` with patchelf): its build gets
+/// the C library store path as `$DRV_LIBC` (see
 /// `drv_debian::rootfs::CC_WRAPPER`).
-pub const LINKS_C: &str = "libc6-dev";
+pub const LINKS_C: [&str; 2] = ["libc6-dev", "patchelf"];
+
+/// Whether `recipe`'s build gets the C library (see [`LINKS_C`]).
+fn links_c(recipe: &Recipe) -> bool {
+    recipe.toolchain.iter().any(|n| LINKS_C.contains(&n.as_str()))
+}
 
 /// The toolchain of the builds that make prebuilt outputs (the C library
 /// and `[prebuilt]` recipes): unpack `.deb`s, relocate, set `RUNPATH`.
@@ -51,7 +57,7 @@ const STRIPS: &str = "binutils";
 /// the C library and of the toolchain that makes it, for a recipe that
 /// links C code or is `[prebuilt]`. `drv lock` locks them too.
 pub fn implied_packages(recipe: &Recipe) -> Vec<&'static str> {
-    if recipe.toolchain.iter().any(|n| n == LINKS_C) || !recipe.prebuilt.is_empty() {
+    if links_c(recipe) || !recipe.prebuilt.is_empty() {
         LIBC_PACKAGES.iter().chain(&PREBUILT_TOOLCHAIN).copied().collect()
     } else {
         Vec::new()
@@ -163,7 +169,7 @@ impl Lowering<'_> {
             input_drvs.insert(t.drv.clone());
             Some(t)
         };
-        let libc = if recipe.toolchain.iter().any(|n| n == LINKS_C) { Some(self.libc(set)?) } else { None };
+        let libc = if links_c(recipe) { Some(self.libc(set)?) } else { None };
         // Stripping keeps the debug information in an output of its own,
         // as nixpkgs' `separateDebugInfo` does.
         let strip = toolchain.as_ref().is_some_and(|t| t.packages.iter().any(|p| p == STRIPS));
@@ -396,7 +402,7 @@ impl Lowering<'_> {
     }
 
     /// The C library store path, made from the lock's [`LIBC_PACKAGES`]:
-    /// what every program built by a toolchain naming [`LINKS_C`] loads.
+    /// what every program built by a toolchain naming one of [`LINKS_C`] loads.
     fn libc(&mut self, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
         if let Some(l) = &self.libc {
             return Ok(l.clone());
