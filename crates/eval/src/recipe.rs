@@ -204,7 +204,10 @@ impl Recipe {
         if let Some(m) = &self.main {
             t.insert("main".into(), Value::String(m.clone()));
         }
-        t.insert("outputs".into(), strings(&self.outputs));
+        // A prebuilt recipe has neither (drv decides both).
+        if self.prebuilt.is_empty() {
+            t.insert("outputs".into(), strings(&self.outputs));
+        }
         t.insert("source-date-epoch".into(), Value::Integer(self.source_date_epoch as i64));
         let sources: Vec<Value> = self
             .sources
@@ -265,7 +268,9 @@ impl Recipe {
             }
         }
         build.insert("env".into(), env(&self.env));
-        t.insert("build".into(), Value::Table(build));
+        if self.prebuilt.is_empty() {
+            t.insert("build".into(), Value::Table(build));
+        }
         let tests: Vec<Value> = self
             .tests
             .iter()
