@@ -673,3 +673,6 @@ const DEFAULT_UNPACK: &str = r#"for s in $srcs; do
 done
 n=0; for d in */; do [ -d "$d" ] && n=$((n+1)) && last=$d; done
 if [ "$n" -eq 1 ]; then cd "$last"; fi"#;
+
+#[cfg(test)]
+mod tests;

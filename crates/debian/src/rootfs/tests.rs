@@ -439,4 +439,282 @@ fn showcase_toolchain() {
     for program in ["usr/bin/gcc", "usr/bin/sh", "usr/bin/awk", "usr/bin/cc", "bin/sh", "usr/bin/make", "usr/bin/as"] {
         assert!(out.join(program).exists(), "{program} missing");
     }
+    // Debian's gcc and x86_64-linux-gnu-gcc are symlinks to gcc-12's
+    // program: both wrapped around it.
+    let wrapped: Vec<(&str, &str)> = done.wrapped_compilers.iter().map(|l| (l.path.as_str(), l.target.as_str())).collect();
+    assert_eq!(
+        wrapped,
+        [("usr/bin/gcc", "/usr/bin/x86_64-linux-gnu-gcc-12"), ("usr/bin/x86_64-linux-gnu-gcc", "/usr/bin/x86_64-linux-gnu-gcc-12")]
+    );
+    let gcc = fs::read_to_string(out.join("usr/bin/gcc")).unwrap();
+    assert!(gcc.starts_with("#!/bin/sh\n") && gcc.contains("compiler=/usr/bin/x86_64-linux-gnu-gcc-12\n"), "{gcc}");
+    assert_eq!(fs::read_to_string(out.join("usr/bin/cc")).unwrap(), gcc);
+}
+
+/// A gcc package laid out as Debian's: `gcc -> gcc-12 ->
+/// x86_64-linux-gnu-gcc-12`, the last a program.
+fn gcc_package() -> Vec<Entry> {
+    vec![
+        Dir("./usr/"),
+        Dir("./usr/bin/"),
+        exe("./usr/bin/x86_64-linux-gnu-gcc-12", b"the real gcc"),
+        Symlink("./usr/bin/gcc-12", "x86_64-linux-gnu-gcc-12"),
+        Symlink("./usr/bin/gcc", "gcc-12"),
+    ]
+}
+
+#[test]
+fn a_symlinked_gcc_is_replaced_by_the_wrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let debs = [
+        write_deb(dir.path(), "dash", &shell_package(), Compression::Xz),
+        write_deb(dir.path(), "libc6", &libc_package(), Compression::Xz),
+        write_deb(dir.path(), "gcc", &gcc_package(), Compression::Xz),
+    ];
+    let out = dir.path().join("tree");
+    let done = assemble(&debs, &out, &options(2)).unwrap();
+    let tree = snapshot(&out);
+
+    let expected = CC_WRAPPER.replace("@COMPILER@", "/usr/bin/x86_64-linux-gnu-gcc-12");
+    assert_eq!(tree["usr/bin/gcc"], format!("755 {expected}"), "gcc is an executable file holding the wrapper");
+    assert!(expected.contains("compiler=/usr/bin/x86_64-linux-gnu-gcc-12\n"), "{expected}");
+    assert!(!expected.contains("@COMPILER@"));
+    // What the wrapper runs is left as the package made it.
+    assert_eq!(tree["usr/bin/gcc-12"], "-> x86_64-linux-gnu-gcc-12");
+    assert_eq!(tree["usr/bin/x86_64-linux-gnu-gcc-12"], "755 the real gcc");
+    // The declared link `cc` still leads to gcc, now the wrapper.
+    assert_eq!(tree["usr/bin/cc"], "-> gcc");
+    assert_eq!(fs::read_to_string(out.join("usr/bin/cc")).unwrap(), expected);
+    // The package has no x86_64-linux-gnu-gcc: nothing made up for it.
+    assert!(!tree.contains_key("usr/bin/x86_64-linux-gnu-gcc"));
+
+    let wrapped = [AddedLink { path: "usr/bin/gcc".into(), target: "/usr/bin/x86_64-linux-gnu-gcc-12".into() }];
+    assert_eq!(done.wrapped_compilers, wrapped);
+    assert!(done.declared_links.iter().any(|l| l.path == "usr/bin/cc"));
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(out.join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(manifest["format"], 2);
+    assert_eq!(manifest["wrapped_compilers"], serde_json::json!([{ "path": "usr/bin/gcc", "target": "/usr/bin/x86_64-linux-gnu-gcc-12" }]));
+}
+
+#[test]
+fn the_triplet_compiler_is_wrapped_too_and_order_does_not_matter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entries = gcc_package();
+    entries.push(Symlink("./usr/bin/x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12"));
+    let mut debs = vec![
+        write_deb(dir.path(), "gcc", &entries, Compression::Zstd),
+        write_deb(dir.path(), "dash", &shell_package(), Compression::Gzip),
+        write_deb(dir.path(), "libc6", &libc_package(), Compression::Xz),
+    ];
+    let a = dir.path().join("a");
+    let done = assemble(&debs, &a, &options(1)).unwrap();
+    let made: Vec<(&str, &str)> = done.wrapped_compilers.iter().map(|l| (l.path.as_str(), l.target.as_str())).collect();
+    assert_eq!(
+        made,
+        [("usr/bin/gcc", "/usr/bin/x86_64-linux-gnu-gcc-12"), ("usr/bin/x86_64-linux-gnu-gcc", "/usr/bin/x86_64-linux-gnu-gcc-12")]
+    );
+    let tree = snapshot(&a);
+    assert_eq!(tree["usr/bin/gcc"], tree["usr/bin/x86_64-linux-gnu-gcc"]);
+    debs.reverse();
+    let b = dir.path().join("b");
+    assemble(&debs, &b, &options(3)).unwrap();
+    assert_eq!(snapshot(&b), tree);
+}
+
+#[test]
+fn no_wrapper_without_a_symlinked_gcc() {
+    let dir = tempfile::tempdir().unwrap();
+    // No gcc at all.
+    let debs = [
+        write_deb(dir.path(), "dash", &shell_package(), Compression::Xz),
+        write_deb(dir.path(), "libc6", &libc_package(), Compression::Xz),
+    ];
+    let out = dir.path().join("none");
+    let done = assemble(&debs, &out, &options(1)).unwrap();
+    assert!(done.wrapped_compilers.is_empty());
+    assert!(!out.join("usr/bin/gcc").exists() && !out.join("usr/bin/cc").exists());
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(out.join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(manifest["wrapped_compilers"], serde_json::json!([]));
+
+    // A gcc that is a program of its own is the package's, left alone.
+    let own = vec![Dir("./usr/bin/"), exe("./usr/bin/gcc", b"own gcc")];
+    let debs = [write_deb(dir.path(), "gcc", &own, Compression::Xz)];
+    let out = dir.path().join("own");
+    let done = assemble(&debs, &out, &options(1)).unwrap();
+    assert!(done.wrapped_compilers.is_empty());
+    assert_eq!(snapshot(&out)["usr/bin/gcc"], "755 own gcc");
+}
+
+/// [`CC_WRAPPER`] run for real by the host's `/bin/sh`, around a fake
+/// compiler that prints its arguments one a line.
+struct Wrapper {
+    dir: tempfile::TempDir,
+}
+
+impl Wrapper {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let compiler = dir.path().join("fake-cc");
+        fs::write(&compiler, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
+        fs::set_permissions(&compiler, fs::Permissions::from_mode(0o755)).unwrap();
+        let wrapper = CC_WRAPPER.replace("@COMPILER@", compiler.to_str().unwrap());
+        fs::write(dir.path().join("gcc"), wrapper).unwrap();
+        Self { dir }
+    }
+
+    /// A C library directory, with the loader or without.
+    fn libc(&self, name: &str, loader: bool) -> PathBuf {
+        let libc = self.dir.path().join(name);
+        fs::create_dir_all(libc.join("lib")).unwrap();
+        fs::write(libc.join("lib/libc.so.6"), b"").unwrap();
+        if loader {
+            fs::write(libc.join("lib/ld-linux-x86-64.so.2"), b"").unwrap();
+        }
+        libc
+    }
+
+    fn run(&self, libc: Option<&Path>, args: &[&str]) -> std::process::Output {
+        let mut c = std::process::Command::new("/bin/sh");
+        c.arg(self.dir.path().join("gcc")).args(args).env_remove(LIBC_ENV);
+        if let Some(l) = libc {
+            c.env(LIBC_ENV, l);
+        }
+        c.output().unwrap()
+    }
+
+    /// The arguments the compiler got.
+    fn args(&self, libc: Option<&Path>, args: &[&str]) -> Vec<String> {
+        let out = self.run(libc, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    }
+}
+
+#[test]
+fn the_wrapper_adds_the_loader_and_runpath_only_when_linking() {
+    let w = Wrapper::new();
+    let libc = w.libc("libc", true);
+    let links = |args: &[&str]| -> Vec<String> {
+        let lib = libc.join("lib");
+        let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        v.push(format!("-Wl,--dynamic-linker={}", lib.join("ld-linux-x86-64.so.2").display()));
+        v.push(format!("-Wl,-rpath,{}", lib.display()));
+        v.push("-Wl,--enable-new-dtags".into());
+        v
+    };
+    let same = |args: &[&str]| -> Vec<String> { args.iter().map(|a| a.to_string()).collect() };
+
+    // Without DRV_LIBC (or with it empty), nothing is added, even to a link.
+    for args in [&["x.c", "-o", "x"][..], &["-c", "x.c"], &["--version"]] {
+        assert_eq!(w.args(None, args), same(args), "{args:?}");
+    }
+    assert_eq!(w.args(Some(Path::new("")), &["x.c", "-o", "x"]), same(&["x.c", "-o", "x"]));
+
+    // Links: an input file (or `-` for stdin) and no compile-only flag.
+    for args in [
+        &["x.c", "-o", "x"][..],
+        &["-o", "x", "x.c"],
+        &["-O2", "a.o", "b.o", "-lm", "-o", "prog"],
+        &["-shared", "-fPIC", "x.o", "-o", "libx.so"],
+        &["-x", "c", "-", "-o", "x"],
+        &["-I", "include", "-L", "lib", "-l", "z", "main.c"],
+    ] {
+        assert_eq!(w.args(Some(&libc), args), links(args), "{args:?}");
+    }
+
+    // Compiles only, or names no input: passed through unchanged.
+    for args in [
+        &["-c", "x.c"][..],
+        &["x.c", "-c", "-o", "x.o"],
+        &["-S", "x.c"],
+        &["-E", "x.c"],
+        &["-M", "x.c"],
+        &["-MM", "x.c"],
+        &["--version"],
+        &["-dumpmachine"],
+        &["-print-file-name=libc.so"],
+        &["-o", "x"],
+        // A value after -o (or -I, -L, -x…) is not an input.
+        &["-o", "x.c"],
+        &["-I", "x.c", "-L", "y.o", "-x", "c"],
+        &["-MF", "deps.d", "-MT", "x.o"],
+        &[],
+    ] {
+        assert_eq!(w.args(Some(&libc), args), same(args), "{args:?}");
+    }
+}
+
+#[test]
+fn the_wrapper_refuses_a_libc_without_a_loader() {
+    let w = Wrapper::new();
+    let empty = w.libc("no-loader", false);
+    let out = w.run(Some(&empty), &["x.c", "-o", "x"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "the compiler was run: {}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no loader") && stderr.contains(&format!("DRV_LIBC={}", empty.display())), "{stderr}");
+    // Not linking: no loader needed.
+    assert_eq!(w.args(Some(&empty), &["-c", "x.c"]), ["-c", "x.c"]);
+    // A directory that is not there is no C library either.
+    let out = w.run(Some(&w.dir.path().join("missing")), &["x.c"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_wrapper_passes_arguments_with_spaces_and_the_exit_status_through() {
+    let w = Wrapper::new();
+    let libc = w.libc("with space", true);
+    let got = w.args(Some(&libc), &["my file.c", "-o", "my prog", "-DX=a b"]);
+    assert_eq!(&got[..4], ["my file.c", "-o", "my prog", "-DX=a b"]);
+    assert_eq!(got[5], format!("-Wl,-rpath,{}", libc.join("lib").display()));
+    // The compiler's failure is the wrapper's.
+    let failing = w.dir.path().join("fail-cc");
+    fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
+    fs::set_permissions(&failing, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(w.dir.path().join("gcc"), CC_WRAPPER.replace("@COMPILER@", failing.to_str().unwrap())).unwrap();
+    assert_eq!(w.run(Some(&libc), &["x.c"]).status.code(), Some(3));
+    assert_eq!(w.run(None, &["x.c"]).status.code(), Some(3));
+}
+
+/// The wrapper around the host's gcc, when there is one: the program it
+/// links has the loader of `$DRV_LIBC` as its interpreter and that
+/// `lib` as its `RUNPATH` (not `RPATH`), and runs.
+#[test]
+fn the_wrapper_around_a_real_gcc_links_against_drv_libc() {
+    let host_gcc = Path::new("/usr/bin/gcc");
+    let host_loader = Path::new("/lib64/ld-linux-x86-64.so.2");
+    let host_libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+    if !(host_gcc.exists() && host_loader.exists() && host_libc.exists()) {
+        eprintln!("no x86-64 gcc and glibc on the host: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("gcc");
+    fs::write(&wrapper, CC_WRAPPER.replace("@COMPILER@", host_gcc.to_str().unwrap())).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    // A C library directory made of the host's own files.
+    let libc = dir.path().join("libc");
+    fs::create_dir_all(libc.join("lib")).unwrap();
+    std::os::unix::fs::symlink(host_loader, libc.join("lib/ld-linux-x86-64.so.2")).unwrap();
+    std::os::unix::fs::symlink(host_libc, libc.join("lib/libc.so.6")).unwrap();
+    fs::write(dir.path().join("hello.c"), "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n").unwrap();
+
+    let gcc = |args: &[&str]| {
+        let out = std::process::Command::new(&wrapper).current_dir(dir.path()).args(args).env(LIBC_ENV, &libc).output().unwrap();
+        assert!(out.status.success(), "gcc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    gcc(&["hello.c", "-o", "hello"]);
+    let elf = parse_elf(&fs::read(dir.path().join("hello")).unwrap()).unwrap().unwrap();
+    let lib = libc.join("lib").display().to_string();
+    assert_eq!(elf.interpreter, Some(format!("{lib}/ld-linux-x86-64.so.2")));
+    assert_eq!(elf.runpath, [lib]);
+    assert!(elf.rpath.is_empty(), "{:?}", elf.rpath);
+    let run = std::process::Command::new(dir.path().join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello\n");
+
+    // Compiling only: an object file, which has no interpreter.
+    gcc(&["-c", "hello.c", "-o", "hello.o"]);
+    let object = parse_elf(&fs::read(dir.path().join("hello.o")).unwrap()).unwrap().unwrap();
+    assert_eq!(object.interpreter, None);
+    assert!(object.runpath.is_empty());
 }
