@@ -132,6 +132,7 @@ fn a_toolchain_with_libc6_dev_links_against_the_c_library_derivation() {
     let dir = recipes(&[
         ("c.toml", &recipe("c", &["dash", "coreutils", "libc6-dev"], &format!("{INSTALL}\n[[test]]\nname = \"t\"\nscript = 'true'\n"))),
         ("plain.toml", &recipe("plain", &["dash", "coreutils"], INSTALL)),
+        ("patch.toml", &recipe("patch", &["dash", "patchelf"], INSTALL)),
     ]);
     let e = evaluate(&dir.path().join("c.toml"));
     let (glibc_drv, glibc) = e.named(GLIBC_NAME);
@@ -162,6 +163,12 @@ fn a_toolchain_with_libc6_dev_links_against_the_c_library_derivation() {
     }
     assert_eq!(glibc.input_derivations().len(), 3);
     assert!(!tc_debs.contains("libc6-dev"), "{tc_debs}");
+
+    // patchelf sets RUNPATH to the C library's lib, so it gets it too
+    let e = evaluate(&dir.path().join("patch.toml"));
+    let (glibc_drv, glibc) = e.named(GLIBC_NAME);
+    assert_eq!(env(e.root(), "DRV_LIBC"), Some(e.out(glibc).as_str()));
+    assert!(e.root().input_derivations().contains_key(glibc_drv));
 
     let e = evaluate(&dir.path().join("plain.toml"));
     assert!(env(e.root(), "DRV_LIBC").is_none());
