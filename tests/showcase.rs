@@ -141,6 +141,14 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
     );
     let out = root.ok(&["run", "--isolated", &recipe("cpython.toml"), "--", "-c", &probe]);
     assert!(out.contains("OpenSSL 3."), "{out}");
+    // Daemon threads still running at exit end in pthread_exit, for which
+    // glibc loads libgcc_s itself: from the store, not the host.
+    let daemons = "import threading, time\n\
+        def spin():\n    while True: time.sleep(0.0001)\n\
+        for _ in range(4): threading.Thread(target=spin, daemon=True).start()\n\
+        time.sleep(0.05)\nprint('exiting')\n";
+    let out = root.drv().args(["run", "--isolated", &recipe("cpython.toml"), "--", "-c", daemons]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Without the host's PIP_CERT: the interpreter's own pip.conf trusts
     // the host's certificate store.
     let download = root

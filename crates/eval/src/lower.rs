@@ -418,7 +418,7 @@ impl Lowering<'_> {
         let packages: Vec<String> = LIBC_PACKAGES.iter().map(|s| s.to_string()).collect();
         let name = store_name(&format!("glibc-{version}"));
         let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
-        let l = self.prebuilt(&name, &packages, None, BTreeSet::new(), &lock_file, set, node)?;
+        let l = self.prebuilt(&name, &packages, None, &[("selfRunpath", "libc.so.6")], BTreeSet::new(), &lock_file, set, node)?;
         self.libc = Some(l.clone());
         Ok(l)
     }
@@ -439,20 +439,22 @@ impl Lowering<'_> {
         let mut inputs: BTreeSet<StorePath> = named.iter().map(|(_, drv, _)| (*drv).clone()).collect();
         inputs.insert(libc_drv);
         let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Package, main: recipe.main.clone() };
-        let (drv, out) = self.prebuilt(&recipe.full_name(), &recipe.prebuilt, Some(runpath.join(":")), inputs, &recipe.file, set, node)?;
+        let (drv, out) = self.prebuilt(&recipe.full_name(), &recipe.prebuilt, Some(runpath.join(":")), &[], inputs, &recipe.file, set, node)?;
         self.packages.insert(recipe.file.clone(), (drv, out));
         Ok(())
     }
 
     /// The derivation that makes `name` from exactly the locked Debian
     /// `packages` (not their dependencies) by [`PREBUILT_SCRIPT`], with
-    /// `RUNPATH` set to `$out/lib:RUNPATH` when `runpath` is given.
+    /// `RUNPATH` set to `$out/lib:RUNPATH` when `runpath` is given, and
+    /// `env` added to its environment.
     #[allow(clippy::too_many_arguments)]
     fn prebuilt(
         &mut self,
         name: &str,
         packages: &[String],
         runpath: Option<String>,
+        env: &[(&str, &str)],
         mut inputs: BTreeSet<StorePath>,
         file: &std::path::Path,
         set: &RecipeSet,
@@ -490,6 +492,9 @@ impl Lowering<'_> {
             .env(TOOLCHAIN_ENV, self.store.display(&toolchain.out));
         if let Some(r) = runpath {
             b = b.env("runpath", r);
+        }
+        for (k, v) in env {
+            b = b.env(*k, *v);
         }
         for d in &inputs {
             b = b.input_derivation(d.clone(), ["out".to_owned()]);
@@ -610,8 +615,11 @@ done
 /// merged in) as `$out/include`. Static libraries, programs,
 /// documentation and data are left out. With `$runpath`, every ELF file
 /// gets `RUNPATH` `$out/lib:$runpath` (patchelf), so it finds its
-/// libraries in the store and nowhere else. A dangling symlink fails the
-/// build.
+/// libraries in the store and nowhere else; each file named in
+/// `$selfRunpath` gets `RUNPATH` `$out/lib` alone (the C library's
+/// `libc.so.6`, which loads `libgcc_s.so.1` itself for `pthread_exit` and
+/// `pthread_cancel` and would otherwise search the host's directories for
+/// it). A dangling symlink fails the build.
 pub const PREBUILT_SCRIPT: &str = r#"echo 'drv: unpack phase'
 mkdir unpacked
 for d in $debs; do dpkg-deb -x "$d" unpacked; done
@@ -650,6 +658,10 @@ if [ -d "$out/lib/pkgconfig" ]; then
       -e "s|/lib/$multiarch|/lib|g" -e "s|/include/$multiarch|/include|g" "$pc"
   done
 fi
+for f in ${selfRunpath-}; do
+  chmod u+w "$out/lib/$f"
+  patchelf --set-rpath "$out/lib" "$out/lib/$f"
+done
 if [ -n "${runpath-}" ]; then
   echo 'drv: runpath phase'
   for f in "$out"/lib/*; do
