@@ -618,3 +618,49 @@ fn the_callers_umask_does_not_reach_the_build() {
     assert_eq!(listings[0], listings[1], "umask 000");
     assert_eq!(listings[0], listings[2], "umask 077");
 }
+
+/// A dependent needs only the outputs of an input it names (Nix's wanted
+/// outputs): a `debug` output nothing uses is not substituted, and its
+/// absence is no reason to build the input again.
+#[test]
+fn an_output_nothing_uses_is_neither_substituted_nor_rebuilt() {
+    let s = TestStore::new();
+    recipe(&s, "lib", &format!("name = \"lib\"\nversion = \"1\"\noutputs = [\"out\", \"debug\"]\n{TOOLS}[build]\nscript = 'echo lib > $out; echo symbols > $debug'\n"));
+    recipe(&s, "app", &format!("name = \"app\"\nversion = \"1\"\n[dependencies]\nbuild = [\"lib.toml\"]\n{TOOLS}[build]\nscript = 'cat $lib > $out'\n"));
+    let (lib_outs, _) = ok(&build(&s, &["--no-link", s.scratch("recipes/lib.toml").to_str().unwrap()]));
+    let lib_out = lib_outs.lines().find(|l| l.ends_with("-lib-1")).unwrap_or_else(|| panic!("{lib_outs}")).to_owned();
+    let lib_debug = lib_outs.lines().find(|l| l.ends_with("-lib-1-debug")).unwrap_or_else(|| panic!("{lib_outs}")).to_owned();
+    let key = s.scratch("key.sec");
+    let public = s.scratch("key.pub");
+    s.ok(&["key", "generate", "--name", "test-1", "--secret-file", key.to_str().unwrap(), "--public-file", public.to_str().unwrap()]);
+    let cache = s.scratch("cache");
+    let url = format!("file://{}", cache.display());
+    // The cache gets lib's `out` and its debug output, but not app.
+    s.ok(&["cache", "push", "--to", &url, "--key", key.to_str().unwrap(), &lib_out, &lib_debug]);
+    let pk = fs::read_to_string(&public).unwrap();
+
+    let s2 = TestStore::new();
+    fs::create_dir_all(s2.scratch("recipes")).unwrap();
+    for f in ["lib.toml", "app.toml", "drv.lock"] {
+        fs::copy(s.scratch("recipes").join(f), s2.scratch("recipes").join(f)).unwrap();
+    }
+    let app = s2.scratch("recipes/app.toml");
+    let (_, err) = ok(&build(&s2, &["--no-link", "--substituters", &url, "--trusted-public-key", pk.trim(), app.to_str().unwrap()]));
+    assert!(err.contains("building app-1") && !err.contains("building lib-1"), "{err}");
+    s2.ok(&["path-info", &lib_out]);
+    let missing = s2.fails(&["path-info", &lib_debug]);
+    assert!(!missing.is_empty());
+
+    // A cache without the debug output: lib is still not built.
+    let s3 = TestStore::new();
+    fs::create_dir_all(s3.scratch("recipes")).unwrap();
+    for f in ["lib.toml", "app.toml", "drv.lock"] {
+        fs::copy(s.scratch("recipes").join(f), s3.scratch("recipes").join(f)).unwrap();
+    }
+    let only_out = s.scratch("cache2");
+    let url2 = format!("file://{}", only_out.display());
+    s.ok(&["cache", "push", "--to", &url2, "--key", key.to_str().unwrap(), &lib_out]);
+    let app3 = s3.scratch("recipes/app.toml");
+    let (_, err) = ok(&build(&s3, &["--no-link", "--substituters", &url2, "--trusted-public-key", pk.trim(), app3.to_str().unwrap()]));
+    assert!(err.contains("building app-1") && !err.contains("building lib-1"), "{err}");
+}

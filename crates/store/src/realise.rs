@@ -213,19 +213,19 @@ impl Realiser {
         let Some(sub) = &self.substituter else { return Ok(0) };
         let mut store = self.open()?;
         let mut substituted = 0;
-        let mut level: Vec<StorePath> = targets.to_vec();
-        let mut seen = BTreeSet::new();
+        let mut level: Vec<(StorePath, Option<BTreeSet<String>>)> = targets.iter().map(|t| (t.clone(), None)).collect();
+        let mut wanted_by_drv = WantedOutputs::default();
         while !level.is_empty() {
             let mut wanted = BTreeSet::new();
             let mut drvs = Vec::new();
-            for drv_path in level.drain(..) {
-                if !seen.insert(drv_path.clone()) {
-                    continue;
-                }
-                store.add_temp_root(&drv_path)?;
+            for (drv_path, outputs) in level.drain(..) {
                 let drv = read_derivation(&store, &drv_path)?;
+                let all = drv.outputs()?;
+                let Some(names) = wanted_by_drv.add(&drv_path, outputs, &all) else { continue };
+                store.add_temp_root(&drv_path)?;
                 let mut missing = false;
-                for o in drv.outputs()?.values() {
+                for name in &names {
+                    let o = &all[name];
                     store.add_temp_root(&o.path)?;
                     if !store.is_valid(&o.path)? {
                         wanted.insert(o.path.clone());
@@ -233,7 +233,7 @@ impl Realiser {
                     }
                 }
                 if missing {
-                    drvs.push((drv_path, drv));
+                    drvs.push((drv_path, drv, names));
                 }
             }
             if wanted.is_empty() {
@@ -246,18 +246,20 @@ impl Realiser {
             for problem in &report.problems {
                 self.reporter.message(&format!("warning: {problem}"));
             }
-            for (drv_path, drv) in drvs {
+            for (drv_path, drv, names) in drvs {
                 let outs = drv.outputs()?;
-                let mut all = true;
-                for o in outs.values() {
-                    all &= store.is_valid(&o.path)?;
+                let mut valid = BTreeMap::new();
+                for (n, o) in outs {
+                    if store.is_valid(&o.path)? {
+                        valid.insert(n, o.path);
+                    }
                 }
-                if all {
+                if !valid.is_empty() {
                     // Derivers of substituted paths: keep `drv log`/GC options working.
-                    let names = outs.into_iter().map(|(n, o)| (n, o.path)).collect();
-                    store.register_derivation_outputs(&drv_path, &names)?;
-                } else {
-                    level.extend(drv.input_derivations().into_keys());
+                    store.register_derivation_outputs(&drv_path, &valid)?;
+                }
+                if !names.iter().all(|n| valid.contains_key(n)) {
+                    level.extend(drv.input_derivations().into_iter().map(|(d, o)| (d, Some(o))));
                 }
             }
         }
@@ -311,30 +313,42 @@ impl Realiser {
     /// Read the graph below `targets`: every derivation with an output
     /// that is not valid (or, with `check`, every non-download), and what
     /// it waits for.
+    /// The jobs that realise `targets` and the derivations already valid.
+    /// A target needs all its outputs; an input only those its dependents
+    /// name (Nix's wanted outputs), so a `debug` output nothing uses is
+    /// neither built nor substituted for a dependent.
     fn plan(&self, store: &LocalStore, targets: &[StorePath]) -> Result<(BTreeMap<StorePath, Job>, Vec<StorePath>), StoreError> {
         let mut jobs = BTreeMap::new();
-        let mut cached = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut queue: VecDeque<StorePath> = targets.iter().cloned().collect();
-        while let Some(drv_path) = queue.pop_front() {
-            if !seen.insert(drv_path.clone()) {
+        let mut cached = BTreeSet::new();
+        let mut wanted = WantedOutputs::default();
+        let mut queue: VecDeque<(StorePath, Option<BTreeSet<String>>)> = targets.iter().map(|t| (t.clone(), None)).collect();
+        while let Some((drv_path, outputs)) = queue.pop_front() {
+            if jobs.contains_key(&drv_path) {
+                // A build makes every output.
+                continue;
+            }
+            let drv = read_derivation(store, &drv_path)?;
+            let all = drv.outputs()?;
+            if wanted.add(&drv_path, outputs, &all).is_none() {
                 continue;
             }
             // Kept from the collector until this process exits.
             store.add_temp_root(&drv_path)?;
-            let drv = read_derivation(store, &drv_path)?;
             let mut valid = true;
-            for o in drv.outputs()?.values() {
+            for name in &wanted.0[&drv_path] {
+                let o = &all[name];
                 store.add_temp_root(&o.path)?;
                 valid &= store.is_valid(&o.path)?;
             }
             let check = valid && self.settings.check && !drv.is_fixed_output();
             if valid && !check {
-                cached.push(drv_path);
+                cached.insert(drv_path);
                 continue;
             }
-            let deps: BTreeSet<StorePath> = drv.input_derivations().into_keys().collect();
-            queue.extend(deps.iter().cloned());
+            cached.remove(&drv_path);
+            let inputs = drv.input_derivations();
+            queue.extend(inputs.iter().map(|(d, o)| (d.clone(), Some(o.clone()))));
+            let deps: BTreeSet<StorePath> = inputs.into_keys().collect();
             jobs.insert(drv_path.clone(), Job { drv_path, drv, deps, check });
         }
         // Inputs that turned out valid are not waited for.
@@ -342,7 +356,7 @@ impl Realiser {
         for job in jobs.values_mut() {
             job.deps.retain(|d| pending.contains(d));
         }
-        Ok((jobs, cached))
+        Ok((jobs, cached.into_iter().collect()))
     }
 
     fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
@@ -903,6 +917,32 @@ pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
         }
     }
     Ok(diffs)
+}
+
+/// The outputs of each derivation that something needs: all of a target's
+/// (`None`), the named ones of an input.
+#[derive(Default)]
+struct WantedOutputs(BTreeMap<StorePath, BTreeSet<String>>);
+
+impl WantedOutputs {
+    /// Add `outputs` (all of `all` for `None`; names `all` lacks are
+    /// ignored) to what `drv` must provide; the outputs newly wanted, or
+    /// `None` when nothing is new.
+    fn add(
+        &mut self,
+        drv: &StorePath,
+        outputs: Option<BTreeSet<String>>,
+        all: &BTreeMap<String, crate::formats::derivation::DerivationOutput>,
+    ) -> Option<BTreeSet<String>> {
+        let requested = outputs.unwrap_or_else(|| all.keys().cloned().collect());
+        let entry = self.0.entry(drv.clone()).or_default();
+        let new: BTreeSet<String> = requested.into_iter().filter(|n| all.contains_key(n) && !entry.contains(n)).collect();
+        if new.is_empty() {
+            return None;
+        }
+        entry.extend(new.iter().cloned());
+        Some(new)
+    }
 }
 
 #[cfg(test)]
