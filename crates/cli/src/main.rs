@@ -23,6 +23,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "DRV_STORE_DIR", default_value = drv_store::DEFAULT_STORE_DIR, hide = true)]
     store_dir: String,
 
+    /// How to show progress: `auto` draws a live display when stderr is a
+    /// terminal and prints plain lines otherwise; `lines` always prints
+    /// plain lines; `bar` always draws the live display.
+    #[arg(long, global = true, env = "DRV_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
+    log_format: reporter::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }

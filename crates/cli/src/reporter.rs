@@ -1,27 +1,93 @@
-//! How progress looks: one status line on a terminal (which builds run,
-//! the last line of each one's log, download bytes), plain lines
-//! otherwise. `-L` prints every build log line.
+//! How progress looks. On a terminal, a live display (indicatif): one line
+//! per running build (name, phase, elapsed time, last log line), one per
+//! transfer (bytes, rate), and a line of counts at the bottom; when the
+//! command ends the live lines are cleared and a summary stays. Otherwise
+//! (a pipe, a log file, `--log-format lines`), plain lines that never hold
+//! an escape sequence. `-L` prints every build log line, above the live
+//! lines on a terminal.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use drv_store::{Reporter, StorePath};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How `drv` shows progress (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// The live display when stderr is a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain lines, one per event, never an escape sequence.
+    Lines,
+    /// The live display, even when stderr is not a terminal.
+    Bar,
+}
+
+impl LogFormat {
+    /// Whether to draw the live display. `--quiet` shows no progress at all.
+    pub fn live(self, quiet: bool) -> bool {
+        !quiet
+            && match self {
+                LogFormat::Auto => std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
+                LogFormat::Lines => false,
+                LogFormat::Bar => true,
+            }
+    }
+}
+
+/// What happened in one realisation, for the summary line.
+pub struct Summary {
+    pub built: usize,
+    pub substituted: usize,
+    pub already_valid: usize,
+    pub failed: usize,
+}
 
 pub struct TerminalReporter {
-    tty: bool,
     print_logs: bool,
     quiet: bool,
+    live: Option<Live>,
     state: Mutex<State>,
+    started: Instant,
+}
+
+/// The live display: the bars, and the counts line at the bottom.
+struct Live {
+    multi: MultiProgress,
+    counts: ProgressBar,
 }
 
 #[derive(Default)]
 struct State {
-    running: BTreeMap<String, (Instant, String)>,
-    downloads: BTreeMap<String, (u64, Option<u64>)>,
-    done: usize,
-    status_shown: bool,
+    running: BTreeMap<String, Running>,
+    transfers: BTreeMap<String, ProgressBar>,
+    builds_total: usize,
+    builds_done: usize,
+    substitutions_total: usize,
+    substitutions_done: usize,
+    failed: usize,
+}
+
+struct Running {
+    started: Instant,
+    bar: Option<ProgressBar>,
+    phase: Option<String>,
+    last: String,
+}
+
+impl Running {
+    /// What its line says after the name and time: `build phase: <last line>`.
+    fn message(&self) -> String {
+        let phase = self.phase.as_deref().map(|p| format!("{p} phase")).unwrap_or_default();
+        let sep = if phase.is_empty() || self.last.is_empty() { "" } else { ": " };
+        match (phase.is_empty(), self.last.is_empty()) {
+            (true, true) => "starting".to_owned(),
+            _ => format!("{phase}{sep}{}", self.last),
+        }
+    }
 }
 
 fn short(drv: &StorePath) -> String {
@@ -36,111 +102,310 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// `build` of a builder's `drv: build phase` line (drv's recipes print one
+/// at the start of each phase).
+fn phase_of(line: &str) -> Option<&str> {
+    line.trim().strip_prefix("drv: ")?.strip_suffix(" phase").filter(|p| !p.is_empty() && !p.contains(' '))
+}
+
+const TICK: Duration = Duration::from_millis(120);
+/// Build lines drawn at once; more running builds are only counted (a
+/// toolchain's dozens of `.deb` downloads must not fill the screen).
+const MAX_BUILD_LINES: usize = 10;
+const SPINNER: &str = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("a valid progress template").tick_chars(SPINNER)
+}
+
+fn build_style() -> ProgressStyle {
+    style("{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg:.dim}")
+}
+
+fn download_style(total: Option<u64>) -> ProgressStyle {
+    match total {
+        Some(_) => style("{spinner:.blue} {prefix:.bold} {bytes}/{total_bytes} {binary_bytes_per_sec} {wide_bar:.blue/dim}")
+            .progress_chars("━╸ "),
+        None => style("{spinner:.blue} {prefix:.bold} {bytes} {binary_bytes_per_sec}"),
+    }
+}
+
 impl TerminalReporter {
-    pub fn new(print_logs: bool, quiet: bool) -> Self {
-        Self { tty: std::io::stderr().is_terminal(), print_logs, quiet, state: Mutex::new(State::default()) }
+    /// `format` and `quiet` choose between the live display and lines;
+    /// `print_logs` is `-L`.
+    pub fn new(print_logs: bool, quiet: bool, format: LogFormat) -> Self {
+        let live = format.live(quiet).then(|| {
+            // Drawn on stderr even when it is not a terminal (`--log-format bar`).
+            let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 15);
+            let multi = MultiProgress::with_draw_target(target);
+            let counts = multi.add(ProgressBar::new_spinner().with_style(style("{spinner:.green} {elapsed:>4} {wide_msg}")));
+            counts.enable_steady_tick(TICK);
+            Live { multi, counts }
+        });
+        Self { print_logs, quiet, live, state: Mutex::new(State::default()), started: Instant::now() }
     }
 
-    /// Print a line above the status line.
-    fn line(&self, state: &mut State, text: &str) {
+    /// Whether the live display is drawn.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// A line that stays: above the live lines, or on its own.
+    fn line(&self, text: &str) {
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr().lock();
-        if self.tty && state.status_shown {
-            let _ = write!(err, "\r\x1b[2K");
-            state.status_shown = false;
+        match &self.live {
+            Some(live) => live.multi.suspend(|| eprintln!("{text}")),
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
         }
-        let _ = writeln!(err, "{text}");
-        self.status(state, &mut err);
     }
 
-    fn status(&self, state: &mut State, err: &mut impl std::io::Write) {
-        if !self.tty || self.quiet || (state.running.is_empty() && state.downloads.is_empty()) {
-            return;
+    /// Redraw the counts line from `state`.
+    fn counts(&self, state: &State) {
+        let Some(live) = &self.live else { return };
+        let mut parts = Vec::new();
+        if state.builds_total > 0 {
+            parts.push(format!("built {}/{}", state.builds_done, state.builds_total));
         }
-        let width = terminal_width();
-        let mut parts = vec![format!("[{} done, {} running]", state.done, state.running.len())];
-        for (name, (_, last)) in &state.running {
-            parts.push(format!("{name}: {last}"));
+        if state.substitutions_total > 0 {
+            parts.push(format!("substituted {}/{}", state.substitutions_done, state.substitutions_total));
         }
-        for (name, (got, total)) in &state.downloads {
-            parts.push(match total {
-                Some(t) => format!("{name} {}/{}", human(*got), human(*t)),
-                None => format!("{name} {}", human(*got)),
-            });
+        let running = state.running.len();
+        if running > 0 {
+            parts.push(format!("{running} running"));
         }
-        let mut text = parts.join("  ");
-        if text.chars().count() > width.saturating_sub(1) {
-            text = text.chars().take(width.saturating_sub(2)).collect::<String>() + "…";
+        if !state.transfers.is_empty() {
+            parts.push(format!("{} transferring", state.transfers.len()));
         }
-        let _ = write!(err, "\r\x1b[2K{text}");
-        let _ = err.flush();
-        state.status_shown = true;
+        if state.failed > 0 {
+            parts.push(format!("{} failed", state.failed));
+        }
+        live.counts.set_message(parts.join(" · "));
     }
 
-    /// Clear the status line (before the command prints its result).
-    pub fn finish(&self) {
+    /// A new live line, above the counts line.
+    fn add_bar(&self, live: &Live, name: &str, style: ProgressStyle, len: Option<u64>) -> ProgressBar {
+        let bar = ProgressBar::hidden().with_style(style).with_prefix(name.to_owned());
+        if let Some(len) = len {
+            bar.set_length(len);
+        }
+        let bar = live.multi.insert_before(&live.counts, bar);
+        bar.enable_steady_tick(TICK);
+        bar
+    }
+
+    fn remove_bar(&self, bar: &ProgressBar) {
+        if let Some(live) = &self.live {
+            bar.finish_and_clear();
+            live.multi.remove(bar);
+        }
+    }
+
+    /// Give the freed line to the longest-running build not shown.
+    fn show_next(&self, state: &mut State) {
+        let Some(live) = &self.live else { return };
+        // A build whose download has a line of its own is shown by that.
+        let transfers = &state.transfers;
+        let next = state
+            .running
+            .iter_mut()
+            .filter(|(name, r)| r.bar.is_none() && !transfers.contains_key(*name))
+            .min_by_key(|(_, r)| r.started);
+        if let Some((name, r)) = next {
+            let bar = self.add_bar(live, name, build_style(), None);
+            bar.set_message(r.message());
+            r.bar = Some(bar);
+        }
+    }
+
+    /// End the display: clear the live lines, then print the summary (if
+    /// given). Nothing drawn stays behind but the summary.
+    pub fn finish(&self, summary: Option<Summary>) {
+        self.clear();
+        if let Some(s) = summary.filter(|_| !self.quiet) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "finished in {:.1}s: built {}, substituted {}, already valid {}, failed {}",
+                self.started.elapsed().as_secs_f64(),
+                s.built,
+                s.substituted,
+                s.already_valid,
+                s.failed
+            );
+        }
+    }
+
+    fn clear(&self) {
+        let Some(live) = &self.live else { return };
         let mut state = self.state.lock().unwrap();
-        if self.tty && state.status_shown {
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
-            state.status_shown = false;
+        for r in std::mem::take(&mut state.running).into_values() {
+            if let Some(bar) = r.bar {
+                self.remove_bar(&bar);
+            }
         }
+        for bar in std::mem::take(&mut state.transfers).into_values() {
+            self.remove_bar(&bar);
+        }
+        live.counts.finish_and_clear();
+        let _ = live.multi.clear();
     }
 }
 
-fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+impl Drop for TerminalReporter {
+    /// An error ends the command early: its message must not be drawn over.
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl Reporter for TerminalReporter {
+    fn builds_planned(&self, builds: usize, _already_valid: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.builds_total += builds;
+        self.counts(&s);
+    }
+    fn substitutions_planned(&self, count: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.substitutions_total += count;
+        self.counts(&s);
+    }
+    fn substitution_finished(&self, _path: &StorePath, ok: bool) {
+        let mut s = self.state.lock().unwrap();
+        if ok {
+            s.substitutions_done += 1;
+        }
+        self.counts(&s);
+    }
     fn download_started(&self, what: &str, url: &str, total: Option<u64>) {
         let mut s = self.state.lock().unwrap();
-        s.downloads.insert(what.to_owned(), (0, total));
-        let size = total.map(|t| format!(" ({})", human(t))).unwrap_or_default();
-        self.line(&mut s, &format!("downloading {url}{size}"));
+        let Some(live) = &self.live else {
+            drop(s);
+            let size = total.map(|t| format!(" ({})", human(t))).unwrap_or_default();
+            self.line(&format!("downloading {url}{size}"));
+            return;
+        };
+        // A fixed-output build is its download: its line shows the bytes.
+        if let Some(bar) = s.running.get(what).and_then(|r| r.bar.clone()) {
+            bar.set_style(download_style(total));
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(0);
+        } else {
+            let bar = self.add_bar(live, what, download_style(total), total);
+            if let Some(old) = s.transfers.insert(what.to_owned(), bar) {
+                self.remove_bar(&old);
+            }
+        }
+        self.counts(&s);
     }
     fn download_progress(&self, what: &str, bytes: u64) {
-        let mut s = self.state.lock().unwrap();
-        if let Some(d) = s.downloads.get_mut(what) {
-            d.0 += bytes;
+        if self.live.is_none() {
+            return;
         }
-        if self.tty {
-            let mut err = std::io::stderr().lock();
-            self.status(&mut s, &mut err);
+        let s = self.state.lock().unwrap();
+        if let Some(bar) = s.transfers.get(what).or_else(|| s.running.get(what).and_then(|r| r.bar.as_ref())) {
+            bar.inc(bytes);
         }
     }
     fn download_finished(&self, what: &str) {
         let mut s = self.state.lock().unwrap();
-        s.downloads.remove(what);
+        if let Some(bar) = s.transfers.remove(what) {
+            self.remove_bar(&bar);
+        }
+        self.counts(&s);
+    }
+    fn upload_started(&self, what: &str, dest: &str, size: Option<u64>) {
+        let mut s = self.state.lock().unwrap();
+        let Some(live) = &self.live else {
+            drop(s);
+            let size = size.map(|b| format!(" ({b} bytes)")).unwrap_or_default();
+            self.line(&format!("uploading {what}{size} to {dest}"));
+            return;
+        };
+        let bar = self.add_bar(live, what, style("{spinner:.magenta} {prefix:.bold} {elapsed:>4} {wide_msg}"), None);
+        bar.set_message(format!("uploading {}", size.map(human).unwrap_or_default()));
+        if let Some(old) = s.transfers.insert(what.to_owned(), bar) {
+            self.remove_bar(&old);
+        }
+        self.counts(&s);
+    }
+    fn upload_finished(&self, what: &str) {
+        self.download_finished(what);
     }
     fn build_started(&self, drv: &StorePath) {
+        let name = short(drv);
         let mut s = self.state.lock().unwrap();
-        s.running.insert(short(drv), (Instant::now(), String::new()));
-        self.line(&mut s, &format!("building {}", short(drv)));
+        let shown = s.running.values().filter(|r| r.bar.is_some()).count();
+        let bar = self.live.as_ref().filter(|_| shown < MAX_BUILD_LINES).map(|live| {
+            let bar = self.add_bar(live, &name, build_style(), None);
+            bar.set_message("starting");
+            bar
+        });
+        s.running.insert(name.clone(), Running { started: Instant::now(), bar, phase: None, last: String::new() });
+        self.counts(&s);
+        drop(s);
+        if self.live.is_none() {
+            self.line(&format!("building {name}"));
+        }
     }
     fn build_log_line(&self, drv: &StorePath, line: &str) {
+        let name = short(drv);
         let mut s = self.state.lock().unwrap();
-        if let Some(r) = s.running.get_mut(&short(drv)) {
-            r.1 = line.to_owned();
+        if let Some(r) = s.running.get_mut(&name) {
+            match phase_of(line) {
+                Some(phase) => r.phase = Some(phase.to_owned()),
+                None => r.last = line.trim_end().to_owned(),
+            }
+            if let Some(bar) = &r.bar {
+                bar.set_message(r.message());
+            }
         }
+        drop(s);
         if self.print_logs {
-            self.line(&mut s, &format!("{}> {line}", short(drv)));
-        } else if self.tty {
-            let mut err = std::io::stderr().lock();
-            self.status(&mut s, &mut err);
+            self.line(&format!("{name}> {line}"));
         }
     }
     fn build_finished(&self, drv: &StorePath, success: bool) {
+        let name = short(drv);
         let mut s = self.state.lock().unwrap();
-        let started = s.running.remove(&short(drv)).map(|(t, _)| t);
-        s.done += 1;
-        let took = started.map(|t| format!(" in {:.1}s", t.elapsed().as_secs_f64())).unwrap_or_default();
-        let verb = if success { "built" } else { "failed to build" };
-        self.line(&mut s, &format!("{verb} {}{took}", short(drv)));
+        let running = s.running.remove(&name);
+        s.builds_done += 1;
+        if !success {
+            s.failed += 1;
+        }
+        if let Some(bar) = running.as_ref().and_then(|r| r.bar.as_ref()) {
+            self.remove_bar(bar);
+            self.show_next(&mut s);
+        }
+        self.counts(&s);
+        drop(s);
+        let took = running.map(|r| format!(" in {:.1}s", r.started.elapsed().as_secs_f64())).unwrap_or_default();
+        // On the live display a finished build just leaves; a failure stays.
+        if self.live.is_none() {
+            let verb = if success { "built" } else { "failed to build" };
+            self.line(&format!("{verb} {name}{took}"));
+        } else if !success {
+            self.line(&format!("failed to build {name}{took}"));
+        }
     }
     fn message(&self, text: &str) {
-        let mut s = self.state.lock().unwrap();
-        self.line(&mut s, text);
+        self.line(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phase_of;
+
+    #[test]
+    fn phases_are_read_from_the_builders_lines() {
+        assert_eq!(phase_of("drv: build phase"), Some("build"));
+        assert_eq!(phase_of("drv: strip phase\n"), Some("strip"));
+        assert_eq!(phase_of("drv: a b phase"), None);
+        assert_eq!(phase_of("building phase"), None);
     }
 }

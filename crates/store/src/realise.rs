@@ -160,6 +160,8 @@ pub struct Realisation {
     pub cached: Vec<StorePath>,
     /// Derivations that failed, with why.
     pub failed: Vec<(StorePath, BuildError)>,
+    /// Store paths downloaded from binary caches before building.
+    pub substituted: usize,
 }
 
 /// Builds derivations of one store.
@@ -284,10 +286,9 @@ impl Realiser {
     /// one derivation stops the others from starting unless `keep_going`;
     /// the returned [`Realisation`] lists what happened to each.
     pub fn realise(&self, store: &LocalStore, targets: &[StorePath]) -> Result<Realisation, BuildError> {
-        if !self.settings.check {
-            self.substitute(targets)?;
-        }
+        let substituted = if self.settings.check { 0 } else { self.substitute(targets)? };
         let (jobs, cached) = self.plan(store, targets)?;
+        self.reporter.builds_planned(jobs.len(), cached.len());
         if !jobs.is_empty() {
             // Builds take a while: let collections run meanwhile.
             store.resume_collections()?;
@@ -305,7 +306,7 @@ impl Realiser {
                 self.reporter.message(&format!("note: {note}"));
             }
         }
-        let mut result = Realisation { cached, ..Default::default() };
+        let mut result = Realisation { cached, substituted, ..Default::default() };
         self.schedule(jobs, &mut result);
         Ok(result)
     }

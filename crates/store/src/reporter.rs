@@ -15,6 +15,22 @@ pub trait Reporter: Send + Sync {
     fn download_progress(&self, _what: &str, _bytes: u64) {}
     /// The download of `what` ended (successfully or not).
     fn download_finished(&self, _what: &str) {}
+    /// A realisation found `builds` derivations to build or fetch (each
+    /// gets a `build_started` and a `build_finished`) and `already_valid`
+    /// whose outputs were there. Called once per realisation, before its
+    /// first build starts.
+    fn builds_planned(&self, _builds: usize, _already_valid: usize) {}
+    /// `count` more store paths are to be downloaded from binary caches
+    /// (each ends in a `substitution_finished`); may be called again for
+    /// the inputs of what no cache had.
+    fn substitutions_planned(&self, _count: usize) {}
+    /// The substitution of `path` ended; `ok` is false when it failed.
+    fn substitution_finished(&self, _path: &StorePath, _ok: bool) {}
+    /// An upload of `what` (a store path name) to `dest` began; `size` is
+    /// its size in bytes when known.
+    fn upload_started(&self, _what: &str, _dest: &str, _size: Option<u64>) {}
+    /// The upload of `what` ended (successfully or not).
+    fn upload_finished(&self, _what: &str) {}
     /// Building the derivation `drv` began.
     fn build_started(&self, _drv: &StorePath) {}
     /// One line of `drv`'s build log.

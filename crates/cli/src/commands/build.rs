@@ -10,7 +10,7 @@ use clap::Args;
 use drv_store::realise::{self, BuildSettings, Realiser};
 use drv_store::{LocalStore, StorePath};
 
-use crate::reporter::TerminalReporter;
+use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
 
 #[derive(Args, Clone)]
@@ -61,6 +61,9 @@ pub struct BuildArgs {
     quiet: bool,
     #[command(flatten)]
     substitute: super::cache::SubstituteArgs,
+    /// No summary line when nothing was built or fetched (`drv run`).
+    #[arg(skip)]
+    no_summary_when_idle: bool,
 }
 
 /// Targets as `.drv` paths: recipes are evaluated (their package, or with
@@ -131,7 +134,7 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
 /// valid already. Failing derivations are printed and make an error.
 pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &BuildArgs) -> anyhow::Result<Vec<StorePath>> {
     let config = cli.config()?;
-    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet));
+    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet, cli.log_format));
     let defaults = BuildSettings::default();
     let mut limits = config.limits();
     let flag = |value: u64| (value != 0).then_some(value);
@@ -161,7 +164,15 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         }
         r => r?,
     };
-    reporter.finish();
+    let summary = Summary {
+        built: result.built.len(),
+        substituted: result.substituted,
+        already_valid: result.cached.len(),
+        failed: result.failed.len(),
+    };
+    // `drv run` and `drv shell` say nothing when nothing was to be done.
+    let idle = summary.built + summary.substituted + summary.failed == 0;
+    reporter.finish((!(idle && args.no_summary_when_idle)).then_some(summary));
     if !result.failed.is_empty() {
         let mut err = std::io::stderr().lock();
         for (drv, e) in &result.failed {
@@ -191,6 +202,7 @@ impl BuildArgs {
             tmp_size: None,
             quiet: false,
             substitute: super::cache::SubstituteArgs::default(),
+            no_summary_when_idle: true,
         }
     }
 }

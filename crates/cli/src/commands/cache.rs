@@ -13,6 +13,7 @@ use drv_store::cache::server::{self, ServeCompression, ServerOptions};
 use drv_store::{Config, LocalStore, PublicKey, Reporter, StoreDir, StorePath, Substituter};
 
 use super::key::read_secret_key;
+use crate::reporter::TerminalReporter;
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -129,8 +130,23 @@ impl Reporter for StderrReporter {
     fn download_started(&self, what: &str, url: &str, _total: Option<u64>) {
         eprintln!("copying {what} ({url})");
     }
+    fn upload_started(&self, what: &str, dest: &str, size: Option<u64>) {
+        let size = size.map(|b| format!(" ({b} bytes)")).unwrap_or_default();
+        eprintln!("uploading {what}{size} to {dest}");
+    }
     fn message(&self, text: &str) {
         eprintln!("{text}");
+    }
+}
+
+/// The live display on a terminal (cleared when dropped), else
+/// [`StderrReporter`]'s lines.
+fn transfer_reporter(cli: &Cli) -> Box<dyn Reporter> {
+    let live = TerminalReporter::new(false, false, cli.log_format);
+    if live.is_live() {
+        Box::new(live)
+    } else {
+        Box::new(StderrReporter)
     }
 }
 
@@ -171,8 +187,10 @@ fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let key = args.key.as_deref().map(read_secret_key).transpose()?;
     let paths = paths_to_push(&mut store, &args.paths)?;
     let cache = drv_store::open_cache(&args.to)?;
-    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &StderrReporter)
+    let reporter = transfer_reporter(cli);
+    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), reporter.as_ref())
         .with_context(|| format!("cannot push to {}", args.to))?;
+    drop(reporter);
     eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), args.to, report.skipped.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -223,7 +241,9 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitCode> {
     let Some(substituter) = args.substitute.substituter(&config, store.store_dir())? else {
         bail!("no binary cache to ask: pass --substituters URL or set `substituters` in the configuration");
     };
-    let report = substituter.substitute(&mut store, &paths, &StderrReporter)?;
+    let reporter = transfer_reporter(cli);
+    let report = substituter.substitute(&mut store, &paths, reporter.as_ref())?;
+    drop(reporter);
     for p in &report.substituted {
         println!("{}", store.display(p));
     }

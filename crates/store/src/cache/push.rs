@@ -112,8 +112,10 @@ fn upload_nar(
         return Err(CacheError::CorruptLocalPath { path: store_dir.display(path), registered: info.nar_hash, actual: nar_hash });
     }
     let url = format!("nar/{}{}", file_hash.to_nix32(), nar_extension("zstd"));
-    reporter.message(&format!("uploading {what} ({file_size} bytes) to {}", cache.location(&url)));
-    cache.upload(&url, tmp.path(), "application/x-nix-nar")?;
+    reporter.upload_started(&what, &cache.location(&url), Some(file_size));
+    let uploaded = cache.upload(&url, tmp.path(), "application/x-nix-nar");
+    reporter.upload_finished(&what);
+    uploaded?;
     Ok(NarInfo {
         store_path: path.clone(),
         url,

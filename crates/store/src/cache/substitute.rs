@@ -283,6 +283,9 @@ impl Substituter {
         // Stagings are made here, because a `LocalStore` stays on its
         // thread; the transfers only write into them.
         let mut jobs = Vec::new();
+        if !plan.is_empty() {
+            reporter.substitutions_planned(plan.len());
+        }
         for (path, s) in &plan {
             jobs.push((path.clone(), s.clone(), Mutex::new(Some(store.staging()?))));
         }
@@ -337,6 +340,7 @@ impl Substituter {
             restore_verified(Box::new(progress), &s.info, &self.store_dir, &staging)
         })();
         reporter.download_finished(&what);
+        reporter.substitution_finished(path, result.is_ok());
         result?;
         let info = PathInfo {
             path: path.clone(),
