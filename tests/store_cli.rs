@@ -230,6 +230,15 @@ fn verify_reports_tampered_paths() {
     let out = s.cmd().args(["store", "verify", "--check-contents"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("modified"));
+    // The same as JSON: one problem, the same words, the same exit status.
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["store", "verify", "--json"])).unwrap();
+    assert_eq!(v, serde_json::json!({"consistent": true, "problems": []}));
+    let out = s.cmd().args(["store", "verify", "--check-contents", "--json"]).output().unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["consistent"], false);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["problems"][0].as_str().unwrap().contains("modified"), "{v}");
 }
 
 #[test]

@@ -55,8 +55,12 @@ enum Command {
     Run(commands::run::RunArgs),
     /// A shell whose PATH and PYTHONPATH hold the recipes' closures.
     Shell(commands::run::ShellArgs),
-    /// Print the build log of a recipe, a .drv or an output path.
+    /// Print the build log of a recipe, a .drv or an output path (`-f`:
+    /// follow a build in progress).
     Log(commands::build::LogArgs),
+    /// Show why PATH depends on DEPENDENCY: the chain of references, and
+    /// the file in each path that holds the next one (`nix why-depends`).
+    WhyDepends(commands::why_depends::WhyDependsArgs),
     /// Evaluate a recipe: write its derivations and print the .drv path.
     Eval(commands::eval::EvalArgs),
     /// Show a derivation (of a recipe, or a .drv path) as JSON, like `nix derivation show`.
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run_build(&cli, a, false),
         Command::Test(a) => commands::build::run_build(&cli, a, true),
         Command::Log(a) => commands::build::run_log(&cli, a),
+        Command::WhyDepends(a) => commands::why_depends::run(&cli, a),
         Command::Run(a) => commands::run::run_run(&cli, a),
         Command::Shell(a) => commands::run::run_shell(&cli, a),
         Command::Eval(a) => commands::eval::run_eval(&cli, a),

@@ -20,6 +20,8 @@
 //! - [`archive`]: Debian archive indices for `drv lock`: `InRelease`
 //!   (signature checked with the archive keyring) and `Packages.xz`
 //!   (checked against the sha256 the release lists).
+//! - [`build_log`]: where build logs are kept, and reading them, or
+//!   following a build's log while it is written.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
 //!   mount, PID, network, UTS, IPC) with only its inputs visible.
 //!
@@ -35,6 +37,7 @@ pub mod mirrors;
 pub mod roots;
 
 mod bounded;
+pub mod build_log;
 mod db;
 #[cfg(test)]
 mod fuzz;

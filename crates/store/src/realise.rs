@@ -7,7 +7,8 @@
 //! sandbox ([`crate::sandbox`]). Outputs are canonicalised, scanned for
 //! references to the build's inputs, and registered together, with the
 //! derivation as deriver. Each build's log is kept (zstd) under
-//! `ROOT/var/drv/log/`.
+//! `ROOT/var/drv/log/`, and written uncompressed as it comes while the
+//! build runs ([`crate::build_log`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -25,6 +26,8 @@ use crate::local::{LocalStore, Staging};
 use crate::reporter::Reporter;
 use crate::sandbox;
 use crate::StoreError;
+
+pub use crate::build_log::{copy_log, live_log_file, log_file};
 
 /// How many lines of a failed build's log are shown.
 pub const LOG_TAIL_LINES: usize = 25;
@@ -789,6 +792,8 @@ impl Realiser {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         let (reader, writer) = std::io::pipe().map_err(|e| StoreError::io(log_path, e))?;
+        // The live log first: a reader that finds none reads the `.zst`.
+        let mut live = crate::build_log::LiveLog::create(&crate::build_log::live_of(log_path))?;
         let log_file = fs::File::create(log_path).map_err(|e| StoreError::io(log_path, e))?;
         let reporter = self.reporter.clone();
         std::thread::scope(|s| {
@@ -803,6 +808,7 @@ impl Realiser {
                         break;
                     }
                     z.write_all(&line)?;
+                    live.write_all(&line)?;
                     let text = String::from_utf8_lossy(&line).trim_end().to_owned();
                     reporter.build_log_line(drv_path, &text);
                     if tail.len() == LOG_TAIL_LINES {
@@ -811,6 +817,7 @@ impl Realiser {
                     tail.push_back(text);
                 }
                 z.finish()?;
+                live.finish();
                 Ok(tail.into())
             });
             let status = sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
@@ -852,12 +859,6 @@ fn debian_fetch_error(source: &FetchSource, error: &crate::fetch::FetchError) ->
         }))),
         _ => None,
     }
-}
-
-/// Where the log of `drv_path` is kept: `ROOT/var/drv/log/<2>/<rest>.zst`.
-pub fn log_file(store: &LocalStore, drv_path: &StorePath) -> PathBuf {
-    let base = drv_path.to_basename();
-    store.state_dir().join("log").join(&base[..2]).join(format!("{}.zst", &base[2..]))
 }
 
 /// Read a `.drv` that is valid in `store`.

@@ -233,6 +233,11 @@ fn make_result_link(store: &LocalStore, link: &Path, path: &StorePath) -> anyhow
 pub struct LogArgs {
     /// A recipe, a `.drv` path, or an output path.
     target: String,
+    /// Follow a build in progress: print its log as it is written until
+    /// the build ends (like `tail -f`). A finished build's log is printed
+    /// whole.
+    #[arg(short, long)]
+    follow: bool,
 }
 
 pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
@@ -248,9 +253,10 @@ pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
             info.deriver.with_context(|| format!("{} has no known deriver", store.display(&p)))?
         }
     };
-    let file = realise::log_file(&store, &drv);
-    let f = std::fs::File::open(&file).with_context(|| format!("no build log of {} ({})", store.display(&drv), file.display()))?;
     let mut out = std::io::stdout().lock();
-    zstd::stream::copy_decode(f, &mut out).with_context(|| format!("cannot read {}", file.display()))?;
+    if !realise::copy_log(&store, &drv, args.follow, &mut out)? {
+        let file = realise::log_file(&store, &drv);
+        bail!("no build log of {} ({}): it has not been built here, or is not building yet", store.display(&drv), file.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

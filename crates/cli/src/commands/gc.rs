@@ -52,7 +52,8 @@ pub enum RootCommand {
     },
 }
 
-fn human(bytes: u64) -> String {
+/// `bytes` for people: `512 B`, `1.20 MiB`.
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

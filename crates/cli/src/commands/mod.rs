@@ -9,3 +9,4 @@ pub mod path_info;
 pub mod prefetch;
 pub mod run;
 pub mod store;
+pub mod why_depends;

@@ -1,5 +1,6 @@
-//! `drv store`: add, dump, restore and verify.
+//! `drv store`: add, dump, restore, verify, and compare closures.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,31 @@ pub enum StoreCommand {
     Verify {
         #[arg(long)]
         check_contents: bool,
+        /// Print JSON: `{"consistent": bool, "problems": [text, …]}`
+        /// (exit status 1 when not consistent, as without it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed between two closures (`nix store diff-closures`):
+    /// per package name, the versions removed and added and the change
+    /// in size.
+    ///
+    /// Paths are grouped by package name, the store name up to the first
+    /// `-` that is followed by something other than a letter (Nix's
+    /// rule: `zlib-1.3` is zlib 1.3); an output name at the end (`-dev`,
+    /// `-lib`) is left out first. A name is shown when a version was
+    /// added or removed, or its size changed by 8 KiB or more.
+    #[command(after_help = "Examples:\n  drv store diff-closures ./result-old ./result\n  drv store diff-closures /store/…-app-1 app.toml --json")]
+    DiffClosures {
+        /// The closure before: a store path, a `result` link, or a recipe (its built `out`).
+        before: String,
+        /// The closure after, given the same ways.
+        after: String,
+        /// Print JSON: `{"packages": {NAME: {"versionsBefore": [..],
+        /// "versionsAfter": [..], "sizeDelta": BYTES}}}` (Nix's shape),
+        /// only the names that changed.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,9 +128,15 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
             let mut stdin = io::stdin().lock();
             nar::restore(&mut stdin, dir).with_context(|| format!("cannot restore into {}", dir.display()))?;
         }
-        StoreCommand::Verify { check_contents } => {
+        StoreCommand::Verify { check_contents, json } => {
             let store = cli.open_store()?;
             let problems = store.verify(*check_contents)?;
+            if *json {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let v = serde_json::json!({"consistent": problems.is_empty(), "problems": problems});
+                println!("{}", serde_json::to_string(&v)?);
+                return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
             for p in &problems {
                 println!("{p}");
             }
@@ -114,7 +146,112 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
             }
             eprintln!("store is consistent");
         }
+        StoreCommand::DiffClosures { before, after, json } => return diff_closures(cli, before, after, *json),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A package name and version of a store path's name, by Nix's rules:
+/// an output name at the end (`-dev`, `-lib32`) is dropped, then the
+/// version starts at the first `-` not followed by a letter.
+pub fn package_version(store_name: &str) -> (&str, &str) {
+    let mut name = store_name;
+    if let Some((rest, output)) = store_name.rsplit_once('-') {
+        let is_output = output == "lib32" || output == "lib64" || (!output.is_empty() && output.bytes().all(|b| b.is_ascii_lowercase()));
+        if is_output && !rest.is_empty() {
+            name = rest;
+        }
+    }
+    let bytes = name.as_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'-' && bytes.get(i + 1).is_some_and(|b| !b.is_ascii_alphabetic()) {
+            return (&name[..i], &name[i + 1..]);
+        }
+    }
+    (name, "")
+}
+
+/// Per package name, per version, the total NAR size of its paths.
+type Grouped = BTreeMap<String, BTreeMap<String, u64>>;
+
+fn group_closure(store: &drv_store::LocalStore, top: &drv_store::StorePath) -> anyhow::Result<Grouped> {
+    let mut out = Grouped::new();
+    for p in store.closure(&BTreeSet::from([top.clone()]))? {
+        let size = store.require_path_info(&p)?.nar_size;
+        let (name, version) = package_version(p.name());
+        *out.entry(name.to_owned()).or_default().entry(version.to_owned()).or_default() += size;
+    }
+    Ok(out)
+}
+
+/// Versions as Nix shows them: `∅` for none, `ε` for the empty version.
+fn show_versions(versions: &[&str]) -> String {
+    if versions.is_empty() {
+        return "∅".to_owned();
+    }
+    versions.iter().map(|v| if v.is_empty() { "ε" } else { v }).collect::<Vec<_>>().join(", ")
+}
+
+/// Size changes smaller than this are not worth a line (Nix's threshold).
+const SIZE_THRESHOLD: u64 = 8 * 1024;
+
+fn diff_closures(cli: &Cli, before: &str, after: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut store = cli.open_store()?;
+    store.pause_collections()?;
+    let a = super::why_depends::resolve_path_arg(&mut store, before)?;
+    let b = super::why_depends::resolve_path_arg(&mut store, after)?;
+    let (ga, gb) = (group_closure(&store, &a)?, group_closure(&store, &b)?);
+    let names: BTreeSet<&String> = ga.keys().chain(gb.keys()).collect();
+    let empty = BTreeMap::new();
+    let mut packages = serde_json::Map::new();
+    for name in names {
+        let (va, vb) = (ga.get(name).unwrap_or(&empty), gb.get(name).unwrap_or(&empty));
+        let size = |v: &BTreeMap<String, u64>| v.values().sum::<u64>() as i64;
+        let delta = size(vb) - size(va);
+        let removed: Vec<&str> = va.keys().filter(|v| !vb.contains_key(*v)).map(String::as_str).collect();
+        let added: Vec<&str> = vb.keys().filter(|v| !va.contains_key(*v)).map(String::as_str).collect();
+        let show_delta = delta.unsigned_abs() >= SIZE_THRESHOLD;
+        if !show_delta && removed.is_empty() && added.is_empty() {
+            continue;
+        }
+        if json {
+            packages.insert(
+                name.clone(),
+                serde_json::json!({"versionsBefore": removed, "versionsAfter": added, "sizeDelta": delta}),
+            );
+            continue;
+        }
+        let mut items = Vec::new();
+        if !removed.is_empty() || !added.is_empty() {
+            items.push(format!("{} → {}", show_versions(&removed), show_versions(&added)));
+        }
+        if show_delta {
+            let sign = if delta > 0 { "+" } else { "-" };
+            items.push(format!("{sign}{}", super::gc::human(delta.unsigned_abs())));
+        }
+        println!("{name}: {}", items.join(", "));
+    }
+    if json {
+        println!("{}", serde_json::to_string(&serde_json::json!({"packages": packages}))?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::package_version;
+
+    #[test]
+    fn package_names_and_versions_split_as_nix_splits_them() {
+        assert_eq!(package_version("zlib-1.3"), ("zlib", "1.3"));
+        assert_eq!(package_version("zlib-1.3-dev"), ("zlib", "1.3"));
+        assert_eq!(package_version("python3-requests-2.31.0"), ("python3-requests", "2.31.0"));
+        assert_eq!(package_version("hello"), ("hello", ""));
+        assert_eq!(package_version("source"), ("source", ""));
+        assert_eq!(package_version("foo-bar"), ("foo", ""));
+        assert_eq!(package_version("gcc-lib64"), ("gcc", ""));
+        assert_eq!(package_version("a-1"), ("a", "1"));
+        assert_eq!(package_version("app-1.0-toolchain"), ("app", "1.0"));
+    }
 }
 
