@@ -12,10 +12,33 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "drv", version, about = "A declarative, Nix-style derivation store")]
+#[command(
+    name = "drv",
+    version,
+    about = "A declarative, Nix-style derivation store",
+    long_about = "A declarative, Nix-style derivation store.\n\n\
+        drv evaluates recipes (TOML files) into Nix derivations, realises them (builds them in a \
+        sandbox, or substitutes them from a binary cache) into an immutable store, and shares \
+        the results through Nix-format binary caches.\n\n\
+        The store is /store, with its database, GC roots and build logs under /var/drv. \
+        `--root DIR` (or DRV_ROOT) keeps both under DIR instead; store paths stay the same.",
+    after_help = "\
+Examples:
+  # Build a recipe: print its output path and link it as ./result
+  drv build recipes/zlib.toml
+
+  # Run a recipe's program, then delete what no GC root keeps alive
+  drv run recipes/flask_app.toml -- --port 8000
+  drv gc
+
+  # Keep the store under your home directory (no root needed)
+  DRV_ROOT=$HOME/drv drv build recipes/zlib.toml
+
+Run `drv help COMMAND` for a command's options and examples."
+)]
 pub struct Cli {
-    /// Keep the whole store under DIR (DIR/store holds what is logically
-    /// /store; DIR/var/drv the database, roots and logs).
+    /// Keep the whole store under DIR: DIR/store holds the store paths, DIR/var/drv the
+    /// database, GC roots and build logs. Store paths are still those of /store.
     #[arg(long, global = true, env = "DRV_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
@@ -33,56 +56,233 @@ pub struct Cli {
     command: Command,
 }
 
+// Each command's doc comment is its help: the first line its summary in
+// `drv --help`, the rest its description in `drv COMMAND --help`; every
+// command shows examples after its options. Argument groups that several
+// commands flatten carry no doc comment, since clap would show it as the
+// description of the command that flattens them.
 #[derive(Subcommand)]
 // A subcommand's arguments are built only when it is the one given:
 // building the whole tree on every invocation cost ~40 heap page faults,
 // several percent of a no-op build.
 #[command(defer = true)]
 enum Command {
-    /// Operate on the store directly.
-    #[command(subcommand)]
-    Store(commands::store::StoreCommand),
-    /// Compute hashes the way Nix does.
-    #[command(subcommand)]
-    Hash(commands::hash::HashCommand),
-    /// Show metadata of valid store paths.
-    PathInfo(commands::path_info::PathInfoArgs),
-    /// Build recipes (or .drv paths): print the output paths, make `result` links.
+    /// Build recipes or derivations and link their outputs as ./result
+    ///
+    /// Evaluates each recipe into derivations and realises them: what is valid in the store is
+    /// kept, what a binary cache has is substituted, and the rest is built in the sandbox.
+    /// Prints each output's store path on stdout and makes a `result` link to it, which is a GC
+    /// root: the path stays until the link is removed.
+    #[command(after_help = "\
+Examples:
+  # Build a recipe; link its outputs as ./result (and ./result-OUTPUT)
+  drv build recipes/zlib.toml
+
+  # Two builds at once, showing their logs, going on past a failure
+  drv build -j 2 -L --keep-going recipes/cpython.toml recipes/flask.toml
+
+  # Rebuild everything in the closure and compare with what is registered
+  drv build --check recipes/flask_app.toml
+
+  # Build without asking any binary cache, and make no link
+  drv build --no-substitute --no-link recipes/zlib.toml")]
     Build(commands::build::BuildArgs),
-    /// Build (run) the tests of recipes; an unchanged test is cached.
+    /// Run the tests of recipes (their [[test]] derivations)
+    ///
+    /// Builds each recipe's tests as `drv build` builds a package: a test passes when its
+    /// derivation builds. A test whose derivation is unchanged and already passed is not run
+    /// again; it is reported as cached.
+    #[command(after_help = "\
+Examples:
+  # Run a recipe's tests
+  drv test recipes/compiler_version_test.toml
+
+  # Show the test output as it runs
+  drv test -L recipes/compiler_version_test.toml")]
     Test(commands::build::BuildArgs),
-    /// Build a recipe and run its `main` program with ARGS (after `--`).
+    /// Build a recipe and run its main program
+    ///
+    /// Builds the recipe (as `drv build` does, without a result link) and runs the program its
+    /// `main` names, with ARGS after `--`. The exit code is the program's.
+    #[command(after_help = "\
+Examples:
+  # Run the flask app on port 8000
+  drv run recipes/flask_app.toml -- --port 8000
+
+  # Run it with nothing of the host but the kernel: a root of its closure only
+  drv run --isolated recipes/flask_app.toml -- --port 8000")]
     Run(commands::run::RunArgs),
-    /// A shell whose PATH and PYTHONPATH hold the recipes' closures.
+    /// Start a shell with recipes' closures on PATH and PYTHONPATH
+    ///
+    /// Builds the recipes and starts an interactive shell (or runs one command) whose PATH and
+    /// PYTHONPATH hold their closures.
+    #[command(after_help = "\
+Examples:
+  # An interactive shell with flask importable
+  drv shell recipes/flask.toml
+
+  # Run one command in it
+  drv shell recipes/flask.toml -c 'python3 -c \"import flask\"'")]
     Shell(commands::run::ShellArgs),
-    /// Print the build log of a recipe, a .drv or an output path (`-f`:
-    /// follow a build in progress).
+    /// Print the build log of a recipe, a derivation or an output path
+    ///
+    /// With `-f`, follow a build in progress until it ends.
+    #[command(after_help = "\
+Examples:
+  drv log result
+  drv log recipes/zlib.toml
+  drv log -f recipes/cpython.toml     # while it builds, in another terminal
+  drv log /store/…-zlib-1.2.13.drv")]
     Log(commands::build::LogArgs),
-    /// Show why PATH depends on DEPENDENCY: the chain of references, and
-    /// the file in each path that holds the next one (`nix why-depends`).
+    /// Show why a store path depends on another
+    ///
+    /// Prints the chain of references from PATH to DEPENDENCY and, for each step, the file in
+    /// the referring path that holds the reference, as `nix why-depends` does.
+    #[command(after_help = "\
+Examples:
+  drv why-depends result /store/…-zlib-1.2.13
+  drv why-depends recipes/flask_app.toml recipes/zlib.toml --all
+  drv why-depends --json result /store/…-glibc-2.36-9+deb12u14")]
     WhyDepends(commands::why_depends::WhyDependsArgs),
-    /// Evaluate a recipe: write its derivations and print the .drv path.
+    /// Evaluate a recipe into derivations and print the top .drv path
+    ///
+    /// Writes the recipe's derivations (.drv files) into the store without building anything,
+    /// and prints the store path of the recipe's own derivation.
+    #[command(after_help = "\
+Examples:
+  drv eval recipes/zlib.toml
+
+  # Every derivation of the recipe, with its outputs
+  drv eval --json recipes/flask_app.toml")]
     Eval(commands::eval::EvalArgs),
-    /// Show a derivation (of a recipe, or a .drv path) as JSON, like `nix derivation show`.
+    /// Show a derivation as JSON, like `nix derivation show`
+    #[command(after_help = "\
+Examples:
+  drv show-derivation recipes/zlib.toml
+
+  # With every input derivation, recursively
+  drv show-derivation -r recipes/flask_app.toml")]
     ShowDerivation(commands::eval::ShowDerivationArgs),
-    /// Print a recipe's derivation graph (dot or JSON).
+    /// Print a recipe's derivation graph (Graphviz dot or JSON)
+    #[command(after_help = "\
+Examples:
+  # Render the graph with Graphviz
+  drv graph recipes/flask_app.toml | dot -Tsvg > graph.svg
+
+  drv graph --format json recipes/flask_app.toml")]
     Graph(commands::eval::GraphArgs),
-    /// Resolve the recipes' Debian packages into the lock file (drv.lock).
+    /// Pin the recipes' Debian packages in the lock file (drv.lock)
+    ///
+    /// Resolves the Debian package names the recipes use against the archive's signed indices
+    /// and records each package's version and sha256 in drv.lock, which evaluation reads. What
+    /// is locked stays locked: only names missing from the lock are resolved, unless --update
+    /// says otherwise.
+    #[command(after_help = "\
+Examples:
+  # Lock what the recipes of a directory use
+  drv lock recipes/
+
+  # Check, offline, that the lock covers every recipe (as CI would)
+  drv lock --check recipes/
+
+  # Move gcc-12 (and what must move with it) to the archive's current version
+  drv lock --update gcc-12 recipes/")]
     Lock(commands::lock::LockArgs),
-    /// Download a file, print its sha256 (SRI) and keep it in the store as
-    /// a fixed-output path (`nix-prefetch-url`).
+    /// Download a file into the store and print its sha256 (`nix-prefetch-url`)
+    ///
+    /// Adds the file under a fixed-output store path, so a recipe that pins this hash finds it
+    /// in the store and never downloads it again. Prints the hash in SRI form, ready to paste
+    /// into a recipe.
+    #[command(after_help = "\
+Examples:
+  drv prefetch mirror://debian/pool/main/z/zlib/zlib_1.2.13.dfsg.orig.tar.bz2
+
+  # Hash, size and store path of a local file, as JSON
+  drv prefetch --json ./zlib-1.2.13.tar.gz")]
     Prefetch(commands::prefetch::PrefetchArgs),
-    /// Delete every store path no root needs (`nix-store --gc`).
+    /// Show metadata of valid store paths: NAR hash and size, references, closure size
+    #[command(after_help = "\
+Examples:
+  # The NAR size of each path of result's closure
+  drv path-info -r -s result
+
+  # Everything registered about a path, as JSON
+  drv path-info --json result")]
+    PathInfo(commands::path_info::PathInfoArgs),
+    /// Delete the store paths that no GC root keeps alive (`nix-store --gc`)
+    ///
+    /// A store path is alive when a GC root (a result link, a root made with `drv root add`, a
+    /// running drv command) reaches it through references; everything else is deleted.
+    #[command(after_help = "\
+Examples:
+  # What would be deleted
+  drv gc --dry-run
+
+  # Free at least 1 GiB, oldest paths first
+  drv gc --max-freed 1G
+
+  # Why a path is kept: the roots
+  drv gc --print-roots")]
     Gc(commands::gc::GcArgs),
-    /// Manage the garbage collector's roots.
-    #[command(subcommand)]
+    /// Add, remove and list GC roots
+    #[command(subcommand, after_help = "\
+Examples:
+  # Keep a build alive under a name, then let it go
+  drv root add flask-app result
+  drv root remove flask-app
+
+  drv root list")]
     Root(commands::gc::RootCommand),
-    /// Binary caches: push closures, serve the store, fetch substitutes.
-    #[command(subcommand)]
+    /// Share store paths through binary caches: push, serve, fetch
+    #[command(subcommand, after_help = "\
+Examples:
+  # Push a build's closure to a cache directory, signed
+  drv cache push --to file:///srv/cache --key sk result
+
+  # Serve this store as a binary cache, and substitute from it elsewhere
+  drv cache serve --listen 127.0.0.1:5000 --key sk
+  drv build --substituters http://127.0.0.1:5000 --trusted-public-key \"$(cat pk)\" recipes/zlib.toml")]
     Cache(commands::cache::CacheCommand),
-    /// Signing keys for binary caches (Nix's format).
-    #[command(subcommand)]
+    /// Make signing keys for binary caches (Nix's format)
+    #[command(subcommand, after_help = "\
+Examples:
+  drv key generate --name cache-1 --secret-file cache-1.sec --public-file cache-1.pub
+  drv key public < cache-1.sec")]
     Key(commands::key::KeyCommand),
+    /// Work on the store directly: add files, dump and restore NARs, verify
+    #[command(subcommand, after_help = "\
+Examples:
+  drv store add ./patches
+  drv store dump ./src > src.nar
+  drv store verify --check-contents")]
+    Store(commands::store::StoreCommand),
+    /// Compute sha256 hashes of files and directories as Nix does
+    #[command(subcommand, after_help = "\
+Examples:
+  drv hash path ./src
+  drv hash file --sri zlib-1.2.13.tar.gz")]
+    Hash(commands::hash::HashCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "\
+Examples:
+  # bash: load it in each new shell
+  drv completions bash > ~/.local/share/bash-completion/completions/drv
+
+  # zsh: into a directory of your $fpath
+  drv completions zsh > ~/.zfunc/_drv
+
+  # fish
+  drv completions fish > ~/.config/fish/completions/drv.fish")]
+    Completions(commands::completions::CompletionsArgs),
+    /// Print drv's manual page (roff), or write one page per command
+    #[command(after_help = "\
+Examples:
+  # Read it now
+  drv man | man -l -
+
+  # Install drv.1, drv-build.1, drv-cache-push.1, …
+  drv man --dir ~/.local/share/man/man1")]
+    Man(commands::completions::ManArgs),
 }
 
 impl Cli {
@@ -125,6 +325,8 @@ fn main() -> ExitCode {
         Command::Root(c) => commands::gc::run_root(&cli, c),
         Command::Cache(c) => commands::cache::run(&cli, c),
         Command::Key(c) => commands::key::run(c),
+        Command::Completions(a) => commands::completions::run_completions(a),
+        Command::Man(a) => commands::completions::run_man(a),
     };
     match result {
         Ok(code) => code,

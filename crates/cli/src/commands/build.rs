@@ -15,48 +15,53 @@ use crate::Cli;
 
 #[derive(Args, Clone)]
 pub struct BuildArgs {
-    /// Recipe files or `.drv` store paths.
+    /// Recipe files (.toml) or derivations (.drv store paths).
     #[arg(required = true)]
     targets: Vec<String>,
-    /// Name of the result link (and `NAME-<output>` for other outputs).
-    #[arg(short = 'o', long = "out-link", default_value = "result")]
+    /// Name of the result link; other outputs get NAME-OUTPUT, further targets NAME-1, NAME-2, ….
+    #[arg(short = 'o', long = "out-link", value_name = "NAME", default_value = "result")]
     out_link: PathBuf,
-    /// Make no result link.
+    /// Make no result link (the outputs are then not GC roots).
     #[arg(long)]
     no_link: bool,
-    /// Builds at once; 0 means one per core (default: the configuration's max-jobs, else one per core).
-    #[arg(short = 'j', long)]
+    /// How many derivations to build at once; 0 means one per core (default: the configuration's
+    /// max-jobs, else one per core).
+    #[arg(short = 'j', long, value_name = "N")]
     max_jobs: Option<usize>,
-    /// NIX_BUILD_CORES of each build; 0 means all cores (default: the configuration's cores, else all).
-    #[arg(long)]
+    /// CPU cores each build may use (its NIX_BUILD_CORES); 0 means all (default: the
+    /// configuration's cores, else all).
+    #[arg(long, value_name = "N")]
     cores: Option<usize>,
-    /// Go on building what does not depend on a failed build.
+    /// When a build fails, go on building what does not depend on it.
     #[arg(short = 'k', long)]
     keep_going: bool,
-    /// Rebuild every derivation of the closure that is valid and compare with the registered result.
+    /// Rebuild every derivation of the closure whose outputs are valid, and fail if a result
+    /// differs from the registered one (a non-deterministic build).
     #[arg(long, alias = "rebuild")]
     check: bool,
-    /// Print build logs as they come.
+    /// Print the builds' logs on stderr as they run.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
-    /// Keep the build directory of a failed build.
+    /// Keep the build directory of a failed build, to look into.
     #[arg(short = 'K', long)]
     keep_failed: bool,
-    /// Build without the namespace sandbox (only when asked: never silently;
-    /// refused for derivations with a pinned toolchain, which only the
-    /// sandbox provides).
+    /// Build without the sandbox. Refused for derivations that need the pinned toolchain, which
+    /// only the sandbox provides.
     #[arg(long)]
     no_sandbox: bool,
-    /// Processes and threads one build may have at once; 0 means no limit (default: the configuration's max-processes, else 8192).
+    /// Processes and threads one build may have at once; 0 means no limit (default: the
+    /// configuration's max-processes, else 8192).
     #[arg(long, value_name = "N")]
     max_processes: Option<u64>,
-    /// Memory one build may use, e.g. 4G; 0 means no limit (default: the configuration's max-memory, else 3/4 of the host's).
+    /// Memory one build may use, e.g. 4G; 0 means no limit (default: the configuration's
+    /// max-memory, else 3/4 of the machine's).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
-    /// Size of each of a build's /tmp and /dev/shm, e.g. 512M; 0 means no limit (default: the configuration's tmp-size, else 1G).
+    /// Size of each of a build's /tmp and /dev/shm, e.g. 512M; 0 means no limit (default: the
+    /// configuration's tmp-size, else 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     tmp_size: Option<u64>,
-    /// Print only the output paths.
+    /// Print only the output paths: no progress, no test results.
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
@@ -231,7 +236,7 @@ fn make_result_link(store: &LocalStore, link: &Path, path: &StorePath) -> anyhow
 
 #[derive(Args)]
 pub struct LogArgs {
-    /// A recipe, a `.drv` path, or an output path.
+    /// A recipe file, a derivation (.drv store path), or an output path or `result` link.
     target: String,
     /// Follow a build in progress: print its log as it is written until
     /// the build ends (like `tail -f`). A finished build's log is printed

@@ -19,24 +19,56 @@ use crate::Cli;
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum CacheCommand {
-    /// Upload the closures of store paths (or of a recipe's outputs that
-    /// are valid) to a binary cache, skipping what it has.
+    /// Upload the closures of store paths to a binary cache
+    ///
+    /// Uploads each path's NAR and narinfo, with those of every path in its closure, skipping
+    /// what the cache has already. Given a recipe, pushes the closures of its outputs that are
+    /// valid in the store.
+    #[command(after_help = "\
+Examples:
+  # Make a signing key, then push a build's closure to a cache directory
+  drv key generate --name cache-1 --secret-file sk --public-file pk
+  drv cache push --to file:///srv/cache --key sk result
+
+  # Push the built outputs of a recipe to a writable HTTP cache
+  drv cache push --to http://127.0.0.1:5000 --key sk recipes/flask_app.toml")]
     Push(PushArgs),
-    /// Serve the store as a binary cache over HTTP.
+    /// Serve the store as a binary cache over HTTP
+    ///
+    /// Answers Nix's binary-cache protocol (nix-cache-info, narinfo, NAR), so Nix and other drv
+    /// stores can substitute from it. With --writable it also accepts uploads from `drv cache
+    /// push`, checked before they are registered.
+    #[command(after_help = "\
+Examples:
+  # Serve the store on the loopback interface, signing the narinfos
+  drv cache serve --key sk
+
+  # Accept pushes signed by a trusted key, on all interfaces
+  drv cache serve --listen 0.0.0.0:5000 --writable --trusted-public-key \"$(cat pk)\"")]
     Serve(ServeArgs),
-    /// Substitute store paths and their closures from binary caches.
+    /// Substitute store paths and their closures from binary caches
+    ///
+    /// Downloads each path and every path in its closure that is not valid yet, checking
+    /// signatures and NAR hashes before registering them.
+    #[command(after_help = "\
+Examples:
+  # From the configured substituters
+  drv cache fetch /store/…-zlib-1.2.13
+
+  # From one cache, trusting its key
+  drv cache fetch --substituters http://127.0.0.1:5000 --trusted-public-key \"$(cat pk)\" /store/…-zlib-1.2.13")]
     Fetch(FetchArgs),
 }
 
 #[derive(Args)]
 pub struct PushArgs {
-    /// The cache: file:///DIR, or an http(s):// cache that accepts PUT.
+    /// The binary cache: file:///DIR, or an http(s):// cache that accepts uploads (PUT).
     #[arg(long, value_name = "URL")]
     to: String,
-    /// Sign the narinfos with this secret key file.
+    /// Sign the narinfos with this secret key file (see `drv key generate`).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Store paths, or one recipe (FILE.toml).
+    /// Store paths (or `result` links), or one recipe (FILE.toml).
     #[arg(required = true)]
     paths: Vec<String>,
 }
@@ -49,8 +81,8 @@ pub enum CompressionArg {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on; loopback unless told otherwise.
-    #[arg(long, default_value = "127.0.0.1:5000")]
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     listen: SocketAddr,
     /// Sign narinfos with this secret key file as they are served.
     #[arg(long, value_name = "FILE")]
@@ -58,37 +90,38 @@ pub struct ServeArgs {
     /// Accept uploads (PUT), verified before they are registered.
     #[arg(long)]
     writable: bool,
-    /// With --writable: uploads need a signature by one of these keys (and
-    /// the configuration's trusted-public-keys).
+    /// With --writable: accept only uploads signed by this key (`name:base64`) or by one of the
+    /// configuration's trusted-public-keys. May be given more than once.
     #[arg(long = "trusted-public-key", value_name = "KEY")]
     trusted_public_keys: Vec<String>,
-    /// How NARs are compressed on the fly.
-    #[arg(long, value_enum, default_value = "zstd")]
+    /// How NARs are compressed as they are served.
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "zstd")]
     compression: CompressionArg,
-    /// `Priority` advertised in nix-cache-info (lower is preferred).
-    #[arg(long, default_value_t = 30)]
+    /// Priority advertised in nix-cache-info; clients prefer caches with lower values.
+    #[arg(long, value_name = "N", default_value_t = 30)]
     priority: u32,
 }
 
-/// Where substitutes come from; shared by every command that realises.
+// Where substitutes come from; flattened into every command that realises.
+// (No doc comment: clap would show it as that command's description.)
 #[derive(Args, Clone, Default)]
 pub struct SubstituteArgs {
-    /// Binary caches to ask, in order, instead of the configuration's
-    /// `substituters`. drv's URL parameter `?trusted=1` takes a cache's
-    /// paths without checking signatures.
+    /// Binary caches to ask for substitutes, in order, instead of the configuration's
+    /// `substituters` (space-separated). A URL ending in `?trusted=1` is trusted without
+    /// checking signatures.
     #[arg(long, value_name = "URL", value_delimiter = ' ')]
     pub substituters: Option<Vec<String>>,
-    /// Trust signatures by this key too (`name:base64`), besides the
-    /// configuration's `trusted-public-keys`.
+    /// Also trust narinfos signed by this key (`name:base64`), besides the configuration's
+    /// `trusted-public-keys`. May be given more than once.
     #[arg(long = "trusted-public-key", value_name = "KEY")]
     pub trusted_public_keys: Vec<String>,
-    /// Accept paths from every cache without checking signatures.
+    /// Accept substitutes from every cache without checking signatures.
     #[arg(long)]
     pub no_check_sigs: bool,
-    /// Ask no binary cache.
+    /// Ask no binary cache: build what is not valid in the store.
     #[arg(long)]
     pub no_substitute: bool,
-    /// NARs downloaded and unpacked at once.
+    /// How many NARs to download and unpack at once.
     #[arg(long, value_name = "N", default_value_t = drv_store::SubstituterOptions::default().downloads)]
     pub max_downloads: usize,
 }

@@ -12,21 +12,21 @@ use crate::Cli;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The recipe file.
+    /// The recipe file (.toml).
     recipe: PathBuf,
-    /// Print every derivation with its outputs as JSON.
+    /// Print every derivation of the recipe with its outputs, as JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct ShowDerivationArgs {
-    /// A recipe file or a `.drv` store path.
+    /// A recipe file (.toml) or a derivation (.drv store path).
     target: String,
     /// Also show the input derivations, recursively.
     #[arg(short, long)]
     recursive: bool,
-    /// Accepted for symmetry with other commands: the output is always JSON.
+    /// Print JSON (the only format; accepted as with the other commands).
     #[arg(long)]
     json: bool,
 }
@@ -39,7 +39,9 @@ pub enum GraphFormat {
 
 #[derive(Args)]
 pub struct GraphArgs {
+    /// The recipe file (.toml).
     recipe: PathBuf,
+    /// The output format: Graphviz dot, or JSON.
     #[arg(long, value_enum, default_value = "dot")]
     format: GraphFormat,
 }

@@ -12,20 +12,20 @@ use crate::Cli;
 
 #[derive(Args)]
 pub struct GcArgs {
-    /// Report what would be deleted (on stdout, one per line); delete nothing.
+    /// Print the store paths that would be deleted, one per line; delete nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Stop after freeing SIZE bytes (suffixes K, M, G, T: powers of 1024),
+    /// Stop once SIZE bytes are freed (suffixes K, M, G, T: powers of 1024), deleting the
     /// least recently registered paths first.
     #[arg(long, value_name = "SIZE", value_parser = parse_max_freed)]
     max_freed: Option<u64>,
-    /// Print the roots (`ROOT -> PATH`) and delete nothing.
+    /// Print the GC roots (`ROOT -> PATH`); delete nothing.
     #[arg(long)]
     print_roots: bool,
-    /// Print the live paths and delete nothing.
+    /// Print the live store paths (those the roots keep); delete nothing.
     #[arg(long)]
     print_live: bool,
-    /// Print the dead paths (what a collection would delete) and delete nothing.
+    /// Print the dead store paths (what a collection would delete); delete nothing.
     #[arg(long)]
     print_dead: bool,
     /// Print one JSON object instead of text.
@@ -40,13 +40,37 @@ fn parse_max_freed(text: &str) -> Result<u64, String> {
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum RootCommand {
-    /// Keep PATH (and its closure) alive under the root NAME.
-    Add { name: String, path: String },
-    /// Remove the root NAME.
-    Remove { name: String },
-    /// List the explicit and indirect roots (`NAME -> PATH`), and the
-    /// temporary roots of running processes.
+    /// Keep a store path and its closure alive under a named GC root
+    #[command(after_help = "\
+Examples:
+  drv root add flask-app result
+  drv root add zlib /store/…-zlib-1.2.13")]
+    Add {
+        /// The root's name.
+        name: String,
+        /// The store path to keep (or a `result` link to it).
+        path: String,
+    },
+    /// Remove a named GC root
+    ///
+    /// The paths it kept are deleted by the next `drv gc` unless another root keeps them.
+    #[command(after_help = "\
+Examples:
+  drv root remove flask-app")]
+    Remove {
+        /// The root's name.
+        name: String,
+    },
+    /// List the GC roots
+    ///
+    /// Prints the named roots and the indirect ones (result links) as `NAME -> PATH`, and the
+    /// temporary roots of running drv commands.
+    #[command(after_help = "\
+Examples:
+  drv root list
+  drv root list --json")]
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -10,14 +10,27 @@ use drv_store::{formats::nar, hash_file, HashEncoding};
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum HashCommand {
-    /// sha256 of the NAR serialisation of a path (`nix-hash --type sha256`).
+    /// Print the sha256 of a path's NAR serialisation (`nix-hash --type sha256`)
+    ///
+    /// This is the hash Nix records as a store path's NAR hash, and the one a fixed-output
+    /// derivation with recursive hashing pins.
+    #[command(after_help = "\
+Examples:
+  drv hash path ./src
+  drv hash path --sri ./src")]
     Path {
+        /// The file or directory to hash.
         path: PathBuf,
         #[command(flatten)]
         encoding: EncodingArgs,
     },
-    /// sha256 of a file's bytes (`nix-hash --type sha256 --flat`).
+    /// Print the sha256 of a file's bytes (`nix-hash --type sha256 --flat`)
+    #[command(after_help = "\
+Examples:
+  drv hash file zlib-1.2.13.tar.gz
+  drv hash file --base32 zlib-1.2.13.tar.gz")]
     File {
+        /// The file to hash.
         path: PathBuf,
         #[command(flatten)]
         encoding: EncodingArgs,

@@ -14,17 +14,29 @@ use drv_store::SecretKey;
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum KeyCommand {
-    /// Generate a key pair: the secret key (mode 0600) and its public key.
+    /// Generate an ed25519 key pair for signing narinfos
+    ///
+    /// Writes the secret key (mode 0600) and its public key, both as `NAME:base64`, the format of
+    /// `nix-store --generate-binary-cache-key`. The secret key signs with `drv cache push --key`
+    /// and `drv cache serve --key`; the public key goes into the clients' trusted-public-keys.
+    #[command(after_help = "\
+Examples:
+  drv key generate --name cache-1 --secret-file cache-1.sec --public-file cache-1.pub")]
     Generate {
-        /// The key's name, by convention `HOST-N` (e.g. `cache.example-1`).
+        /// The key's name, recorded in every signature; by convention HOST-N (e.g. `mycache-1`).
         #[arg(long)]
         name: String,
+        /// Where to write the secret key.
         #[arg(long, value_name = "FILE")]
         secret_file: PathBuf,
+        /// Where to write the public key.
         #[arg(long, value_name = "FILE")]
         public_file: PathBuf,
     },
-    /// Print the public key of the secret key read from stdin.
+    /// Print the public key of a secret key read from stdin
+    #[command(after_help = "\
+Examples:
+  drv key public < cache-1.sec")]
     Public,
 }
 

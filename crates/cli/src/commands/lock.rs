@@ -17,30 +17,27 @@ use crate::Cli;
 
 #[derive(Args)]
 pub struct LockArgs {
-    /// Recipe files, or directories whose `*.toml` recipes are all read
-    /// (default: the current directory). They share one lock file: the
-    /// nearest `drv.lock` at or above the first recipe's directory, else a
-    /// new one there.
+    /// Recipe files, or directories whose *.toml recipes are all read (default: the current
+    /// directory). They share one lock file: the nearest drv.lock at or above the first
+    /// recipe's directory, else a new one there.
     paths: Vec<PathBuf>,
-    /// Check, offline, that the lock covers every name the recipes use;
-    /// exit 1 naming the recipe and the package when it does not.
+    /// Check, offline, that the lock covers every package the recipes use; exit 1 naming the
+    /// recipe and the package when it does not.
     #[arg(long, conflicts_with = "update")]
     check: bool,
-    /// Re-resolve against the archive: the named packages, or all of them
-    /// when none is named. Without it, what is locked stays locked and
-    /// only missing names are resolved. Recipe paths may follow (`drv lock
-    /// --update gcc-12 recipes/`): a value with a `/` or ending in `.toml`
-    /// is a path, never a package name.
+    /// Resolve again against the archive the named packages, or all of them when none is named.
+    /// Recipe paths may follow (`drv lock --update gcc-12 recipes/`): a value with a `/` or
+    /// ending in .toml is a path, never a package name.
     #[arg(long, num_args = 0.., value_name = "PACKAGE")]
     update: Option<Vec<String>>,
     /// The Debian release to resolve against (default: the lock's, else
     /// bookworm).
     #[arg(long)]
     suite: Option<String>,
-    /// Debian architecture (default: the lock's, else amd64).
-    #[arg(long)]
+    /// The Debian architecture (default: the lock's, else amd64).
+    #[arg(long, value_name = "ARCH")]
     architecture: Option<String>,
-    /// OpenPGP keyring the release files must be signed with (default: the
+    /// The OpenPGP keyring the archive's release files must be signed with (default: the
     /// debian-archive-keyring package's).
     #[arg(long, value_name = "FILE")]
     keyring: Option<PathBuf>,

@@ -1,5 +1,6 @@
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod eval;
 pub mod gc;
 pub mod hash;

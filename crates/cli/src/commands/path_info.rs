@@ -14,10 +14,10 @@ pub struct PathInfoArgs {
     /// Store paths (`/store/…`, a base name, or a `result` link).
     #[arg(required = true)]
     paths: Vec<String>,
-    /// Include the closure of the paths.
+    /// Show every path of the paths' closure too.
     #[arg(short, long)]
     recursive: bool,
-    /// Print JSON.
+    /// Print JSON: NAR hash and size, references, deriver, signatures, registration time.
     #[arg(long)]
     json: bool,
     /// Print the NAR size of each path.

@@ -14,14 +14,12 @@ use crate::Cli;
 
 #[derive(Args)]
 pub struct PrefetchArgs {
-    /// What to fetch: an https://, http://, file:// or mirror://NAME/path
-    /// URL, or a local file.
+    /// What to fetch: an https://, http://, file:// or mirror://NAME/PATH URL, or a local file.
     source: String,
     /// Name of the store path (default: the URL's last path segment).
     #[arg(long)]
     name: Option<String>,
-    /// Print {"url","sha256","nix32","base16","size","path"} as JSON instead
-    /// of the SRI hash.
+    /// Print JSON (url, sha256, nix32, base16, size, path) instead of the SRI hash.
     #[arg(long)]
     json: bool,
 }

@@ -19,28 +19,28 @@ const SHELLS: [&str; 3] = ["sh", "bash", "dash"];
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The recipe whose `main` program to run.
+    /// The recipe file whose `main` program to run.
     recipe: String,
-    /// Run it in a root that holds only its closure (plus /dev, /proc, an
-    /// empty /tmp and the host's name-resolution files and certificates).
+    /// Run it in a root that holds only its closure (plus /dev, /proc, an empty /tmp, and the
+    /// host's name-resolution files and certificates).
     #[arg(long)]
     isolated: bool,
-    /// Arguments for the program.
+    /// Arguments for the program (after `--`).
     #[arg(last = true)]
     args: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct ShellArgs {
-    /// Recipes whose closures the shell gets.
+    /// Recipe files whose closures the shell gets.
     #[arg(required = true)]
     recipes: Vec<String>,
     /// Run this command (with `sh -c`) instead of an interactive shell.
     #[arg(short, long)]
     command: Option<String>,
-    /// Run the shell in a root that holds only the closures (plus /dev,
-    /// /proc, an empty /tmp and the host's name-resolution files and
-    /// certificates); the shell must come from them.
+    /// Run the shell in a root that holds only the closures (plus /dev, /proc, an empty /tmp,
+    /// and the host's name-resolution files and certificates); the shell itself must come from
+    /// one of the recipes.
     #[arg(long)]
     isolated: bool,
 }

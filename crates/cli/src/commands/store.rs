@@ -14,35 +14,68 @@ use crate::Cli;
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum StoreCommand {
-    /// Add a file or directory by content and print its store path (`nix-store --add`).
+    /// Add a file or directory to the store by content and print its store path (`nix-store --add`)
+    #[command(after_help = "\
+Examples:
+  drv store add ./patches
+  drv store add --name fix.patch ./0001-fix.patch")]
     Add {
+        /// The file or directory to add.
         path: PathBuf,
         /// Name of the store path (default: the file name).
         #[arg(long)]
         name: Option<String>,
     },
-    /// Add a file under a fixed-output path (`nix-store --add-fixed`), so a
-    /// fixed-output derivation with that hash never downloads it.
+    /// Add a file under a fixed-output store path (`nix-store --add-fixed`)
+    ///
+    /// A fixed-output derivation with the same hash (a recipe's pinned source) then finds it in
+    /// the store and never downloads it.
+    #[command(after_help = "\
+Examples:
+  drv store add-fixed sha256 zlib_1.2.13.dfsg.orig.tar.bz2
+  drv store add-fixed sha256 --expect sha256-… zlib_1.2.13.dfsg.orig.tar.bz2")]
     AddFixed {
         /// The hash algorithm; only sha256 is supported.
         algo: String,
+        /// The file (or, with --recursive, the directory) to add.
         path: PathBuf,
         /// Hash the NAR serialisation instead of the file's bytes.
         #[arg(long)]
         recursive: bool,
+        /// Name of the store path (default: the file name).
         #[arg(long)]
         name: Option<String>,
         /// Refuse unless the content has this hash (any of Nix's spellings).
-        #[arg(long)]
+        #[arg(long, value_name = "HASH")]
         expect: Option<String>,
     },
-    /// Write the NAR serialisation of a path to stdout (`nix-store --dump`).
-    Dump { path: PathBuf },
-    /// Unpack a NAR from stdin at DIR, which must not exist (`nix-store --restore`).
-    Restore { dir: PathBuf },
-    /// Check the store: every valid path present, references present, and
-    /// with --check-contents each path's NAR hash as registered.
+    /// Write the NAR serialisation of a file or directory to stdout (`nix-store --dump`)
+    #[command(after_help = "\
+Examples:
+  drv store dump ./src > src.nar")]
+    Dump {
+        /// The file or directory to serialise.
+        path: PathBuf,
+    },
+    /// Unpack a NAR read from stdin into a new directory (`nix-store --restore`)
+    #[command(after_help = "\
+Examples:
+  drv store restore ./src-copy < src.nar")]
+    Restore {
+        /// The directory to create; it must not exist.
+        dir: PathBuf,
+    },
+    /// Check the store's consistency; exit 1 if something is wrong
+    ///
+    /// Every valid path must be present and so must its references; with --check-contents,
+    /// each path's NAR hash must also be the one registered.
+    #[command(after_help = "\
+Examples:
+  drv store verify
+  drv store verify --check-contents")]
     Verify {
+        /// Also hash every valid path and compare it with its registered NAR hash (reads the
+        /// whole store).
         #[arg(long)]
         check_contents: bool,
         /// Print JSON: `{"consistent": bool, "problems": [text, …]}`
@@ -50,11 +83,10 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show what changed between two closures (`nix store diff-closures`):
-    /// per package name, the versions removed and added and the change
-    /// in size.
+    /// Show what changed between two closures
     ///
-    /// Paths are grouped by package name, the store name up to the first
+    /// As `nix store diff-closures`: per package name, the versions removed and added and the
+    /// change in size. Paths are grouped by package name, the store name up to the first
     /// `-` that is followed by something other than a letter (Nix's
     /// rule: `zlib-1.3` is zlib 1.3); an output name at the end (`-dev`,
     /// `-lib`) is left out first. A name is shown when a version was
