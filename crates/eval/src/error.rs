@@ -149,11 +149,11 @@ mod tests {
             (d.line, d.column, &text[d.span])
         };
         assert_eq!(marked(7), (1, 8, "\"a b\""));
-        assert_eq!(marked(14), (2, 1, "[build]"));
-        assert_eq!(marked(22), (3, 1, "sha265"));
-        assert_eq!(marked(31), (3, 10, "'x'"));
-        assert_eq!(marked(35), (4, 1, "[[source]]"));
-        assert_eq!(marked(46), (5, 1, "x"));
+        assert_eq!(marked(13), (2, 1, "[build]"));
+        assert_eq!(marked(21), (3, 1, "sha265"));
+        assert_eq!(marked(30), (3, 10, "'x'"));
+        assert_eq!(marked(34), (4, 1, "[[source]]"));
+        assert_eq!(marked(45), (5, 1, "x"));
         assert_eq!(marked(text.len() + 5), (6, 1, ""));
     }
 
