@@ -9,11 +9,13 @@ use common::TestStore;
 
 const BAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes/bad");
 
+/// The error of `drv eval RECIPE`, read back as one line
+/// ([`common::diagnostic_line`]); it must show the offending line.
 fn eval_error(s: &TestStore, recipe: &str) -> String {
     let err = s.fails(&["eval", recipe]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err
+    assert!(err.lines().any(|l| l.contains("| ") && l.contains('^')), "no marked span: {err}");
+    assert!(!err.contains('\x1b'), "colored in a pipe: {err:?}");
+    common::diagnostic_line(&err)
 }
 
 #[test]
@@ -32,11 +34,48 @@ fn malformed_recipes_give_one_located_error() {
         assert!(err.contains(message), "{file}: {err}");
     }
     let err = eval_error(&s, &format!("{BAD}/cycle-a.toml"));
-    assert!(err.contains("dependency cycle:") && err.contains("cycle-a.toml -> ") && err.contains("cycle-b.toml -> "), "{err}");
-    assert!(err.trim_end().ends_with("cycle-a.toml"), "{err}");
+    // shown at the entry that closes the cycle, naming the recipes around it
+    assert!(err.contains("cycle-b.toml:5:8: dependency cycle:"), "{err}");
+    assert!(err.contains("cycle-a.toml -> ") && err.contains("cycle-b.toml -> ") && err.contains("cycle-a.toml (help: "), "{err}");
     // nothing of any of them reached the store
     let store = s.root().join("store");
     assert_eq!(fs::read_dir(&store).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// Every recipe under `tests/recipes/bad/` fails to evaluate with the
+/// diagnostic in the `.stderr` file beside it (uncolored, as in a pipe;
+/// the path of this checkout filtered out). `DRV_BLESS=1` rewrites them.
+#[test]
+fn bad_recipes_render_as_their_golden_diagnostics() {
+    let s = TestStore::new();
+    let bad = fs::canonicalize(BAD).unwrap();
+    let checkout = bad.parent().unwrap().parent().unwrap().parent().unwrap().to_str().unwrap().to_owned();
+    let bless = std::env::var_os("DRV_BLESS").is_some();
+    let mut recipes = Vec::new();
+    for entry in fs::read_dir(&bad).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            recipes.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")));
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            recipes.push(path);
+        }
+    }
+    recipes.sort();
+    assert!(recipes.len() >= 10, "{recipes:?}");
+    let mut wrong = Vec::new();
+    for recipe in &recipes {
+        let relative = recipe.strip_prefix(&bad).unwrap();
+        let out = s.cmd().current_dir(&bad).arg("eval").arg(relative).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", relative.display());
+        let shown = String::from_utf8(out.stderr).unwrap().replace(&checkout, "[CHECKOUT]");
+        let golden = recipe.with_extension("stderr");
+        if bless {
+            fs::write(&golden, &shown).unwrap();
+        } else if fs::read_to_string(&golden).ok().as_deref() != Some(shown.as_str()) {
+            wrong.push(format!("{}:\n{shown}", golden.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "diagnostics differ from their golden files (DRV_BLESS=1 rewrites them):\n{}", wrong.join("\n"));
 }
 
 #[test]
@@ -129,10 +168,10 @@ fn an_unknown_debian_package_is_a_clear_error() {
     // `drv lock` would make
     let err = eval_error(&s, recipe.to_str().unwrap());
     assert!(err.contains("built-in lock") && err.contains("drv lock` makes") && err.contains("drv.lock"), "{err}");
-    // with one that does not cover the name: point at the recipe's list
+    // with one that does not cover the name: point at the name in the list
     common::write_lock(&s.scratch(""));
     let err = eval_error(&s, recipe.to_str().unwrap());
-    assert!(err.contains("r.toml:4:10") && err.contains("\"no-such-package-drv-test\"") && err.contains("drv lock"), "{err}");
+    assert!(err.contains("r.toml:4:19") && err.contains("\"no-such-package-drv-test\"") && err.contains("drv lock"), "{err}");
 }
 
 const SHOWCASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../recipes/flask_app.toml");

@@ -195,3 +195,16 @@ impl Drop for FileServer {
     }
 }
 
+
+/// A recipe or lock-file error as drv renders it (`error: MESSAGE`,
+/// ` --> FILE:LINE:COLUMN`, the line with the span marked, `= help: HELP`)
+/// read back as one line, `FILE:LINE:COLUMN: MESSAGE (help: HELP)`, for
+/// assertions on where and what; panics when `stderr` is not of that shape.
+pub fn diagnostic_line(stderr: &str) -> String {
+    let mut lines = stderr.lines();
+    let message = lines.next().and_then(|l| l.strip_prefix("error: ")).unwrap_or_else(|| panic!("no `error: ` line: {stderr}"));
+    let location = lines.next().and_then(|l| l.trim_start().strip_prefix("--> ")).unwrap_or_else(|| panic!("no ` --> ` line: {stderr}"));
+    let help = stderr.lines().find_map(|l| l.trim_start().strip_prefix("= help: "));
+    let help = help.map(|h| format!(" (help: {h})")).unwrap_or_default();
+    format!("{location}: {message}{help}")
+}

@@ -2,6 +2,7 @@
 //! and prints; all the work is in `drv-store` and `drv-eval`.
 
 mod commands;
+mod diagnostics;
 mod reporter;
 mod store_view;
 
@@ -339,6 +340,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let mut stderr = std::io::stderr().lock();
+            // A recipe or lock-file error shows its line, as cargo's do.
+            if let Some(shown) = diagnostics::render(&e, diagnostics::color_on_stderr()) {
+                let _ = writeln!(stderr, "{shown}");
+                return ExitCode::FAILURE;
+            }
             let _ = write!(stderr, "error: {e}");
             for cause in e.chain().skip(1) {
                 let _ = write!(stderr, ": {cause}");

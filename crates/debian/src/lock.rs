@@ -33,7 +33,9 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::Spanned;
 
@@ -107,10 +109,14 @@ pub struct LockedPackage {
 /// What is wrong with a lock file, or what it does not cover.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Bad TOML, or an unknown or mistyped key. `span` is the offending
+    /// bytes of `text` (what was parsed), for showing the line.
     #[error("{}:{line}:{column}: {message}", file.display())]
-    Syntax { file: PathBuf, line: usize, column: usize, message: String },
-    #[error("{}:{line}:{column}: {field}: {message} (help: correct the entry, or move the file away and run `drv lock` to resolve again)", file.display())]
-    Invalid { file: PathBuf, line: usize, column: usize, field: String, message: String },
+    Syntax { file: PathBuf, line: usize, column: usize, message: String, span: Range<usize>, text: Arc<str> },
+    /// A value that cannot be right, in `field`; `span` and `text` as for
+    /// [`LockError::Syntax`].
+    #[error("{}:{line}:{column}: {field}: {message} (help: {})", file.display(), Self::INVALID_HELP)]
+    Invalid { file: PathBuf, line: usize, column: usize, field: String, message: String, span: Range<usize>, text: Arc<str> },
     #[error("the lock file does not cover Debian package {name:?}{}; run `drv lock`", needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default())]
     NotLocked { name: String, needed_by: Option<String> },
     #[error("no lock file {}: run `drv lock` to resolve the recipes' Debian packages", file.display())]
@@ -123,6 +129,11 @@ pub enum LockError {
     UnknownRepository { file: PathBuf, package: String, repository: String },
 }
 
+impl LockError {
+    /// The fix for [`LockError::Invalid`].
+    pub const INVALID_HELP: &str = "correct the entry, or move the file away and run `drv lock` to resolve again";
+}
+
 impl Lock {
     /// Parse a lock file's text; `file` names it in errors.
     ///
@@ -133,12 +144,14 @@ impl Lock {
     /// lock).
     pub fn parse(text: &str, file: &Path) -> Result<Lock, LockError> {
         let raw: LockFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
-            LockError::Syntax { file: file.to_owned(), line, column, message: e.message().to_owned() }
-        })?;
-        let invalid = |span: std::ops::Range<usize>, field: String, message: String| {
+            let span = e.span().unwrap_or(0..0);
             let (line, column) = line_column(text, span.start);
-            LockError::Invalid { file: file.to_owned(), line, column, field, message }
+            let message = e.message().trim().to_owned();
+            LockError::Syntax { file: file.to_owned(), line, column, message, span, text: Arc::from(text) }
+        })?;
+        let invalid = |span: Range<usize>, field: String, message: String| {
+            let (line, column) = line_column(text, span.start);
+            LockError::Invalid { file: file.to_owned(), line, column, field, message, span, text: Arc::from(text) }
         };
         if *raw.version.get_ref() != LOCK_VERSION {
             let v = raw.version.get_ref();

@@ -14,7 +14,7 @@ mod lower;
 pub mod recipe;
 
 pub use cache::{evaluate_cached, EvaluationSummary};
-pub use error::{Diagnostic, EvalError};
+pub use error::{shown as shown_path, Diagnostic, EvalError};
 pub use graph::{Evaluation, Node, NodeKind};
 pub use load::{load, load_unlocked, RecipeSet};
 pub use load::{lock_file_for, BUILTIN_LOCK, BUILTIN_LOCK_NAME};

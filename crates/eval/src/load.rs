@@ -90,7 +90,14 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
             for (name, span) in named.chain(prebuilt).chain(implied) {
                 let name = &name;
                 if let Err(e) = debian.closure(std::slice::from_ref(name)) {
-                    let offset = span.as_ref().map_or(0, |s| s.start);
+                    // The name where the list has it; the whole list for a
+                    // package the recipe implies (the C library's).
+                    let span = span.clone().unwrap_or(0..0);
+                    let quoted = format!("{name:?}");
+                    let span = match text.get(span.clone()).and_then(|list| list.find(&quoted)) {
+                        Some(i) => span.start + i..span.start + i + quoted.len(),
+                        None => span,
+                    };
                     // A near miss among the locked names is most likely a typo.
                     let near = debian
                         .packages
@@ -102,7 +109,7 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
                         Some(p) => format!("did you mean {p:?}? The lock used: {shown_lock}"),
                         None => format!("the lock used: {shown_lock}"),
                     };
-                    return Err(Diagnostic::at(path, text, offset, format!("{e}")).with_help(help).into());
+                    return Err(Diagnostic::spanning(path, text, span, format!("{e}")).with_help(help).into());
                 }
             }
         }
@@ -127,6 +134,15 @@ impl Loader {
         if let Some(pos) = self.stack.iter().position(|p| p == file) {
             let mut cycle = self.stack[pos..].to_vec();
             cycle.push(file.to_owned());
+            // Shown at the dependency entry that closes the cycle.
+            if let Some((r, (spans, text))) = referrer.and_then(|r| Some((r, self.spans.get(r)?))) {
+                if let Some(span) = spans.dependencies.get(file) {
+                    let around = cycle.iter().map(|p| crate::error::shown(p).display().to_string()).collect::<Vec<_>>();
+                    let d = Diagnostic::spanning(r, text, span.clone(), format!("dependency cycle: {}", around.join(" -> ")))
+                        .with_help("a recipe cannot depend on itself, directly or through other recipes; remove one of these dependencies");
+                    return Err(d.into());
+                }
+            }
             return Err(EvalError::Cycle(cycle));
         }
         if self.recipes.contains_key(file) {
@@ -139,7 +155,7 @@ impl Loader {
                 if let Some(r) = referrer {
                     let (spans, text) = &self.spans[r];
                     if let Some(span) = spans.dependencies.get(file) {
-                        return Err(Diagnostic::at(r, text, span.start, format!("dependency {}: {error}", file.display())).into());
+                        return Err(Diagnostic::spanning(r, text, span.clone(), format!("dependency {}: {error}", crate::error::shown(file).display())).into());
                     }
                 }
                 return Err(EvalError::Read { path: file.to_owned(), error });

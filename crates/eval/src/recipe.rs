@@ -306,7 +306,7 @@ impl Recipe {
 /// Parse and check the recipe in `text`, read from `file` (absolute).
 pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     let raw: RecipeFile = toml::from_str(text).map_err(|e| toml_diagnostic(file, text, &e))?;
-    let at = |span: Range<usize>, msg: String| Diagnostic::at(file, text, span.start, msg);
+    let at = |span: Range<usize>, msg: String| Diagnostic::spanning(file, text, span, msg);
     let dir = file.parent().unwrap_or(Path::new("/"));
     let mut spans = Spans::default();
 
@@ -525,21 +525,21 @@ fn check_env(
         let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(Diagnostic::at(file, text, k.span().start, format!("{key:?} is not a valid environment variable name")));
+            return Err(Diagnostic::spanning(file, text, k.span(), format!("{key:?} is not a valid environment variable name")));
         }
         if RESERVED_ENV.contains(&key.as_str()) {
-            return Err(Diagnostic::at(file, text, k.span().start, format!("{key} is set by drv itself and cannot be overridden")));
+            return Err(Diagnostic::spanning(file, text, k.span(), format!("{key} is set by drv itself and cannot be overridden")));
         }
-        check_string(v, &format!("the value of {key}")).map_err(|m| Diagnostic::at(file, text, v.span().start, m))?;
+        check_string(v, &format!("the value of {key}")).map_err(|m| Diagnostic::spanning(file, text, v.span(), m))?;
         // `KEY=value` and its NUL is one string of the builder's
         // environment, which Linux limits (execve(2)); a script has no
         // such limit (see `lower`), so large data belongs in a source.
         let len = key.len() + 1 + v.get_ref().len() + 1;
         if len > MAX_ARG_STRLEN {
-            return Err(Diagnostic::at(
+            return Err(Diagnostic::spanning(
                 file,
                 text,
-                v.span().start,
+                v.span(),
                 format!(
                     "the value of {key} is {} bytes: over Linux's limit of {MAX_ARG_STRLEN} bytes (128 KiB) for one environment string `{key}=...`",
                     v.get_ref().len()
@@ -553,7 +553,7 @@ fn check_env(
 }
 
 fn check_source(file: &Path, text: &str, dir: &Path, entry: &Spanned<SourceEntry>) -> Result<Source, Diagnostic> {
-    let at = |span: Range<usize>, msg: String| Diagnostic::at(file, text, span.start, msg);
+    let at = |span: Range<usize>, msg: String| Diagnostic::spanning(file, text, span, msg);
     let s = entry.get_ref();
     let kinds = [s.url.is_some(), s.pypi.is_some(), s.path.is_some()].iter().filter(|k| **k).count();
     if kinds != 1 {
@@ -675,9 +675,12 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// Turn a TOML or schema error into a diagnostic, with the near miss for
 /// an unknown key.
 fn toml_diagnostic(file: &Path, text: &str, e: &toml::de::Error) -> Diagnostic {
-    let offset = e.span().map_or(0, |s| s.start);
     let message = e.message().trim().to_owned();
-    let mut d = Diagnostic::at(file, text, offset, message.clone());
+    let mut d = match e.span() {
+        // A syntax error's span is often empty: mark the token there.
+        Some(span) if !span.is_empty() => Diagnostic::spanning(file, text, span, message.clone()),
+        span => Diagnostic::at(file, text, span.map_or(0, |s| s.start), message.clone()),
+    };
     // serde: "unknown field `sha265`, expected one of `url`, `pypi`, ..."
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once('`') {
