@@ -26,12 +26,14 @@ const PACKAGES: &[(&str, &str, &[&str])] = &[
     ("dash", "0.5.12-2", &["libc6"]),
     ("dpkg", "1.21.22", &["libc6", "tar"]),
     ("findutils", "4.9.0-4", &["libc6"]),
+    ("g++", "4:12.2.0-3", &["libc6", "libstdc++6"]),
     ("libbar1", "2.0-1", &["libc6"]),
     ("libc6", LIBC_VERSION, &["libgcc-s1"]),
     ("libc6-dev", LIBC_VERSION, &["libc6"]),
     ("libfoo-dev", "1.0-1", &["libc6-dev", "libfoo1"]),
     ("libfoo1", "1.0-1", &["libbar1", "libc6"]),
     ("libgcc-s1", "12.2.0-14", &["libc6"]),
+    ("libstdc++6", "12.2.0-14", &["libc6", "libgcc-s1"]),
     ("patchelf", "0.14.3-1", &["libc6"]),
     ("sed", "4.9-1", &["libc6"]),
     ("tar", "1.34+dfsg-1.2", &["libc6"]),
@@ -382,3 +384,27 @@ fn lock_check_reports_what_a_prebuilt_recipe_needs() {
     assert!(stderr.contains("p.toml: Debian package \"patchelf\" is not in drv.lock"), "{stderr}");
 }
 
+
+#[test]
+fn a_toolchain_with_gxx_gets_the_cxx_library_too() {
+    let dir = recipes(&[
+        ("cxx.toml", &recipe("cxx", &["dash", "coreutils", "g++", "libc6-dev"], INSTALL)),
+        ("c.toml", &recipe("c", &["dash", "coreutils", "libc6-dev"], INSTALL)),
+    ]);
+    let e = evaluate(&dir.path().join("cxx.toml"));
+    let (glibc_drv, glibc) = e.named(GLIBC_NAME);
+    let (cxx_drv, cxx) = e.named("libstdc++-12.2.0-14");
+    assert_eq!(env(e.root(), "DRV_LIBC"), Some(e.out(glibc).as_str()));
+    assert_eq!(env(e.root(), "DRV_LIBCXX"), Some(e.out(cxx).as_str()));
+    assert!(e.root().input_derivations().contains_key(cxx_drv));
+    // libstdc++ alone, its RUNPATH over the C library, which it depends on
+    let debs: Vec<&str> = env(cxx, "debs").unwrap().split(' ').collect();
+    assert_eq!(debs.len(), 1, "{debs:?}");
+    assert!(debs[0].ends_with("-libstdc++6_12.2.0-14_amd64.deb"), "{debs:?}");
+    assert_eq!(env(cxx, "runpath"), Some(format!("{}/lib", e.out(glibc)).as_str()));
+    assert!(cxx.input_derivations().contains_key(glibc_drv));
+
+    let e = evaluate(&dir.path().join("c.toml"));
+    assert!(env(e.root(), "DRV_LIBCXX").is_none());
+    assert!(!e.eval.derivations.values().any(|(d, _)| d.name().starts_with("libstdc++-")));
+}

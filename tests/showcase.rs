@@ -133,7 +133,7 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
     //    are in it, the C library included; the interpreter's modules
     //    import with nothing of the host but /dev, /proc and the resolver
     //    and certificate files; its pip reaches the index over HTTPS.
-    check_elf_closure(&root, &app);
+    check_elf_closure(&root, &app, 50);
     let imports = "ssl, _hashlib, sqlite3, readline, curses, _uuid, dbm.gnu, zlib, bz2, lzma, ctypes, decimal";
     let probe = format!(
         "import sys, {imports}; assert sys.executable.startswith('/store/'), sys.executable; \
@@ -163,6 +163,15 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
         .unwrap();
     let said = String::from_utf8_lossy(&download.stdout);
     assert!(download.status.success() && said.contains("Saved") && said.contains("six-1.16.0-py2.py3-none-any.whl"), "{said}\n{}", String::from_utf8_lossy(&download.stderr));
+
+    // A C++ program: the C++ standard library is in its closure too, and
+    //    it throws and catches (libgcc_s's unwinder) with nothing of the host.
+    let cxx = root.ok(&["build", "--no-link", &recipe("hello_cxx.toml")]);
+    let cxx = cxx.lines().find(|l| l.ends_with("-hello_cxx-1.0")).unwrap_or_else(|| panic!("{cxx}")).to_owned();
+    check_elf_closure(&root, &cxx, 3);
+    assert!(root.ok(&["path-info", "-r", &cxx]).contains("-libstdc++-"), "no C++ library in the closure of {cxx}");
+    let said = root.ok(&["run", "--isolated", &recipe("hello_cxx.toml")]);
+    assert_eq!(said, "hello from C++ (caught)\n");
 
     // 5. Building the whole closure again gives bit-identical outputs.
     let phase = Instant::now();
@@ -222,7 +231,7 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
 /// each other in their directory, as the loader does by soname, and
 /// `libc.so.6`'s own `PT_INTERP` (used only when it runs as a program) is
 /// not checked.
-fn check_elf_closure(root: &Root, app: &str) {
+fn check_elf_closure(root: &Root, app: &str, at_least: usize) {
     let closure: Vec<String> = root.ok(&["path-info", "-r", app]).lines().map(|l| l.trim().to_owned()).collect();
     let libc = closure.iter().find(|p| p.contains("-glibc-")).unwrap_or_else(|| panic!("no C library in the closure: {closure:?}"));
     let in_closure = |p: &str| closure.iter().any(|c| p == c || p.starts_with(&format!("{c}/")));
@@ -267,6 +276,6 @@ fn check_elf_closure(root: &Root, app: &str) {
             );
         }
     }
-    assert!(elves > 50, "only {elves} ELF files in the closure");
+    assert!(elves >= at_least, "only {elves} ELF files in the closure of {app}");
     eprintln!("{elves} ELF files in the closure: loaders and libraries all inside it");
 }

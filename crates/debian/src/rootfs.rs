@@ -38,7 +38,7 @@ pub const MANIFEST: &str = ".drv-toolchain.json";
 /// Version of the tree layout, written in the manifest. Bump it when the
 /// same packages would be assembled differently (a new declared link, a
 /// directory left out), so that trees made by different rules differ.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Top-level directories that Debian 12's usrmerge turns into symlinks to
 /// their `/usr` counterparts (`bin -> usr/bin`); package members under them
@@ -118,18 +118,26 @@ pub const DECLARED_LINKS: &[DeclaredLink] = &[
 /// (when the package made them symlinks) by [`CC_WRAPPER`] around the
 /// program they pointed at. `cc` is a declared link to `gcc`, so it is
 /// wrapped too.
-pub const WRAPPED_COMPILERS: [&str; 2] = ["usr/bin/gcc", "usr/bin/x86_64-linux-gnu-gcc"];
+pub const WRAPPED_COMPILERS: [&str; 4] =
+    ["usr/bin/gcc", "usr/bin/x86_64-linux-gnu-gcc", "usr/bin/g++", "usr/bin/x86_64-linux-gnu-g++"];
 
 /// The environment variable naming the store path of the C library a
 /// build links against (made by drv from the lock's `libc6`; set by the
 /// evaluator for a toolchain that names `libc6-dev`).
 pub const LIBC_ENV: &str = "DRV_LIBC";
 
+/// The environment variable naming the store path of the C++ standard
+/// library (`libstdc++`, from the lock's `libstdc++6`; set by the
+/// evaluator for a toolchain that names `g++`).
+pub const LIBCXX_ENV: &str = "DRV_LIBCXX";
+
 /// drv's compiler wrapper, Nix's `cc-wrapper` in miniature: when
 /// `$DRV_LIBC` is set and the call links, the program gets the loader of
 /// that store path as its interpreter (`--dynamic-linker`) and its `lib`
 /// in `RUNPATH`, so what is built runs on the C library of its closure,
-/// not the host's. `@COMPILER@` is the wrapped program's absolute path.
+/// not the host's. A C++ driver (its program's name has `++`) also gets
+/// `$DRV_LIBCXX/lib` in `RUNPATH` when that is set. `@COMPILER@` is the
+/// wrapped program's absolute path.
 ///
 /// A call that only compiles (`-c`, `-S`, `-E`, `-M`, `-MM`) or names no
 /// input (`gcc --version`) is passed through unchanged, as Nix's wrapper
@@ -158,6 +166,9 @@ if [ -z "$loader" ]; then
   echo "drv cc-wrapper: no loader (lib/ld-linux*.so.N) in DRV_LIBC=$DRV_LIBC" >&2
   exit 1
 fi
+case "$compiler" in
+  *++*) if [ -n "${DRV_LIBCXX-}" ]; then set -- "$@" -Wl,-rpath,"$DRV_LIBCXX/lib"; fi ;;
+esac
 exec "$compiler" "$@" -Wl,--dynamic-linker="$loader" -Wl,-rpath,"$DRV_LIBC/lib" -Wl,--enable-new-dtags
 "#;
 

@@ -38,7 +38,14 @@ pub const LIBC_PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
 /// files (links C code, or sets `RUNPATH` with patchelf): its build gets
 /// the C library store path as `$DRV_LIBC` (see
 /// `drv_debian::rootfs::CC_WRAPPER`).
-pub const LINKS_C: [&str; 2] = ["libc6-dev", "patchelf"];
+pub const LINKS_C: [&str; 3] = ["libc6-dev", "patchelf", "g++"];
+
+/// Debian packages of the C++ standard library store path.
+pub const LIBCXX_PACKAGES: [&str; 1] = ["libstdc++6"];
+
+/// A toolchain that names this package links C++ code: its build also
+/// gets the C++ standard library store path as `$DRV_LIBCXX`.
+pub const LINKS_CXX: &str = "g++";
 
 /// Whether `recipe`'s build gets the C library (see [`LINKS_C`]).
 fn links_c(recipe: &Recipe) -> bool {
@@ -57,11 +64,14 @@ const STRIPS: &str = "binutils";
 /// the C library and of the toolchain that makes it, for a recipe that
 /// links C code or is `[prebuilt]`. `drv lock` locks them too.
 pub fn implied_packages(recipe: &Recipe) -> Vec<&'static str> {
+    let mut implied: Vec<&'static str> = Vec::new();
     if links_c(recipe) || !recipe.prebuilt.is_empty() {
-        LIBC_PACKAGES.iter().chain(&PREBUILT_TOOLCHAIN).copied().collect()
-    } else {
-        Vec::new()
+        implied.extend(LIBC_PACKAGES.iter().chain(&PREBUILT_TOOLCHAIN));
     }
+    if recipe.toolchain.iter().any(|n| n == LINKS_CXX) {
+        implied.extend(LIBCXX_PACKAGES);
+    }
+    implied
 }
 
 /// Lower every recipe of `set` and write the derivations to `store`.
@@ -73,6 +83,7 @@ pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, Eval
         packages: BTreeMap::new(),
         toolchains: BTreeMap::new(),
         libc: None,
+        libcxx: None,
     };
     for file in &set.order {
         l.recipe(&set.recipes[file], set)?;
@@ -92,6 +103,8 @@ struct Lowering<'a> {
     toolchains: BTreeMap<Vec<String>, Toolchain>,
     /// The C library's derivation and output, once lowered.
     libc: Option<(StorePath, StorePath)>,
+    /// The C++ standard library's, likewise.
+    libcxx: Option<(StorePath, StorePath)>,
     hashes: BTreeMap<StorePath, DerivationHash>,
     eval: GraphBuilder,
     /// Recipe file → (package `.drv`, its `out` path).
@@ -170,6 +183,7 @@ impl Lowering<'_> {
             Some(t)
         };
         let libc = if links_c(recipe) { Some(self.libc(set)?) } else { None };
+        let libcxx = if recipe.toolchain.iter().any(|n| n == LINKS_CXX) { Some(self.libcxx(set)?) } else { None };
         // Stripping keeps the debug information in an output of its own,
         // as nixpkgs' `separateDebugInfo` does.
         let strip = toolchain.as_ref().is_some_and(|t| t.packages.iter().any(|p| p == STRIPS));
@@ -184,7 +198,7 @@ impl Lowering<'_> {
             propagated(set, &set.recipes[&d], &mut deps);
         }
         let tc_out = toolchain.as_ref().map(|t| &t.out);
-        let env = self.common_env(recipe, &deps, set, tc_out, libc.as_ref(), &mut input_drvs);
+        let env = self.common_env(recipe, &deps, set, tc_out, libc.as_ref(), libcxx.as_ref(), &mut input_drvs);
 
         let mut b = Derivation::builder(self.store.store_dir(), &recipe.full_name(), SYSTEM, "/bin/sh");
         for a in self.builder_args(build_script(&recipe.phases, !srcs.is_empty(), strip), &mut input_srcs)? {
@@ -230,7 +244,7 @@ impl Lowering<'_> {
             propagated(set, recipe, &mut tested);
             test_deps.extend(tested);
             let mut t_inputs = BTreeSet::new();
-            let mut env = self.common_env(recipe, &test_deps, set, tc_out, libc.as_ref(), &mut t_inputs);
+            let mut env = self.common_env(recipe, &test_deps, set, tc_out, libc.as_ref(), libcxx.as_ref(), &mut t_inputs);
             let name = format!("{}-test-{}", recipe.full_name(), test.name);
             env.insert("name".into(), name.clone());
             env.insert("system".into(), SYSTEM.into());
@@ -291,6 +305,7 @@ impl Lowering<'_> {
         set: &RecipeSet,
         toolchain: Option<&StorePath>,
         libc: Option<&(StorePath, StorePath)>,
+        libcxx: Option<&(StorePath, StorePath)>,
         input_drvs: &mut BTreeSet<StorePath>,
     ) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
@@ -329,6 +344,10 @@ impl Lowering<'_> {
         if let Some((drv, out)) = libc {
             input_drvs.insert(drv.clone());
             env.insert(drv_debian::rootfs::LIBC_ENV.into(), self.store.display(out));
+        }
+        if let Some((drv, out)) = libcxx {
+            input_drvs.insert(drv.clone());
+            env.insert(drv_debian::rootfs::LIBCXX_ENV.into(), self.store.display(out));
         }
         env.insert("SOURCE_DATE_EPOCH".into(), recipe.source_date_epoch.to_string());
         env
@@ -420,6 +439,31 @@ impl Lowering<'_> {
         let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
         let l = self.prebuilt(&name, &packages, None, &[("selfRunpath", "libc.so.6")], BTreeSet::new(), &lock_file, set, node)?;
         self.libc = Some(l.clone());
+        Ok(l)
+    }
+
+    /// The C++ standard library store path, made from the lock's
+    /// [`LIBCXX_PACKAGES`] with `RUNPATH` over the C library's `lib`:
+    /// what every program built by a toolchain naming [`LINKS_CXX`] loads.
+    fn libcxx(&mut self, set: &RecipeSet) -> Result<(StorePath, StorePath), EvalError> {
+        if let Some(l) = &self.libcxx {
+            return Ok(l.clone());
+        }
+        let (libc_drv, libc_out) = self.libc(set)?;
+        let (lock_file, lock) = Self::lock(set, &set.root)?;
+        let lock_file = lock_file.clone();
+        let version = lock.find(LIBCXX_PACKAGES[0]).map(|p| p.version.clone()).ok_or_else(|| {
+            EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked {
+                name: LIBCXX_PACKAGES[0].to_owned(),
+                needed_by: Some("the C++ standard library store path".into()),
+            }))
+        })?;
+        let packages: Vec<String> = LIBCXX_PACKAGES.iter().map(|s| s.to_string()).collect();
+        let name = store_name(&format!("libstdc++-{version}"));
+        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
+        let runpath = format!("{}/lib", self.store.display(&libc_out));
+        let l = self.prebuilt(&name, &packages, Some(runpath), &[], BTreeSet::from([libc_drv]), &lock_file, set, node)?;
+        self.libcxx = Some(l.clone());
         Ok(l)
     }
 

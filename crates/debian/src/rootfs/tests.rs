@@ -492,7 +492,7 @@ fn a_symlinked_gcc_is_replaced_by_the_wrapper() {
     assert_eq!(done.wrapped_compilers, wrapped);
     assert!(done.declared_links.iter().any(|l| l.path == "usr/bin/cc"));
     let manifest: serde_json::Value = serde_json::from_slice(&fs::read(out.join(MANIFEST)).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 2);
+    assert_eq!(manifest["format"], FORMAT_VERSION);
     assert_eq!(manifest["wrapped_compilers"], serde_json::json!([{ "path": "usr/bin/gcc", "target": "/usr/bin/x86_64-linux-gnu-gcc-12" }]));
 }
 
@@ -717,4 +717,78 @@ fn the_wrapper_around_a_real_gcc_links_against_drv_libc() {
     let object = parse_elf(&fs::read(dir.path().join("hello.o")).unwrap()).unwrap().unwrap();
     assert_eq!(object.interpreter, None);
     assert!(object.runpath.is_empty());
+}
+
+/// A C++ driver (its program's name has `++`) also gets `$DRV_LIBCXX/lib`
+/// in `RUNPATH` when linking; a C driver never does; compiling only adds
+/// nothing. Run for real around the host's `g++` where it has one: the
+/// program's `RUNPATH` names the C++ library first, then the C library,
+/// and it runs.
+#[test]
+fn the_cxx_wrapper_adds_the_cxx_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = |name: &str| {
+        let compiler = dir.path().join(name);
+        fs::write(&compiler, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
+        fs::set_permissions(&compiler, fs::Permissions::from_mode(0o755)).unwrap();
+        let wrapper = dir.path().join(format!("wrapped-{name}"));
+        fs::write(&wrapper, CC_WRAPPER.replace("@COMPILER@", compiler.to_str().unwrap())).unwrap();
+        wrapper
+    };
+    let (cxx, cc) = (fake("x86_64-linux-gnu-g++-12"), fake("x86_64-linux-gnu-gcc-12"));
+    let libc = dir.path().join("libc");
+    fs::create_dir_all(libc.join("lib")).unwrap();
+    fs::write(libc.join("lib/ld-linux-x86-64.so.2"), b"").unwrap();
+    let libcxx = dir.path().join("libcxx");
+    let args = |wrapper: &Path, args: &[&str]| -> Vec<String> {
+        let out = std::process::Command::new("/bin/sh")
+            .arg(wrapper)
+            .args(args)
+            .env(LIBC_ENV, &libc)
+            .env(LIBCXX_ENV, &libcxx)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    };
+    let cxx_rpath = format!("-Wl,-rpath,{}/lib", libcxx.display());
+    assert!(args(&cxx, &["x.cc", "-o", "x"]).contains(&cxx_rpath));
+    assert!(!args(&cc, &["x.c", "-o", "x"]).contains(&cxx_rpath));
+    assert_eq!(args(&cxx, &["-c", "x.cc"]), ["-c", "x.cc"]);
+
+    let host_gxx = Path::new("/usr/bin/g++");
+    let host_loader = Path::new("/lib64/ld-linux-x86-64.so.2");
+    let host_lib = Path::new("/lib/x86_64-linux-gnu");
+    let host_libstdcxx = Path::new("/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
+    if !(host_gxx.exists() && host_loader.exists() && host_libstdcxx.exists()) {
+        eprintln!("no x86-64 g++ and libstdc++ on the host: the real link is skipped");
+        return;
+    }
+    let real = dir.path().join("real");
+    fs::create_dir_all(real.join("libc/lib")).unwrap();
+    fs::create_dir_all(real.join("libcxx/lib")).unwrap();
+    std::os::unix::fs::symlink(host_loader, real.join("libc/lib/ld-linux-x86-64.so.2")).unwrap();
+    for l in ["libc.so.6", "libm.so.6", "libgcc_s.so.1"] {
+        std::os::unix::fs::symlink(host_lib.join(l), real.join("libc/lib").join(l)).unwrap();
+    }
+    std::os::unix::fs::symlink(host_libstdcxx, real.join("libcxx/lib/libstdc++.so.6")).unwrap();
+    // The wrapper as the rootfs writes it: the name it execs has `++`.
+    let wrapper = real.join("g++");
+    fs::write(&wrapper, CC_WRAPPER.replace("@COMPILER@", "/usr/bin/g++")).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(real.join("hello.cc"), "#include <iostream>\nint main() { std::cout << \"hello\" << std::endl; }\n").unwrap();
+    let out = std::process::Command::new(&wrapper)
+        .current_dir(&real)
+        .args(["hello.cc", "-o", "hello"])
+        .env(LIBC_ENV, real.join("libc"))
+        .env(LIBCXX_ENV, real.join("libcxx"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let elf = parse_elf(&fs::read(real.join("hello")).unwrap()).unwrap().unwrap();
+    let (cxx_lib, c_lib) = (real.join("libcxx/lib").display().to_string(), real.join("libc/lib").display().to_string());
+    assert_eq!(elf.runpath, [format!("{cxx_lib}:{c_lib}")]);
+    assert!(elf.needed.iter().any(|n| n == "libstdc++.so.6"), "{:?}", elf.needed);
+    let run = std::process::Command::new(real.join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello\n");
 }
