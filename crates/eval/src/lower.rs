@@ -426,18 +426,7 @@ impl Lowering<'_> {
         if let Some(l) = &self.libc {
             return Ok(l.clone());
         }
-        let (lock_file, lock) = Self::lock(set, &set.root)?;
-        let lock_file = lock_file.clone();
-        let version = lock.find(LIBC_PACKAGES[0]).map(|p| p.version.clone()).ok_or_else(|| {
-            EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked {
-                name: LIBC_PACKAGES[0].to_owned(),
-                needed_by: Some("the C library store path".into()),
-            }))
-        })?;
-        let packages: Vec<String> = LIBC_PACKAGES.iter().map(|s| s.to_string()).collect();
-        let name = store_name(&format!("glibc-{version}"));
-        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
-        let l = self.prebuilt(&name, &packages, None, &[("selfRunpath", "libc.so.6")], BTreeSet::new(), &lock_file, set, node)?;
+        let l = self.runtime_library(set, "glibc", "the C library", &LIBC_PACKAGES, None, &[("selfRunpath", "libc.so.6")])?;
         self.libc = Some(l.clone());
         Ok(l)
     }
@@ -449,22 +438,40 @@ impl Lowering<'_> {
         if let Some(l) = &self.libcxx {
             return Ok(l.clone());
         }
-        let (libc_drv, libc_out) = self.libc(set)?;
-        let (lock_file, lock) = Self::lock(set, &set.root)?;
-        let lock_file = lock_file.clone();
-        let version = lock.find(LIBCXX_PACKAGES[0]).map(|p| p.version.clone()).ok_or_else(|| {
-            EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked {
-                name: LIBCXX_PACKAGES[0].to_owned(),
-                needed_by: Some("the C++ standard library store path".into()),
-            }))
-        })?;
-        let packages: Vec<String> = LIBCXX_PACKAGES.iter().map(|s| s.to_string()).collect();
-        let name = store_name(&format!("libstdc++-{version}"));
-        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
-        let runpath = format!("{}/lib", self.store.display(&libc_out));
-        let l = self.prebuilt(&name, &packages, Some(runpath), &[], BTreeSet::from([libc_drv]), &lock_file, set, node)?;
+        let libc = self.libc(set)?;
+        let l = self.runtime_library(set, "libstdc++", "the C++ standard library", &LIBCXX_PACKAGES, Some(libc), &[])?;
         self.libcxx = Some(l.clone());
         Ok(l)
+    }
+
+    /// A runtime library drv makes from the lock by itself: `packages`
+    /// (the first one's version names it, `NAME-VERSION`), with `RUNPATH`
+    /// over `libc`'s `lib` when given. `what` names it in errors.
+    fn runtime_library(
+        &mut self,
+        set: &RecipeSet,
+        name: &str,
+        what: &str,
+        packages: &[&str],
+        libc: Option<(StorePath, StorePath)>,
+        env: &[(&str, &str)],
+    ) -> Result<(StorePath, StorePath), EvalError> {
+        let (lock_file, lock) = Self::lock(set, &set.root)?;
+        let lock_file = lock_file.clone();
+        let version = lock.find(packages[0]).map(|p| p.version.clone()).ok_or_else(|| {
+            EvalError::Lock(Box::new(drv_debian::lock::LockError::NotLocked {
+                name: packages[0].to_owned(),
+                needed_by: Some(format!("{what} store path")),
+            }))
+        })?;
+        let packages: Vec<String> = packages.iter().map(|s| s.to_string()).collect();
+        let name = store_name(&format!("{name}-{version}"));
+        let node = Node { recipe: lock_file.clone(), kind: NodeKind::Package, main: None };
+        let (runpath, inputs) = match libc {
+            Some((drv, out)) => (Some(format!("{}/lib", self.store.display(&out))), BTreeSet::from([drv])),
+            None => (None, BTreeSet::new()),
+        };
+        self.prebuilt(&name, &packages, runpath, env, inputs, &lock_file, set, node)
     }
 
     /// A `[prebuilt]` recipe: its packages relocated, with `RUNPATH` over
