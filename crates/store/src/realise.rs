@@ -224,6 +224,9 @@ impl Realiser {
             let mut wanted = BTreeSet::new();
             let mut drvs = Vec::new();
             for (drv_path, outputs) in level.drain(..) {
+                if wanted_by_drv.covers(&drv_path, outputs.as_ref()) {
+                    continue;
+                }
                 let drv = read_derivation(&store, &drv_path)?;
                 let all = drv.outputs()?;
                 let Some(names) = wanted_by_drv.add(&drv_path, outputs, &all) else { continue };
@@ -329,6 +332,9 @@ impl Realiser {
         while let Some((drv_path, outputs)) = queue.pop_front() {
             if jobs.contains_key(&drv_path) {
                 // A build makes every output.
+                continue;
+            }
+            if wanted.covers(&drv_path, outputs.as_ref()) {
                 continue;
             }
             let drv = read_derivation(store, &drv_path)?;
@@ -927,6 +933,16 @@ pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
 struct WantedOutputs(BTreeMap<StorePath, BTreeSet<String>>);
 
 impl WantedOutputs {
+    /// Whether the named `outputs` of `drv` are wanted already, so that a
+    /// derivation reached again through another dependent is not read
+    /// again. A target's (`None`: all) is known only from the derivation.
+    fn covers(&self, drv: &StorePath, outputs: Option<&BTreeSet<String>>) -> bool {
+        match (self.0.get(drv), outputs) {
+            (Some(have), Some(names)) => names.is_subset(have),
+            _ => false,
+        }
+    }
+
     /// Add `outputs` (all of `all` for `None`; names `all` lacks are
     /// ignored) to what `drv` must provide; the outputs newly wanted, or
     /// `None` when nothing is new.
