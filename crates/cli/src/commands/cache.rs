@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use drv_store::cache::server::{self, ServeCompression, ServerOptions};
+use drv_store::cache::{CacheUrl, PushOptions};
 use drv_store::{Config, LocalStore, PublicKey, Reporter, StoreDir, StorePath, Substituter};
 
 use super::key::read_secret_key;
@@ -31,7 +32,10 @@ Examples:
   drv cache push --to file:///srv/cache --key sk result
 
   # Push the built outputs of a recipe to a writable HTTP cache
-  drv cache push --to http://127.0.0.1:5000 --key sk recipes/flask_app.toml")]
+  drv cache push --to http://127.0.0.1:5000 --key sk recipes/flask_app.toml
+
+  # Push to a team's S3 bucket (credentials from AWS_* or ~/.aws), xz-compressed
+  drv cache push --to 's3://team-cache?endpoint=http://127.0.0.1:8333&compression=xz' --key sk result")]
     Push(PushArgs),
     /// Serve the store as a binary cache over HTTP
     ///
@@ -62,12 +66,18 @@ Examples:
 
 #[derive(Args)]
 pub struct PushArgs {
-    /// The binary cache: file:///DIR, or an http(s):// cache that accepts uploads (PUT).
+    /// The binary cache: file:///DIR, an http(s):// cache that accepts uploads (PUT), or
+    /// s3://BUCKET[/PREFIX]?endpoint=…&region=… (docs/caches.md). Parameters shared by all:
+    /// compression=zstd|xz|bzip2|gzip|none, compression-level=N, secret-key=FILE.
     #[arg(long, value_name = "URL")]
     to: String,
-    /// Sign the narinfos with this secret key file (see `drv key generate`).
+    /// Sign the narinfos with this secret key file (see `drv key generate`); overrides the
+    /// URL's secret-key.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// How many NARs to compress and upload at once [default: 2].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
     /// Store paths (or `result` links), or one recipe (FILE.toml).
     #[arg(required = true)]
     paths: Vec<String>,
@@ -217,14 +227,19 @@ fn paths_to_push(store: &mut LocalStore, args: &[String]) -> anyhow::Result<BTre
 
 fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
-    let key = args.key.as_deref().map(read_secret_key).transpose()?;
+    let to = CacheUrl::parse(&args.to)?;
+    let key = args.key.as_deref().or(to.secret_key.as_deref()).map(read_secret_key).transpose()?;
     let paths = paths_to_push(&mut store, &args.paths)?;
-    let cache = drv_store::open_cache(&args.to)?;
+    let cache = drv_store::open_cache(&to.url)?;
     let reporter = transfer_reporter(cli);
-    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), reporter.as_ref())
-        .with_context(|| format!("cannot push to {}", args.to))?;
+    let mut options = PushOptions { compression: to.compression.unwrap_or_default(), level: to.compression_level, ..PushOptions::default() };
+    if let Some(jobs) = args.jobs {
+        options.uploads = jobs.max(1);
+    }
+    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
+        .with_context(|| format!("cannot push to {}", cache.url()))?;
     drop(reporter);
-    eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), args.to, report.skipped.len());
+    eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), cache.url(), report.skipped.len());
     Ok(ExitCode::SUCCESS)
 }
 

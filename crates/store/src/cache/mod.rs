@@ -5,8 +5,9 @@
 //! `<hashpart>.narinfo` ([`NarInfo`], signed with ed25519 keys in Nix's
 //! `name:base64` format) and the NARs the narinfos point at (`nar/...`,
 //! or an absolute URL; compressed as [`decompress`] reads). Backends implement [`BinaryCache`] and are
-//! chosen by URL ([`open_cache`]): `file:///dir` ([`FileCache`]) and
-//! `http(s)://host/prefix` ([`HttpCache`]).
+//! chosen by URL ([`open_cache`]): `file:///dir` ([`FileCache`]),
+//! `http(s)://host/prefix` ([`HttpCache`]) and `s3://bucket/prefix`
+//! ([`S3Cache`]).
 //!
 //! On top of the trait:
 //! - [`Substituter`]: asks caches for paths and installs verified closures
@@ -17,6 +18,7 @@
 mod file;
 mod http;
 mod push;
+pub mod s3;
 pub mod server;
 mod substitute;
 #[cfg(test)]
@@ -27,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 pub use file::FileCache;
 pub use http::HttpCache;
-pub use push::{push, PushReport};
+pub use push::{push, Compression, PushOptions, PushReport};
+pub use s3::S3Cache;
 pub use substitute::{Substitutable, SubstituteReport, Substituter, SubstituterOptions};
 
 use crate::formats::hash::{Sha256, Sha256Writer};
@@ -59,8 +62,14 @@ pub(crate) fn read_document(reader: impl Read, url: &str, what: &'static str, li
 /// What can go wrong talking to a binary cache or checking what it sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("{url:?}: unsupported binary cache URL (use file:///DIR, http:// or https://)")]
+    #[error("{url:?}: unsupported binary cache URL (use file:///DIR, http://, https:// or s3://BUCKET)")]
     UnsupportedUrl { url: String },
+    #[error("{url}: {problem}")]
+    BadUrl { url: String, problem: String },
+    #[error("no S3 credentials for profile {profile:?} in {files}")]
+    NoCredentials { profile: String, files: String },
+    #[error("{url}: HTTP {status}{}{}", if code.is_empty() { String::new() } else { format!(" {code}") }, if message.is_empty() { String::new() } else { format!(": {message}") })]
+    S3Refused { url: String, status: u16, code: String, message: String },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
     #[error("{url}: HTTP {status}")]
@@ -208,6 +217,14 @@ pub fn parse_narinfo(store_dir: &StoreDir, url: &str, text: &[u8]) -> Result<Nar
 /// Open the cache a URL names: `file:///dir` or `http(s)://...`. drv's own
 /// query parameter `trusted=1` (see [`CacheUrl`]) must be stripped first.
 pub fn open_cache(url: &str) -> Result<Box<dyn BinaryCache>> {
+    if url.starts_with("s3://") {
+        return Ok(Box::new(S3Cache::new(url)?));
+    }
+    // Only the S3 backend takes parameters of its own.
+    if let Some((_, query)) = url.split_once('?') {
+        let first = query.split('&').next().unwrap_or_default();
+        return Err(CacheError::BadUrl { url: url.to_owned(), problem: format!("unknown parameter {first:?}") });
+    }
     if let Some(dir) = url.strip_prefix("file://") {
         if !dir.starts_with('/') {
             return Err(CacheError::UnsupportedUrl { url: url.to_owned() });
@@ -220,36 +237,50 @@ pub fn open_cache(url: &str) -> Result<Box<dyn BinaryCache>> {
     Err(CacheError::UnsupportedUrl { url: url.to_owned() })
 }
 
-/// A substituter URL as written in the configuration or on the command
-/// line: the cache's URL, and whether drv's parameter `?trusted=1` asks to
-/// take its paths without checking signatures.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A cache URL as written in the configuration or on the command line:
+/// the backend's URL (with the parameters only it reads, such as S3's), and
+/// the binary-cache parameters every backend shares, as Nix spells them:
+/// `trusted=1` (drv's: take its paths without checking signatures),
+/// `compression` and `compression-level` of pushed NARs, and `secret-key`
+/// (a key file that signs pushed narinfos).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheUrl {
     pub url: String,
     pub trusted: bool,
+    pub compression: Option<Compression>,
+    pub compression_level: Option<i32>,
+    pub secret_key: Option<PathBuf>,
 }
 
 impl CacheUrl {
-    /// Split off `trusted=1`/`trusted=true` (other query parameters stay:
-    /// they belong to the cache's URL).
-    pub fn parse(text: &str) -> Self {
+    /// Split off the shared parameters; a bad value is an error naming it.
+    /// Nix's settings that only tune how Nix writes (`parallel-compression`,
+    /// `write-nar-listing`, …) are accepted and ignored, so a URL written
+    /// for Nix works unchanged.
+    pub fn parse(text: &str) -> Result<Self> {
         let Some((base, query)) = text.split_once('?') else {
-            return Self { url: text.to_owned(), trusted: false };
+            return Ok(Self { url: text.to_owned(), ..Self::default() });
         };
-        let mut trusted = false;
-        let rest: Vec<&str> = query
-            .split('&')
-            .filter(|kv| match *kv {
-                "trusted=1" | "trusted=true" => {
-                    trusted = true;
-                    false
+        let bad = |problem: String| CacheError::BadUrl { url: base.to_owned(), problem };
+        let mut parsed = Self::default();
+        let mut rest = Vec::new();
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+            match key {
+                "trusted" => parsed.trusted = matches!(value, "1" | "true"),
+                "compression" => parsed.compression = Some(value.parse().map_err(bad)?),
+                "compression-level" => {
+                    parsed.compression_level =
+                        Some(value.parse().map_err(|_| bad(format!("compression-level={value:?} is not a number")))?)
                 }
-                "" => false,
-                _ => true,
-            })
-            .collect();
-        let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
-        Self { url, trusted }
+                "secret-key" => parsed.secret_key = Some(PathBuf::from(value)),
+                "parallel-compression" | "write-nar-listing" | "index-debug-info" | "want-mass-query" | "priority"
+                | "write-debug-info" | "path-info-cache-size" => {}
+                _ => rest.push(kv),
+            }
+        }
+        parsed.url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+        Ok(parsed)
     }
 }
 

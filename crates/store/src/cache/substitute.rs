@@ -90,7 +90,7 @@ impl Substituter {
     ) -> Result<Self> {
         let mut caches = Vec::new();
         for u in urls {
-            let parsed = CacheUrl::parse(u);
+            let parsed = CacheUrl::parse(u)?;
             caches.push((open_cache(&parsed.url)?, parsed.trusted || !check_signatures));
         }
         Ok(Self::new(caches, trusted_keys, store_dir))
@@ -192,7 +192,7 @@ impl Substituter {
                     self.negative.lock().unwrap().insert((index, path.clone()));
                 }
                 Err(e) => {
-                    if matches!(e, CacheError::Transport { .. } | CacheError::HttpStatus { .. } | CacheError::ForeignCache { .. }) {
+                    if matches!(e, CacheError::Transport { .. } | CacheError::HttpStatus { .. } | CacheError::S3Refused { .. } | CacheError::ForeignCache { .. }) {
                         // Only the first thread to disable it says so.
                         if !c.disabled.swap(true, Ordering::Relaxed) {
                             reporter.message(&format!("warning: disabling binary cache {}: {e}", c.cache.url()));

@@ -82,10 +82,10 @@ fn round_trip(kind: Backend) {
     let (_t, src, top) = source_store();
     let key = SecretKey::generate("test-cache-1").unwrap();
     let cache = TestCache::new(kind);
-    let pushed = push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &SilentReporter).unwrap();
+    let pushed = push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &PushOptions::default(), &SilentReporter).unwrap();
     assert_eq!(pushed.uploaded.len(), 3, "{kind:?}");
     // again: the cache has everything
-    let again = push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &SilentReporter).unwrap();
+    let again = push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &PushOptions::default(), &SilentReporter).unwrap();
     assert!(again.uploaded.is_empty() && again.skipped.len() == 3, "{kind:?}");
 
     let (_d, mut dst) = empty_store();
@@ -109,7 +109,7 @@ fn untrusted_key_is_refused(kind: Backend) {
     let key = SecretKey::generate("test-cache-1").unwrap();
     let stranger = SecretKey::generate("stranger-1").unwrap();
     let cache = TestCache::new(kind);
-    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &SilentReporter).unwrap();
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), Some(&key), &PushOptions::default(), &SilentReporter).unwrap();
     let (_d, mut dst) = empty_store();
     let sub = substituter(&[&cache.url], vec![stranger.public()]);
     let report = sub.substitute(&mut dst, &BTreeSet::from([top.clone()]), &SilentReporter).unwrap();
@@ -126,7 +126,7 @@ fn untrusted_key_is_refused(kind: Backend) {
 fn a_failing_cache_falls_back_to_the_next(kind: Backend) {
     let (_t, src, top) = source_store();
     let cache = TestCache::new(kind);
-    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &PushOptions::default(), &SilentReporter).unwrap();
     // A port nobody listens on: bound, then closed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let (_d, mut dst) = empty_store();
@@ -141,7 +141,7 @@ fn partial_closures_are_not_installed(kind: Backend) {
     let cache = TestCache::new(kind);
     // Only c itself (not its references) reaches this cache.
     let c = cache.open();
-    push(&src, c.as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    push(&src, c.as_ref(), &BTreeSet::from([top.clone()]), None, &PushOptions::default(), &SilentReporter).unwrap();
     let (_d, mut dst) = empty_store();
     let sub = substituter(&[&format!("{}?trusted=1", cache.url)], vec![]);
     let missing_ref = src.require_path_info(&top).unwrap().references.into_iter().next().unwrap();
@@ -181,9 +181,9 @@ over_backends!(round_trip, untrusted_key_is_refused, a_failing_cache_falls_back_
 
 #[test]
 fn cache_urls_split_off_trusted() {
-    assert_eq!(CacheUrl::parse("file:///c?trusted=1"), CacheUrl { url: "file:///c".into(), trusted: true });
-    assert_eq!(CacheUrl::parse("http://h/x?a=b&trusted=true"), CacheUrl { url: "http://h/x?a=b".into(), trusted: true });
-    assert_eq!(CacheUrl::parse("http://h"), CacheUrl { url: "http://h".into(), trusted: false });
+    assert_eq!(CacheUrl::parse("file:///c?trusted=1").unwrap(), CacheUrl { url: "file:///c".into(), trusted: true, ..CacheUrl::default() });
+    assert_eq!(CacheUrl::parse("http://h/x?a=b&trusted=true").unwrap(), CacheUrl { url: "http://h/x?a=b".into(), trusted: true, ..CacheUrl::default() });
+    assert_eq!(CacheUrl::parse("http://h").unwrap(), CacheUrl { url: "http://h".into(), trusted: false, ..CacheUrl::default() });
     assert!(open_cache("s3://bucket").is_err());
     assert!(open_cache("file://relative").is_err());
 }
@@ -279,7 +279,7 @@ impl BinaryCache for CollectingWhenOpened {
 fn a_collection_during_substitution_keeps_the_references_found_valid() {
     let (_t, src, top) = source_store();
     let cache = TestCache::new(Backend::File);
-    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &PushOptions::default(), &SilentReporter).unwrap();
     let dep = src.require_path_info(&top).unwrap().references.into_iter().next().unwrap();
     // The client has `dep` (and its closure), valid and unrooted.
     let (d, mut dst) = empty_store();
@@ -302,7 +302,7 @@ fn a_collection_during_substitution_keeps_the_references_found_valid() {
 fn a_substitution_removes_what_killed_processes_left() {
     let (_t, src, top) = source_store();
     let cache = TestCache::new(Backend::File);
-    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &SilentReporter).unwrap();
+    push(&src, cache.open().as_ref(), &BTreeSet::from([top.clone()]), None, &PushOptions::default(), &SilentReporter).unwrap();
     let (_d, mut dst) = empty_store();
     // What a `drv cache fetch` killed mid-download leaves: a staging
     // directory with a partial NAR unpacked (its lock free), and its
@@ -560,7 +560,7 @@ fn stored_junk_signatures_do_not_poison_a_path() {
     let (t, src, p) = leaf_store();
     let key = SecretKey::generate("k-1").unwrap();
     let cache = TestCache::new(Backend::File);
-    push(&src, cache.open().as_ref(), &BTreeSet::from([p.clone()]), Some(&key), &SilentReporter).unwrap();
+    push(&src, cache.open().as_ref(), &BTreeSet::from([p.clone()]), Some(&key), &PushOptions::default(), &SilentReporter).unwrap();
     let good = cache.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap().signatures;
     drop(src);
     let db = rusqlite::Connection::open(t.path().join("var/drv/db/db.sqlite")).unwrap();
@@ -570,7 +570,7 @@ fn stored_junk_signatures_do_not_poison_a_path() {
     let src = LocalStore::open(t.path(), StoreDir::default()).unwrap();
     assert_eq!(src.require_path_info(&p).unwrap().signatures, good);
     let other = TestCache::new(Backend::File);
-    push(&src, other.open().as_ref(), &BTreeSet::from([p.clone()]), None, &SilentReporter).unwrap();
+    push(&src, other.open().as_ref(), &BTreeSet::from([p.clone()]), None, &PushOptions::default(), &SilentReporter).unwrap();
     let pushed = other.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap();
     assert_eq!(pushed.signatures, good);
     assert!(pushed.has_valid_signature(&StoreDir::default(), &[key.public()]));

@@ -530,6 +530,12 @@ fn transport(url: &str, e: &reqwest::Error) -> FetchError {
 /// platform's store; `options` give the connect and stall timeouts. Every
 /// HTTP user in drv (fetcher, binary caches) builds its client here.
 pub(crate) fn http_client(options: &FetchOptions) -> std::result::Result<Client, String> {
+    http_client_builder(options).build().map_err(|e| error_chain(&e))
+}
+
+/// [`http_client`]'s settings, for a user that adds its own (the S3
+/// cache's name resolution of `*.localhost`).
+pub(crate) fn http_client_builder(options: &FetchOptions) -> reqwest::blocking::ClientBuilder {
     // reqwest is built without a rustls crypto provider; ring is ours.
     // `Err` means a provider is installed already, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -539,8 +545,6 @@ pub(crate) fn http_client(options: &FetchOptions) -> std::result::Result<Client,
         // each read, not the whole transfer.
         .timeout(options.stall_timeout)
         .user_agent(concat!("drv/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| error_chain(&e))
 }
 
 /// [`http_client`], or, on a host without CA certificates (a minimal
