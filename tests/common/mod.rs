@@ -2,8 +2,14 @@
 //! real Nix (Debian's `nix-bin`) as a reference where it is installed.
 #![allow(dead_code)]
 
+pub mod s3;
+
+use std::collections::BTreeSet;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use drv_store::{LocalStore, StoreDir, StorePath};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 
@@ -208,3 +214,62 @@ pub fn diagnostic_line(stderr: &str) -> String {
     let help = help.map(|h| format!(" (help: {h})")).unwrap_or_default();
     format!("{location}: {message}{help}")
 }
+
+/// A key pair in files under the test's scratch folder.
+pub struct Keys {
+    pub secret: String,
+    pub public: String,
+}
+
+pub fn keys(s: &TestStore, name: &str) -> Keys {
+    let (sf, pf) = (s.scratch(&format!("{name}.sec")), s.scratch(&format!("{name}.pub")));
+    s.ok(&["key", "generate", "--name", name, "--secret-file", sf.to_str().unwrap(), "--public-file", pf.to_str().unwrap()]);
+    Keys { secret: sf.to_str().unwrap().to_owned(), public: fs::read_to_string(pf).unwrap() }
+}
+
+/// A closure of three: `drv store add` of a tree, and two text files
+/// (through the library) referring to it in a chain. Returns the top.
+pub fn populate(s: &TestStore) -> String {
+    let tree = s.scratch("tree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::write(tree.join("bin/hello"), "#!/bin/sh\necho hello\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tree.join("bin/hello"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(tree.join("big"), (0..400_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    std::os::unix::fs::symlink("bin/hello", tree.join("link")).unwrap();
+    let a = s.ok(&["store", "add", tree.to_str().unwrap()]).trim().to_owned();
+    let mut store = LocalStore::open(&s.root(), StoreDir::default()).unwrap();
+    let a = store.parse_path_arg(&a).unwrap();
+    let b = store.add_text("b.txt", format!("uses {}", store.display(&a)).as_bytes(), &BTreeSet::from([a])).unwrap();
+    let c = store.add_text("c.txt", format!("uses {}", store.display(&b)).as_bytes(), &BTreeSet::from([b])).unwrap();
+    // An input-addressed path (no content address), like a build output:
+    // Nix takes such a path from a cache only with a trusted signature.
+    let contents = format!("built from {}", store.display(&c));
+    let name = drv_store::nixbase32::encode(&drv_store::Sha256::digest(contents.as_bytes()).0[..20]);
+    let d = StorePath::from_basename(&format!("{name}-output")).unwrap();
+    let staging = store.staging().unwrap();
+    fs::write(staging.path(), &contents).unwrap();
+    let nar_hash = drv_store::formats::nar::hash_path(&staging.path()).unwrap();
+    store.commit(staging, &d, nar_hash, BTreeSet::from([c]), None, None).unwrap();
+    store.display(&d)
+}
+
+pub fn open(s: &TestStore) -> LocalStore {
+    LocalStore::open(&s.root(), StoreDir::default()).unwrap()
+}
+
+/// The closure of `top` in `s`: NAR hash, size and references of each.
+pub fn closure_infos(s: &TestStore, top: &str) -> Vec<(String, String, u64, Vec<String>)> {
+    let store = open(s);
+    let top = store.parse_path_arg(top).unwrap();
+    store
+        .closure(&BTreeSet::from([top]))
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let i = store.require_path_info(&p).unwrap();
+            (store.display(&p), i.nar_hash.to_string(), i.nar_size, i.references.iter().map(|r| store.display(r)).collect())
+        })
+        .collect()
+}
+

@@ -605,3 +605,76 @@ mod tests {
         assert_eq!(style("s3://b?endpoint=minio.internal:9000"), "https://minio.internal:9000/b/");
     }
 }
+
+/// Retries against a real HTTP server on loopback that answers as a
+/// throttling or failing S3 gateway does.
+#[cfg(test)]
+mod retry_tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Answers each request with the next of `replies` (status line and
+    /// body), then closes; returns the endpoint.
+    fn server(replies: Vec<(&'static str, &'static str)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, body) in replies {
+                let Ok((stream, _)) = listener.accept() else { return };
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        endpoint
+    }
+
+    fn cache(endpoint: &str, attempts: u32) -> S3Cache {
+        let config = S3Url::parse(&format!("s3://b/p?endpoint={endpoint}")).unwrap();
+        S3Cache::with_credentials(config, Some(Credentials::new("AKIDEXAMPLE", "secret-never-shown")))
+            .unwrap()
+            .with_retry(RetryPolicy { attempts, first_delay: Duration::from_millis(10) })
+    }
+
+    const SLOW_DOWN: (&str, &str) =
+        ("503 Slow Down", "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>");
+
+    #[test]
+    fn throttling_and_server_errors_are_retried() {
+        let endpoint = server(vec![SLOW_DOWN, ("500 Internal Server Error", ""), ("200 OK", "StoreDir: /store\n")]);
+        let info = cache(&endpoint, 3).cache_info().unwrap().unwrap();
+        assert_eq!(info.store_dir, "/store");
+    }
+
+    #[test]
+    fn the_last_refusal_is_reported_with_its_code_and_no_secret() {
+        let endpoint = server(vec![SLOW_DOWN, SLOW_DOWN]);
+        let e = cache(&endpoint, 2).cache_info().unwrap_err().to_string();
+        assert_eq!(e, "s3://b/p/nix-cache-info: HTTP 503 SlowDown: Please reduce your request rate.");
+    }
+
+    #[test]
+    fn a_missing_object_is_a_miss_and_a_refusal_is_not() {
+        let endpoint = server(vec![("404 Not Found", "<Error><Code>NoSuchKey</Code></Error>")]);
+        assert!(cache(&endpoint, 1).cache_info().unwrap().is_none());
+        let endpoint = server(vec![("403 Forbidden", "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId></Error>")]);
+        let e = cache(&endpoint, 1).cache_info().unwrap_err().to_string();
+        assert_eq!(e, "s3://b/p/nix-cache-info: HTTP 403 AccessDenied: Access Denied");
+    }
+
+    #[test]
+    fn a_dead_server_is_a_transport_error_without_the_signed_url() {
+        let endpoint = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let e = cache(&endpoint, 2).cache_info().unwrap_err().to_string();
+        assert!(e.starts_with("s3://b/p/nix-cache-info: ") && !e.contains("AKIDEXAMPLE") && !e.contains("X-Amz"), "{e}");
+    }
+}
