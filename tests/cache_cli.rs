@@ -9,8 +9,8 @@ use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Stdio};
 
-use common::{closure_infos, keys, open, populate, Nix, TestStore, FIXTURES};
-use drv_store::{LocalStore, NarInfo, SecretKey, StoreDir, StorePath};
+use common::{closure_infos, keys, open, populate, Keys, Nix, TestStore, FIXTURES};
+use drv_store::{NarInfo, SecretKey, StoreDir, StorePath};
 
 /// `drv cache serve` on 127.0.0.1:0, killed when dropped.
 struct Serve {
