@@ -7,6 +7,8 @@
 //! `DRV_SHOWCASE_ROOT=DIR` keeps (and reuses) the store; `DRV_SHOWCASE_QUICK=1`
 //! skips the second build in another root.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -207,6 +209,37 @@ fn showcase_builds_runs_tests_and_is_reproducible() {
         let _ = serve.wait();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), app);
+        assert!(!err.contains("building cpython"), "built instead of substituting:\n{err}");
+        assert_eq!(empty.closure_hashes(&app), root.closure_hashes(&app));
+    }
+
+    // 6b. The same closure pushed to an S3 bucket (SeaweedFS on loopback)
+    //     and substituted from it into another empty root.
+    if let Some(weed) = common::s3::weed() {
+        let fs = common::s3::SeaweedFs::start(&weed, 0, "000");
+        fs.create_bucket("showcase");
+        let keys = tempfile::tempdir().unwrap();
+        let (sk, pk) = (keys.path().join("sk"), keys.path().join("pk"));
+        root.ok(&["key", "generate", "--name", "showcase-s3-1", "--secret-file", sk.to_str().unwrap(), "--public-file", pk.to_str().unwrap()]);
+        let url = fs.url("showcase/cache", "multipart-upload=true&multipart-threshold=16777216&multipart-chunk-size=8388608");
+        let phase = Instant::now();
+        let out = root.drv().envs(fs.env()).args(["cache", "push", "--to", &url, "--key", sk.to_str().unwrap(), &app]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("pushed the app's closure to S3 in {:.1}s", phase.elapsed().as_secs_f64());
+        let empty = Root::new("DRV_SHOWCASE_ROOT4");
+        let phase = Instant::now();
+        let out = empty
+            .drv()
+            .envs(fs.env())
+            .args(["build", "--no-link", "--substituters", &url, "--trusted-public-key"])
+            .arg(std::fs::read_to_string(&pk).unwrap().trim())
+            .arg(recipe("flask_app.toml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        eprintln!("substituted it from S3 in {:.1}s", phase.elapsed().as_secs_f64());
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), app);
         assert!(!err.contains("building cpython"), "built instead of substituting:\n{err}");
         assert_eq!(empty.closure_hashes(&app), root.closure_hashes(&app));
