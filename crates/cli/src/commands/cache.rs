@@ -35,7 +35,7 @@ Examples:
   drv cache push --to http://127.0.0.1:5000 --key sk recipes/flask_app.toml
 
   # Push to a team's S3 bucket (credentials from AWS_* or ~/.aws), xz-compressed
-  drv cache push --to 's3://team-cache?endpoint=http://127.0.0.1:8333&compression=xz' --key sk result")]
+  drv cache push --to 's3://team?endpoint=http://127.0.0.1:8333&compression=xz' --key sk result")]
     Push(PushArgs),
     /// Serve the store as a binary cache over HTTP
     ///
