@@ -168,7 +168,10 @@ fn large_nars_go_in_parts() {
     let src = TestStore::new();
     let big = add_random(&src, "big.bin", 12 * 1024 * 1024 + 12345);
     let small = add_random(&src, "small.bin", 1000);
-    let url = fs.url("parts", "multipart-upload=true&multipart-threshold=8000000&multipart-chunk-size=5242880&compression=none");
+    let url = fs.url(
+        "parts",
+        "multipart-upload=true&multipart-threshold=8000000&multipart-chunk-size=5242880&compression=none&storage-class=STANDARD",
+    );
     ok(&src, &fs, &["cache", "push", "--to", &url, &big, &small]);
     let nars: Vec<(String, String)> = fs.list("parts", "nar/");
     assert_eq!(nars.len(), 2, "{nars:?}");

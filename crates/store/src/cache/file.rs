@@ -5,11 +5,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::{
-    is_absolute_url, open_absolute, read_document, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE,
-    CACHE_INFO_LIMIT, NARINFO_LIMIT,
-};
-use crate::formats::path::StorePath;
+use super::{is_absolute_url, open_absolute, read_document, BinaryCache, CacheError, Result};
 
 /// A cache whose files are under one directory.
 pub struct FileCache {
@@ -49,14 +45,8 @@ impl BinaryCache for FileCache {
         &self.url
     }
 
-    fn cache_info(&self) -> Result<Option<CacheInfo>> {
-        Ok(self
-            .read_if_present(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
-            .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
-    }
-
-    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.read_if_present(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
+    fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.read_if_present(relative, what, limit)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {

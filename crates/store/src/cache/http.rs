@@ -9,12 +9,8 @@ use std::path::Path;
 use reqwest::blocking::{Body, Client};
 use reqwest::StatusCode;
 
-use super::{
-    is_absolute_url, read_document, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE, CACHE_INFO_LIMIT,
-    NARINFO_LIMIT,
-};
+use super::{is_absolute_url, read_document, BinaryCache, CacheError, Result};
 use crate::fetch::{error_chain, http_client, FetchOptions};
-use crate::formats::path::StorePath;
 
 /// A cache served over HTTP.
 pub struct HttpCache {
@@ -73,14 +69,8 @@ impl BinaryCache for HttpCache {
         &self.url
     }
 
-    fn cache_info(&self) -> Result<Option<CacheInfo>> {
-        Ok(self
-            .get_document(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
-            .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
-    }
-
-    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.get_document(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
+    fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.get_document(relative, what, limit)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {

@@ -159,13 +159,24 @@ pub trait BinaryCache: Send + Sync {
     /// The URL the cache was opened with (without drv's own parameters).
     fn url(&self) -> &str;
 
+    /// A small document at `relative` (a narinfo, `nix-cache-info`), read
+    /// up to `limit` bytes while it streams (a body without end costs
+    /// `limit` bytes, not memory); `None` when the cache does not have it.
+    fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>>;
+
     /// The cache's `nix-cache-info`, `None` when it has none (an empty
     /// cache not pushed to yet).
-    fn cache_info(&self) -> Result<Option<CacheInfo>>;
+    fn cache_info(&self) -> Result<Option<CacheInfo>> {
+        Ok(self
+            .document(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
+            .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
+    }
 
     /// The raw text of `<hash part of path>.narinfo`, `None` when the cache
     /// does not have it.
-    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>>;
+    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
+        self.document(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
+    }
 
     /// A stream of the file at `relative` (a narinfo's `URL`: relative to
     /// the cache root, or an absolute `http(s)://` or `file://` URL, which

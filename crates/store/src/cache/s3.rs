@@ -38,12 +38,8 @@ use reqwest::StatusCode;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use super::{
-    is_absolute_url, open_absolute, parallel_map, read_document, BinaryCache, CacheError, CacheInfo, Result,
-    CACHE_INFO_FILE, CACHE_INFO_LIMIT, NARINFO_LIMIT,
-};
+use super::{is_absolute_url, open_absolute, parallel_map, read_document, BinaryCache, CacheError, Result};
 use crate::fetch::{error_chain, FetchOptions};
-use crate::formats::path::StorePath;
 
 /// S3's smallest part (but the last), and Nix's default part size.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -353,23 +349,31 @@ impl S3Cache {
         read_document(resp, &url, what, limit).map(Some)
     }
 
+    /// A signed request of `action`, which creates an object (`PUT` or a
+    /// multipart upload's `POST`): with its content type, and the storage
+    /// class (a signed header) if one is set.
+    fn creating<'a, A: S3Action<'a>>(&self, mut action: A, content_type: &str) -> RequestBuilder {
+        if let Some(class) = &self.config.storage_class {
+            action.headers_mut().insert("x-amz-storage-class", class.clone());
+        }
+        let method = match A::METHOD {
+            rusty_s3::Method::Post => reqwest::Method::POST,
+            _ => reqwest::Method::PUT,
+        };
+        let mut request =
+            self.client.request(method, action.sign(SIGNATURE_LIFETIME)).header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(class) = &self.config.storage_class {
+            request = request.header("x-amz-storage-class", class);
+        }
+        request
+    }
+
     fn put_whole(&self, relative: &str, file: &Path, len: u64, content_type: &str) -> Result<()> {
         let key = self.key(relative);
         let resp = self.send(relative, &|| {
-            let mut action = self.bucket.put_object(self.credentials.as_ref(), &key);
-            if let Some(class) = &self.config.storage_class {
-                action.headers_mut().insert("x-amz-storage-class", class.clone());
-            }
             let f = fs::File::open(file).map_err(|e| CacheError::io(file, e))?;
-            let mut request = self
-                .client
-                .put(action.sign(SIGNATURE_LIFETIME))
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(Body::sized(f, len));
-            if let Some(class) = &self.config.storage_class {
-                request = request.header("x-amz-storage-class", class);
-            }
-            Ok(request)
+            let action = self.bucket.put_object(self.credentials.as_ref(), &key);
+            Ok(self.creating(action, content_type).body(Body::sized(f, len)))
         })?;
         if !resp.status().is_success() {
             return Err(self.refusal(relative, resp));
@@ -384,18 +388,7 @@ impl S3Cache {
         let key = self.key(relative);
         let creds = self.credentials.as_ref();
         let resp = self.send(relative, &|| {
-            let mut action = self.bucket.create_multipart_upload(creds, &key);
-            if let Some(class) = &self.config.storage_class {
-                action.headers_mut().insert("x-amz-storage-class", class.clone());
-            }
-            let mut request = self
-                .client
-                .post(action.sign(SIGNATURE_LIFETIME))
-                .header(reqwest::header::CONTENT_TYPE, content_type);
-            if let Some(class) = &self.config.storage_class {
-                request = request.header("x-amz-storage-class", class);
-            }
-            Ok(request)
+            Ok(self.creating(self.bucket.create_multipart_upload(creds, &key), content_type))
         })?;
         if !resp.status().is_success() {
             return Err(self.refusal(relative, resp));
@@ -523,14 +516,8 @@ impl BinaryCache for S3Cache {
         &self.url
     }
 
-    fn cache_info(&self) -> Result<Option<CacheInfo>> {
-        Ok(self
-            .get_document(CACHE_INFO_FILE, "nix-cache-info", CACHE_INFO_LIMIT)?
-            .map(|b| CacheInfo::parse(&String::from_utf8_lossy(&b))))
-    }
-
-    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.get_document(&format!("{}.narinfo", path.hash_part()), "narinfo", NARINFO_LIMIT)
+    fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.get_document(relative, what, limit)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {

@@ -184,8 +184,17 @@ fn cache_urls_split_off_trusted() {
     assert_eq!(CacheUrl::parse("file:///c?trusted=1").unwrap(), CacheUrl { url: "file:///c".into(), trusted: true, ..CacheUrl::default() });
     assert_eq!(CacheUrl::parse("http://h/x?a=b&trusted=true").unwrap(), CacheUrl { url: "http://h/x?a=b".into(), trusted: true, ..CacheUrl::default() });
     assert_eq!(CacheUrl::parse("http://h").unwrap(), CacheUrl { url: "http://h".into(), trusted: false, ..CacheUrl::default() });
-    assert!(open_cache("s3://bucket").is_err());
+    assert!(open_cache("gs://bucket").is_err());
     assert!(open_cache("file://relative").is_err());
+    // The shared parameters, as Nix writes them; Nix's write-tuning
+    // settings are accepted; what only a backend knows stays in its URL.
+    let u = CacheUrl::parse("s3://b/p?endpoint=http://h:1&compression=xz&compression-level=9&secret-key=/k/sk&parallel-compression=true").unwrap();
+    assert_eq!(u.url, "s3://b/p?endpoint=http://h:1");
+    assert_eq!((u.compression, u.compression_level, u.secret_key.as_deref()), (Some(Compression::Xz), Some(9), Some(Path::new("/k/sk"))));
+    assert!(CacheUrl::parse("file:///c?compression=lz4").unwrap_err().to_string().contains("lz4"));
+    // A parameter no backend reads is an error, not silently dropped.
+    assert!(open_cache("file:///c?a=b").err().unwrap().to_string().contains("\"a=b\""));
+    assert!(open_cache("http://h/x?a=b").is_err());
 }
 
 #[test]
@@ -257,11 +266,8 @@ impl BinaryCache for CollectingWhenOpened {
     fn url(&self) -> &str {
         self.cache.url()
     }
-    fn cache_info(&self) -> Result<Option<CacheInfo>> {
-        self.cache.cache_info()
-    }
-    fn narinfo_text(&self, path: &StorePath) -> Result<Option<Vec<u8>>> {
-        self.cache.narinfo_text(path)
+    fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.cache.document(relative, what, limit)
     }
     fn open_file(&self, relative: &str) -> Result<Box<dyn std::io::Read + Send>> {
         // Another connection, as a `drv gc` in another process would have.
