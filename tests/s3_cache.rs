@@ -155,6 +155,12 @@ fn credentials_come_from_the_standard_places_and_never_show() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("\"absent\"") && err.contains("aws-credentials"), "{err}");
 
+    // A bucket that does not exist is said to be missing, not taken for
+    // a cache without the paths.
+    let dst = TestStore::new();
+    let (success, _, err) = run(&dst, &fs, &["cache", "fetch", "--substituters", &fs.url("no-such-bucket", ""), &top]);
+    assert!(!success && err.contains("NoSuchBucket"), "{err}");
+
     // A parameter drv does not know is an error naming it.
     let (success, _, err) = run(&src, &fs, &["cache", "push", "--to", &fs.url("creds", "endpiont=x"), &top]);
     assert!(!success && err.contains("\"endpiont\""), "{err}");

@@ -38,7 +38,9 @@ use reqwest::StatusCode;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use super::{is_absolute_url, open_absolute, parallel_map, read_document, BinaryCache, CacheError, Result};
+use super::{
+    is_absolute_url, open_absolute, parallel_map, read_document, BinaryCache, CacheError, Result, CACHE_INFO_FILE,
+};
 use crate::fetch::{error_chain, FetchOptions};
 
 /// S3's smallest part (but the last), and Nix's default part size.
@@ -307,10 +309,19 @@ impl S3Cache {
         })?;
         match resp.status() {
             s if s.is_success() => Ok(Some(resp)),
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                // A missing bucket (a typo in the URL) is not a cache that
+                // lacks every path: say so rather than build everything.
+                let e = self.refusal(relative, resp);
+                match &e {
+                    CacheError::S3Refused { code, .. } if code == "NoSuchBucket" => Err(e),
+                    _ => Ok(None),
+                }
+            }
             // A public bucket that does not let anyone list it says 403 for
-            // a missing key; with credentials, 403 is a refusal to report.
-            StatusCode::FORBIDDEN if self.credentials.is_none() => Ok(None),
+            // a missing key. Its root document must be readable, though: a
+            // 403 there means a private bucket and no credentials.
+            StatusCode::FORBIDDEN if self.credentials.is_none() && relative != CACHE_INFO_FILE => Ok(None),
             _ => Err(self.refusal(relative, resp)),
         }
     }
@@ -332,12 +343,11 @@ impl S3Cache {
             let end = body[start..].find(&format!("</{name}>"))? + start;
             Some(body[start..end].to_owned())
         };
-        CacheError::S3Refused {
-            url: self.location(relative),
-            status,
-            code: element("Code").unwrap_or_default(),
-            message: element("Message").unwrap_or_default(),
+        let mut message = element("Message").unwrap_or_default();
+        if status == 403 && self.credentials.is_none() {
+            message.push_str(" (drv found no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or `profile=` with ~/.aws/credentials)");
         }
+        CacheError::S3Refused { url: self.location(relative), status, code: element("Code").unwrap_or_default(), message }
     }
 
     fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -623,10 +633,35 @@ mod retry_tests {
     }
 
     fn cache(endpoint: &str, attempts: u32) -> S3Cache {
+        signed(endpoint, attempts, Some(Credentials::new("AKIDEXAMPLE", "secret-never-shown")))
+    }
+
+    fn signed(endpoint: &str, attempts: u32, credentials: Option<Credentials>) -> S3Cache {
         let config = S3Url::parse(&format!("s3://b/p?endpoint={endpoint}")).unwrap();
-        S3Cache::with_credentials(config, Some(Credentials::new("AKIDEXAMPLE", "secret-never-shown")))
+        S3Cache::with_credentials(config, credentials)
             .unwrap()
             .with_retry(RetryPolicy { attempts, first_delay: Duration::from_millis(10) })
+    }
+
+    fn a_path() -> crate::StorePath {
+        crate::StorePath::from_basename("7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x").unwrap()
+    }
+
+    #[test]
+    fn a_missing_bucket_is_an_error_not_a_cache_without_paths() {
+        let endpoint = server(vec![("404 Not Found", "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>")]);
+        let e = cache(&endpoint, 1).narinfo_text(&a_path()).unwrap_err().to_string();
+        assert!(e.contains("NoSuchBucket"), "{e}");
+    }
+
+    #[test]
+    fn without_credentials_a_403_is_a_miss_except_at_the_root() {
+        let denied = ("403 Forbidden", "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>");
+        let endpoint = server(vec![denied, denied]);
+        let anonymous = signed(&endpoint, 1, None);
+        assert!(anonymous.narinfo_text(&a_path()).unwrap().is_none());
+        let e = anonymous.cache_info().unwrap_err().to_string();
+        assert!(e.contains("AccessDenied") && e.contains("no S3 credentials"), "{e}");
     }
 
     const SLOW_DOWN: (&str, &str) =
