@@ -521,6 +521,61 @@ impl S3Cache {
     }
 }
 
+/// An object's body that picks up where it broke off: a failed read (a
+/// connection reset, a volume server lost mid-stream) asks again for the
+/// rest, `Range: bytes=OFFSET-` with `If-Match` of the object's ETag (so
+/// an object replaced meanwhile is not spliced), under the cache's retry
+/// policy. What it yields is still checked against the narinfo's hashes.
+struct ResumingBody {
+    body: Response,
+    offset: u64,
+    etag: Option<String>,
+    client: Client,
+    bucket: Bucket,
+    credentials: Option<Credentials>,
+    key: String,
+    retry: RetryPolicy,
+}
+
+impl ResumingBody {
+    /// The rest of the object from `offset`, if the server sends exactly that.
+    fn rest(&self) -> Option<Response> {
+        let url = self.bucket.get_object(self.credentials.as_ref(), &self.key).sign(SIGNATURE_LIFETIME);
+        let mut request = self.client.get(url).header(reqwest::header::RANGE, format!("bytes={}-", self.offset));
+        if let Some(etag) = &self.etag {
+            request = request.header(reqwest::header::IF_MATCH, etag);
+        }
+        let resp = request.send().ok()?;
+        let range = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+        let start: u64 = range.strip_prefix("bytes ")?.split('-').next()?.parse().ok()?;
+        (resp.status() == StatusCode::PARTIAL_CONTENT && start == self.offset).then_some(resp)
+    }
+}
+
+impl Read for ResumingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match self.body.read(buf) {
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if attempt >= self.retry.attempts => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                    if let Some(rest) = self.rest() {
+                        self.body = rest;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl BinaryCache for S3Cache {
     fn url(&self) -> &str {
         &self.url
@@ -539,7 +594,16 @@ impl BinaryCache for S3Cache {
             return open_absolute(relative);
         }
         match self.get(relative)? {
-            Some(resp) => Ok(Box::new(resp)),
+            Some(resp) => Ok(Box::new(ResumingBody {
+                etag: resp.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned),
+                body: resp,
+                offset: 0,
+                client: self.client.clone(),
+                bucket: self.bucket.clone(),
+                credentials: self.credentials.clone(),
+                key: self.key(relative),
+                retry: self.retry,
+            })),
             None => Err(CacheError::NotFound { url: self.location(relative) }),
         }
     }
@@ -607,7 +671,7 @@ mod tests {
 /// throttling or failing S3 gateway does.
 #[cfg(test)]
 mod retry_tests {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     use super::*;
@@ -662,6 +726,51 @@ mod retry_tests {
         assert!(anonymous.narinfo_text(&a_path()).unwrap().is_none());
         let e = anonymous.cache_info().unwrap_err().to_string();
         assert!(e.contains("AccessDenied") && e.contains("no S3 credentials"), "{e}");
+    }
+
+    #[test]
+    fn a_body_cut_off_mid_stream_resumes_with_a_range_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let object: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let served = object.clone();
+        let requests = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for round in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                if round == 0 {
+                    // Promise it all, send 70,000 bytes, hang up.
+                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"e1\"\r\n\r\n", served.len());
+                    let _ = stream.write_all(&served[..70_000]);
+                } else {
+                    let start: usize = head.split("range: bytes=").nth(1).and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+                    let rest = &served[start..];
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                        rest.len(),
+                        served.len() - 1,
+                        served.len()
+                    );
+                    let _ = stream.write_all(rest);
+                }
+                seen.push(head.to_ascii_lowercase());
+            }
+            seen
+        });
+        let mut body = Vec::new();
+        cache(&endpoint, 3).open_file("nar/x.nar").unwrap().read_to_end(&mut body).unwrap();
+        assert!(body == object, "{} bytes back", body.len());
+        let seen = requests.join().unwrap();
+        assert!(seen[1].contains("range: bytes=70000-") && seen[1].contains("if-match: \"e1\""), "{}", seen[1]);
     }
 
     const SLOW_DOWN: (&str, &str) =
