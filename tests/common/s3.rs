@@ -33,7 +33,21 @@ pub fn weed() -> Option<PathBuf> {
     found
 }
 
+/// A port free now, below the kernel's range of ephemeral ports (32768
+/// and up by default), so no outgoing connection of the tests or of the
+/// servers takes it before the server binds it. Two tests may still draw
+/// the same one: `start` tries again with others when a server dies.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread by process and by call, so parallel tests rarely meet.
+    let seed = std::process::id().wrapping_mul(7919) ^ NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729);
+    for i in 0..1000u32 {
+        let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(2_654_435_761)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -50,9 +64,40 @@ pub struct SeaweedFs {
 }
 
 impl SeaweedFs {
-    /// Start and wait until the S3 gateway accepts a bucket. `replication`
-    /// is SeaweedFS's (`000`: one copy, `001`: two on one rack).
+    /// Start a set-up; a server that dies while coming up (a port taken
+    /// meanwhile by another test) is replaced, on other ports.
+    /// `replication` is SeaweedFS's (`000`: one copy, `001`: two on one
+    /// rack). [`SeaweedFs::create_bucket`] waits until it serves.
     pub fn start(weed: &Path, extra_volumes: usize, replication: &str) -> Self {
+        for _ in 0..4 {
+            let mut fs = Self::start_once(weed, extra_volumes, replication);
+            if fs.came_up() {
+                return fs;
+            }
+            eprintln!("SeaweedFS died while starting (a port taken?); trying other ports");
+        }
+        panic!("SeaweedFS did not start four times in a row");
+    }
+
+    /// Whether every process is alive once the S3 gateway listens.
+    fn came_up(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let alive = std::iter::once(&mut self.main).chain(self.volumes.iter_mut()).all(|c| matches!(c.try_wait(), Ok(None)));
+            if !alive {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok() {
+                // Fatal errors of the other services come within moments.
+                std::thread::sleep(Duration::from_millis(500));
+                return std::iter::once(&mut self.main).chain(self.volumes.iter_mut()).all(|c| matches!(c.try_wait(), Ok(None)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn start_once(weed: &Path, extra_volumes: usize, replication: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("s3.json");
         std::fs::write(
