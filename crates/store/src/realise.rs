@@ -581,6 +581,13 @@ impl Realiser {
         spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
         spec.isolation = isolation;
         spec.limits = self.settings.limits;
+        // The build directory is the sandbox's own tmpfs, so that listing
+        // a directory does not depend on the file system holding the root;
+        // a build whose directory is to be kept when it fails runs in the
+        // host's (docs/reproducibility.md).
+        if self.settings.keep_failed {
+            spec.conditions.build_dir_fs = sandbox::BuildDirFs::Host;
+        }
 
         let mut env: Vec<(String, String)> = drv
             .env()
