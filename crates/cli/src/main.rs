@@ -85,6 +85,11 @@ Examples:
   # Rebuild everything in the closure and compare with what is registered
   drv build --check recipes/flask_app.toml
 
+  # Also rebuild under varied circumstances (build path, time, cores, umask, user, host name,
+  # locale, time zone, environment, file order) and name what the outputs depend on
+  drv build --check --vary recipes/zlib.toml
+  drv build --check --vary=umask,file-order --json recipes/zlib.toml
+
   # Build without asking any binary cache, and make no link
   drv build --no-substitute --no-link recipes/zlib.toml")]
     Build(commands::build::BuildArgs),

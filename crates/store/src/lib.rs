@@ -24,6 +24,8 @@
 //!   following a build's log while it is written.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
 //!   mount, PID, network, UTS, IPC) with only its inputs visible.
+//! - [`vary`]: the circumstances `drv build --check --vary` changes, and
+//!   how it narrows a difference down to them.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -46,6 +48,7 @@ mod lock;
 pub mod reporter;
 pub mod realise;
 pub mod sandbox;
+pub mod vary;
 
 use std::path::{Path, PathBuf};
 
