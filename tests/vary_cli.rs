@@ -172,3 +172,28 @@ fn the_text_report_names_the_cause_and_the_file() {
     let err = s.fails(&["build", "--check", "--vary=umask,clock", r.to_str().unwrap()]);
     assert!(err.contains("unknown variation \"clock\""), "{err}");
 }
+
+/// The difference inside an archive is told member by member, and a text
+/// file's as a unified diff; diffoscope's report is named where it is
+/// installed.
+#[test]
+fn differences_are_described_in_the_files_formats() {
+    let s = TestStore::new();
+    let dir = s.scratch("recipes");
+    common::write_lock(&dir);
+    let r = dir.join("archive.toml");
+    fs::write(
+        &r,
+        "name = \"archive\"\nversion = \"1\"\n[toolchain]\ndebian = [\"dash\", \"coreutils\", \"tar\"]\n[build]\nscript = '''\n\
+         mkdir -p $out d\necho hi > d/f\ntar --sort=name --mtime=@1 --owner=0 --group=0 --numeric-owner -cf $out/d.tar d\n\
+         printf 'one\\ntwo\\n' > $out/notes\numask >> $out/notes\n'''\n",
+    )
+    .unwrap();
+    s.ok(&["build", "--no-link", r.to_str().unwrap()]);
+    let err = s.fails(&["build", "--no-link", "--check", "--vary=umask", r.to_str().unwrap()]);
+    assert!(err.contains("d.tar: sizes 10240 and 10240"), "{err}");
+    assert!(err.contains("tar: member d/f: metadata mode 644") && err.contains("/ mode 664"), "{err}");
+    assert!(err.contains("-0022") && err.contains("+0002"), "{err}");
+    let diffoscope = std::process::Command::new("diffoscope").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert_eq!(err.contains("diffoscope's report: "), diffoscope, "{err}");
+}

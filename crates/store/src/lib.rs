@@ -24,6 +24,8 @@
 //!   following a build's log while it is written.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
 //!   mount, PID, network, UTS, IPC) with only its inputs visible.
+//! - [`output_diff`]: how two results of a build differ, file by file
+//!   and in the files' formats (ELF, `.pyc`, tar, text; diffoscope).
 //! - [`vary`]: the circumstances `drv build --check --vary` changes, and
 //!   how it narrows a difference down to them.
 //!
@@ -45,6 +47,7 @@ mod db;
 mod fuzz;
 mod local;
 mod lock;
+pub mod output_diff;
 pub mod reporter;
 pub mod realise;
 pub mod sandbox;

@@ -297,6 +297,14 @@ fn differences(a: &Path, b: &Path) -> Vec<String> {
     tree_differences(a, b).unwrap_or_else(|e| vec![format!("cannot compare: {e}")])
 }
 
+/// Where diffoscope's report on a differing output goes, and the line
+/// that says so; `None` when diffoscope is not installed.
+fn diffoscope_line(store: &LocalStore, registered: &Path, kept: &Path, path: &StorePath) -> Option<String> {
+    let report = store.state_dir().join("check").join(format!("{}.diffoscope.txt", path.to_basename()));
+    let written = crate::output_diff::diffoscope(registered, kept, &report)?;
+    Some(format!("  diffoscope's report: {}", written.display()))
+}
+
 /// A log's name for builds under `variations`.
 fn label_of(variations: &[Variation]) -> String {
     variations.iter().map(|v| v.name()).collect::<Vec<_>>().join("+")
@@ -750,6 +758,9 @@ impl Realiser {
                 nar::remove_tree(&at).map_err(|e| StoreError::io(&at, e))?;
                 fs::rename(staging.path(), &at).map_err(|e| StoreError::io(&at, e))?;
                 report.kept.push(at.display().to_string());
+                if let Some(line) = diffoscope_line(store, &store.real_path(path), &at, path) {
+                    report.diffoscope.push(line);
+                }
             }
         }
         let reproducible = report.reproducible;
@@ -1004,8 +1015,8 @@ impl Realiser {
                     let kept = store.real_store_dir().join(format!("{}.check", info.path.to_basename()));
                     nar::remove_tree(&kept).map_err(|e| StoreError::io(&kept, e))?;
                     fs::rename(staging.path(), &kept).map_err(|e| StoreError::io(&kept, e))?;
-                    let differences = tree_differences(&store.real_path(&info.path), &kept)
-                        .unwrap_or_else(|e| vec![format!("cannot compare: {e}")]);
+                    let mut differences = differences(&store.real_path(&info.path), &kept);
+                    differences.extend(diffoscope_line(store, &store.real_path(&info.path), &kept, &info.path));
                     return Err(BuildError::NotDeterministic {
                         drv: shown,
                         output: name,
@@ -1171,57 +1182,7 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
     Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
 }
 
-/// Files that differ between two trees: path, sizes and the first
-/// differing byte offset, or what exists on one side only.
-pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
-    // `root.join("")` is `root/`, which is not the file a single-file
-    // output is (ENOTDIR) and follows a symlink output: the top is `root`.
-    fn at(root: &Path, rel: &Path) -> PathBuf {
-        if rel.as_os_str().is_empty() { root.to_owned() } else { root.join(rel) }
-    }
-    fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, fs::Metadata>) -> std::io::Result<()> {
-        let p = at(root, rel);
-        let m = fs::symlink_metadata(&p)?;
-        let is_dir = m.is_dir();
-        out.insert(rel.to_owned(), m);
-        if is_dir {
-            for e in fs::read_dir(&p)? {
-                walk(root, &rel.join(e?.file_name()), out)?;
-            }
-        }
-        Ok(())
-    }
-    let (mut ta, mut tb) = (BTreeMap::new(), BTreeMap::new());
-    walk(a, Path::new(""), &mut ta)?;
-    walk(b, Path::new(""), &mut tb)?;
-    let mut diffs = Vec::new();
-    let all: BTreeSet<&PathBuf> = ta.keys().chain(tb.keys()).collect();
-    for rel in all {
-        let shown = if rel.as_os_str().is_empty() { ".".to_owned() } else { rel.display().to_string() };
-        match (ta.get(rel), tb.get(rel)) {
-            (Some(_), None) => diffs.push(format!("  {shown}: only in the first build")),
-            (None, Some(_)) => diffs.push(format!("  {shown}: only in the second build")),
-            (Some(ma), Some(mb)) => {
-                if ma.file_type() != mb.file_type() {
-                    diffs.push(format!("  {shown}: file type differs"));
-                } else if ma.is_file() {
-                    let (ca, cb) = (fs::read(at(a, rel))?, fs::read(at(b, rel))?);
-                    if ca != cb {
-                        let offset = ca.iter().zip(&cb).position(|(x, y)| x != y).unwrap_or(ca.len().min(cb.len()));
-                        diffs.push(format!("  {shown}: sizes {} and {}, first difference at byte {offset}", ca.len(), cb.len()));
-                    }
-                } else if ma.file_type().is_symlink() && fs::read_link(at(a, rel))? != fs::read_link(at(b, rel))? {
-                    diffs.push(format!("  {shown}: symlink target differs"));
-                }
-                if ma.is_file() && (ma.permissions() != mb.permissions()) {
-                    diffs.push(format!("  {shown}: permissions differ"));
-                }
-            }
-            (None, None) => unreachable!(),
-        }
-    }
-    Ok(diffs)
-}
+pub use crate::output_diff::tree_differences;
 
 /// The outputs of each derivation that something needs: all of a target's
 /// (`None`), the named ones of an input.
@@ -1256,27 +1217,5 @@ impl WantedOutputs {
         }
         entry.extend(new.iter().cloned());
         Some(new)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tree_differences_describes_single_file_and_symlink_outputs() {
-        let t = tempfile::tempdir().unwrap();
-        let (a, b) = (t.path().join("a"), t.path().join("b"));
-        fs::write(&a, "0123456789").unwrap();
-        fs::write(&b, "0123x56789").unwrap();
-        assert_eq!(tree_differences(&a, &b).unwrap(), vec!["  .: sizes 10 and 10, first difference at byte 4"]);
-        fs::write(&b, "0123456789").unwrap();
-        assert!(tree_differences(&a, &b).unwrap().is_empty());
-
-        // A symlink output is compared as the link, not what it points to.
-        let (la, lb) = (t.path().join("la"), t.path().join("lb"));
-        std::os::unix::fs::symlink("a", &la).unwrap();
-        std::os::unix::fs::symlink("b", &lb).unwrap();
-        assert_eq!(tree_differences(&la, &lb).unwrap(), vec!["  .: symlink target differs"]);
     }
 }

@@ -201,7 +201,7 @@ impl Circumstances {
 }
 
 /// How one output differs between two builds: a line per difference
-/// (see [`crate::realise::tree_differences`]).
+/// (see [`crate::output_diff::tree_differences`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OutputDifference {
     pub output: String,
@@ -233,6 +233,9 @@ pub struct VaryReport {
     pub uncontrolled: Option<Vec<OutputDifference>>,
     /// The second result of each differing output, kept beside its path.
     pub kept: Vec<String>,
+    /// Where diffoscope's reports on the kept results are, when it is
+    /// installed.
+    pub diffoscope: Vec<String>,
     /// Logs of the builds made for this report.
     pub logs: Vec<String>,
     /// How many builds the report took.

@@ -343,5 +343,8 @@ fn render_vary_report(report: &drv_store::vary::VaryReport) -> String {
     for k in &report.kept {
         let _ = writeln!(out, "  second result kept at {k}");
     }
+    for d in &report.diffoscope {
+        let _ = writeln!(out, "{d}");
+    }
     out
 }
