@@ -150,6 +150,20 @@ Examples:
   drv why-depends recipes/flask_app.toml recipes/zlib.toml --all
   drv why-depends --json result /store/…-glibc-2.36-9+deb12u14")]
     WhyDepends(commands::why_depends::WhyDependsArgs),
+    /// Show why a recipe builds anew: what changed since an earlier build
+    ///
+    /// Evaluates the recipe (or takes a derivation) and compares it with the derivation of an
+    /// earlier build, input by input, as nix-diff does: prints the chain of inputs that changed
+    /// down to each first difference (a build script line, a variable, a source, a pinned Debian
+    /// package, an added or removed dependency) with the recipe or lock file line it comes from.
+    #[command(after_help = "\
+Examples:
+  # Why does the app build again since the build that result points to?
+  drv why-rebuild recipes/flask_app.toml --since result
+
+  # The same against a derivation, as JSON
+  drv why-rebuild --json recipes/zlib.toml --since /store/…-zlib-1.2.13.drv")]
+    WhyRebuild(commands::why_rebuild::WhyRebuildArgs),
     /// Evaluate a recipe into derivations and print the top .drv path
     ///
     /// Writes the recipe's derivations (.drv files) into the store without building anything,
@@ -320,6 +334,7 @@ fn main() -> ExitCode {
         Command::Test(a) => commands::build::run_build(&cli, a, true),
         Command::Log(a) => commands::build::run_log(&cli, a),
         Command::WhyDepends(a) => commands::why_depends::run(&cli, a),
+        Command::WhyRebuild(a) => commands::why_rebuild::run(&cli, a),
         Command::Run(a) => commands::run::run_run(&cli, a),
         Command::Shell(a) => commands::run::run_shell(&cli, a),
         Command::Eval(a) => commands::eval::run_eval(&cli, a),
