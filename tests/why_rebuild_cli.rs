@@ -151,3 +151,44 @@ fn since_an_output_path_and_an_added_dependency() {
     let err = s.fails(&["why-rebuild", one.to_str().unwrap(), "--since", "/store/00000000000000000000000000000000-gone"]);
     assert!(err.contains("error"), "{err}");
 }
+
+/// A cache filled from an earlier build lacks today's derivation: named,
+/// with why it differs from the one the cache has.
+#[test]
+fn a_cache_miss_names_what_the_cache_lacks_and_why() {
+    let s = TestStore::new();
+    let dir = s.scratch("recipes");
+    common::write_lock(&dir);
+    let one = dir.join("one.toml");
+    fs::write(&one, format!("name = \"one\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo one > $out'\n")).unwrap();
+    s.ok(&["build", "--no-link", one.to_str().unwrap()]);
+    let key = s.scratch("key.sec");
+    let public = s.scratch("key.pub");
+    s.ok(&["key", "generate", "--name", "test-1", "--secret-file", key.to_str().unwrap(), "--public-file", public.to_str().unwrap()]);
+    let cache = s.scratch("cache");
+    let url = format!("file://{}", cache.display());
+    // Every output of the evaluation: the package, its toolchain, the downloads.
+    let eval: serde_json::Value = serde_json::from_str(&s.ok(&["eval", "--json", one.to_str().unwrap()])).unwrap();
+    let outputs: Vec<String> = eval["derivations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|d| d["outputs"].as_object().unwrap().values().map(|o| o.as_str().unwrap().to_owned()).collect::<Vec<_>>())
+        .collect();
+    let mut push = vec!["cache", "push", "--to", &url, "--key", key.to_str().unwrap()];
+    push.extend(outputs.iter().map(String::as_str));
+    s.ok(&push);
+    let cached = s.ok(&["why-rebuild", one.to_str().unwrap(), "--substituters", &url]);
+    assert!(cached.contains("nothing to build"), "{cached}");
+
+    fs::write(&one, format!("name = \"one\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo two > $out'\n")).unwrap();
+    let text = s.ok(&["why-rebuild", one.to_str().unwrap(), "--substituters", &url]);
+    assert!(text.contains("lack the outputs of 1 derivation"), "{text}");
+    assert!(text.contains("+ echo two > $out"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["why-rebuild", "--json", one.to_str().unwrap(), "--substituters", &url])).unwrap();
+    let first = &json["first"][0];
+    assert!(first["drv"].as_str().unwrap().ends_with("-one-1.drv"), "{json:#}");
+    assert!(!first["nearest"].is_null(), "{json:#}");
+    let change = &first["why"]["changes"][0];
+    assert_eq!((change["kind"].as_str(), change["line"].as_u64()), (Some("script"), Some(6)), "{json:#}");
+}

@@ -162,7 +162,10 @@ Examples:
   drv why-rebuild recipes/flask_app.toml --since result
 
   # The same against a derivation, as JSON
-  drv why-rebuild --json recipes/zlib.toml --since /store/…-zlib-1.2.13.drv")]
+  drv why-rebuild --json recipes/zlib.toml --since /store/…-zlib-1.2.13.drv
+
+  # Why the binary cache has no substitute: what it lacks, and what differs from what it has
+  drv why-rebuild recipes/flask_app.toml --substituters http://127.0.0.1:5000")]
     WhyRebuild(commands::why_rebuild::WhyRebuildArgs),
     /// Evaluate a recipe into derivations and print the top .drv path
     ///

@@ -21,8 +21,13 @@ pub struct WhyRebuildArgs {
     target: String,
     /// The earlier build: one of its output paths (or a `result` link to it) or its derivation
     /// (.drv store path).
-    #[arg(long, value_name = "PATH|DRV")]
-    since: String,
+    #[arg(long, value_name = "PATH|DRV", required_unless_present = "substituters", conflicts_with = "substituters")]
+    since: Option<String>,
+    /// Instead of --since: say which derivations' outputs these binary caches lack (the first
+    /// ones to build, whose inputs they have) and, for each, why it differs from the nearest
+    /// derivation of the same name known here whose outputs they have.
+    #[arg(long, value_name = "URL", value_delimiter = ' ', num_args = 1..)]
+    substituters: Vec<String>,
     /// Print the differences as JSON.
     #[arg(long)]
     json: bool,
@@ -45,11 +50,14 @@ pub fn run(cli: &Cli, args: &WhyRebuildArgs) -> anyhow::Result<ExitCode> {
         }
         (p, Origins::new())
     };
-    let old = earlier_derivation(&store, &args.since)?;
-    let diff = why_rebuild::compare(&store, &old, &new)
-        .with_context(|| format!("cannot compare {} with {}", store.display(&old), store.display(&new)))?;
     let paths: BTreeMap<String, StorePath> = origins.keys().map(|p| (store.display(p), p.clone())).collect();
     let locate = |d: &DrvDiff, c: &Change| paths.get(&d.new).and_then(|p| origins.get(p)).and_then(|(file, kind)| locate(file, kind, c));
+    let Some(since) = &args.since else {
+        return cache_miss(&store, &new, &args.substituters, args.json, &locate);
+    };
+    let old = earlier_derivation(&store, since)?;
+    let diff = why_rebuild::compare(&store, &old, &new)
+        .with_context(|| format!("cannot compare {} with {}", store.display(&old), store.display(&new)))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&diff, &locate))?);
     } else if old == new {
@@ -59,6 +67,124 @@ pub fn run(cli: &Cli, args: &WhyRebuildArgs) -> anyhow::Result<ExitCode> {
         render(&diff, 0, &locate, &mut out);
         print!("{out}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How many derivations the cache lacks are explained, at most.
+const EXPLAINED: usize = 10;
+
+/// `--substituters`: the derivations whose outputs the caches lack,
+/// the first ones to build (whose inputs they have), and why each differs
+/// from the nearest derivation of its name whose outputs they have.
+fn cache_miss(
+    store: &LocalStore,
+    root: &StorePath,
+    urls: &[String],
+    json: bool,
+    locate: &impl Fn(&DrvDiff, &Change) -> Option<(PathBuf, usize)>,
+) -> anyhow::Result<ExitCode> {
+    let caches = urls.iter().map(|u| drv_store::open_cache(u).with_context(|| format!("cannot open cache {u}"))).collect::<anyhow::Result<Vec<_>>>()?;
+    // Presence of a narinfo; signatures are the substituter's business.
+    let mut known: BTreeMap<StorePath, bool> = BTreeMap::new();
+    let mut has = |p: &StorePath| -> anyhow::Result<bool> {
+        if let Some(&h) = known.get(p) {
+            return Ok(h);
+        }
+        let mut found = false;
+        for c in &caches {
+            if c.narinfo_text(p).with_context(|| format!("cannot ask {}", c.url()))?.is_some() {
+                found = true;
+                break;
+            }
+        }
+        known.insert(p.clone(), found);
+        Ok(found)
+    };
+    let has_outputs = |drv: &drv_store::Derivation, has: &mut dyn FnMut(&StorePath) -> anyhow::Result<bool>| -> anyhow::Result<bool> {
+        for o in drv.outputs()?.values() {
+            if !has(&o.path)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    // Top down: only below a derivation the caches lack do its inputs matter.
+    let mut missing: BTreeMap<StorePath, bool> = BTreeMap::new(); // drv → lacks an input too
+    let mut queue = vec![root.clone()];
+    let mut visited = std::collections::BTreeSet::new();
+    while let Some(p) = queue.pop() {
+        if !visited.insert(p.clone()) {
+            continue;
+        }
+        let drv = drv_store::realise::read_derivation(store, &p)?;
+        if has_outputs(&drv, &mut has)? {
+            continue;
+        }
+        let mut lacks_input = false;
+        for input in drv.input_derivations().into_keys() {
+            let d = drv_store::realise::read_derivation(store, &input)?;
+            if !has_outputs(&d, &mut has)? {
+                lacks_input = true;
+                queue.push(input);
+            }
+        }
+        missing.insert(p, lacks_input);
+    }
+    let first: Vec<&StorePath> = missing.iter().filter(|(_, lacks)| !**lacks).map(|(p, _)| p).collect();
+    // The same names among the derivations known here.
+    let all_drvs: Vec<StorePath> = store.all_valid_paths()?.into_iter().filter(|p| p.is_derivation()).collect();
+    let mut explained = Vec::new();
+    for p in first.iter().take(EXPLAINED) {
+        let mut candidates = Vec::new();
+        for q in all_drvs.iter().filter(|q| q.name() == p.name() && q != p) {
+            let Ok(d) = drv_store::realise::read_derivation(store, q) else { continue };
+            if has_outputs(&d, &mut has)? {
+                let time = store.path_info(q)?.map_or(0, |i| i.registration_time);
+                candidates.push((time, q.clone()));
+            }
+        }
+        // The latest registered: most likely the build the cache was filled from.
+        candidates.sort();
+        let nearest = candidates.pop().map(|(_, q)| q);
+        let diff = nearest.as_ref().map(|q| why_rebuild::compare(store, q, p)).transpose()?;
+        explained.push(((*p).clone(), nearest, diff));
+    }
+    if json {
+        let value = json!({
+            "drv": store.display(root),
+            "cached": missing.is_empty(),
+            "missing": missing.keys().map(|p| store.display(p)).collect::<Vec<_>>(),
+            "first": explained.iter().map(|(p, nearest, diff)| json!({
+                "drv": store.display(p),
+                "nearest": nearest.as_ref().map(|q| store.display(q)),
+                "why": diff.as_ref().map(|d| to_json(d, locate)),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if missing.is_empty() {
+        println!("the caches have every output of {}: nothing to build", store.display(root));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "the caches lack the outputs of {} derivation(s); the first to build (the caches have their inputs):", missing.len());
+    for (p, nearest, diff) in &explained {
+        match (nearest, diff) {
+            (Some(q), Some(d)) => {
+                let _ = writeln!(out, "  {}: the caches have the outputs of {} instead:", store.display(p), store.display(q));
+                render(d, 2, locate, &mut out);
+            }
+            _ => {
+                let _ = writeln!(out, "  {}: no derivation of that name known here has its outputs in the caches", store.display(p));
+            }
+        }
+    }
+    if first.len() > EXPLAINED {
+        let _ = writeln!(out, "  … and {} more", first.len() - EXPLAINED);
+    }
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
