@@ -155,7 +155,8 @@ fn is_tar(data: &[u8]) -> bool {
 #[derive(PartialEq, Eq)]
 struct Member {
     path: String,
-    metadata: String,
+    /// (field, value), in the same order for every member.
+    metadata: Vec<(&'static str, String)>,
     contents: Vec<u8>,
 }
 
@@ -165,16 +166,15 @@ fn tar_members_of(data: &[u8]) -> io::Result<Vec<Member>> {
     for entry in archive.entries()? {
         let mut entry = entry?;
         let h = entry.header();
-        let metadata = format!(
-            "mode {:o}, uid {}, gid {}, owner {:?}, group {:?}, mtime {}, type {:?}",
-            h.mode().unwrap_or(0),
-            h.uid().unwrap_or(0),
-            h.gid().unwrap_or(0),
-            h.username().ok().flatten().unwrap_or(""),
-            h.groupname().ok().flatten().unwrap_or(""),
-            h.mtime().unwrap_or(0),
-            h.entry_type(),
-        );
+        let metadata = vec![
+            ("mode", format!("{:o}", h.mode().unwrap_or(0))),
+            ("uid", h.uid().unwrap_or(0).to_string()),
+            ("gid", h.gid().unwrap_or(0).to_string()),
+            ("owner", format!("{:?}", h.username().ok().flatten().unwrap_or(""))),
+            ("group", format!("{:?}", h.groupname().ok().flatten().unwrap_or(""))),
+            ("mtime", h.mtime().unwrap_or(0).to_string()),
+            ("type", format!("{:?}", h.entry_type())),
+        ];
         let path = entry.path()?.display().to_string();
         let mut contents = Vec::new();
         (&mut entry).take(MAX_UNPACKED).read_to_end(&mut contents)?;
@@ -212,7 +212,14 @@ fn tar_members(a: &[u8], b: &[u8]) -> Vec<String> {
             break;
         }
         if x.metadata != y.metadata {
-            lines.push(format!("tar: member {}: metadata {} / {}", x.path, x.metadata, y.metadata));
+            let fields: Vec<String> = x
+                .metadata
+                .iter()
+                .zip(&y.metadata)
+                .filter(|(a, b)| a != b)
+                .map(|((field, a), (_, b))| format!("{field} {a} → {b}"))
+                .collect();
+            lines.push(format!("tar: member {}: {}", x.path, fields.join(", ")));
             shown += 1;
         }
         if x.contents != y.contents {
@@ -332,7 +339,7 @@ mod tests {
         let b = tar_of(&[("a", b"x", 2), ("b", b"same", 1)]);
         let lines = describe("out.tar", &a, &b, first_difference(&a, &b));
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].starts_with("tar: member a: metadata") && lines[0].contains("mtime 1") && lines[0].contains("mtime 2"), "{lines:?}");
+        assert_eq!(lines[0], "tar: member a: mtime 1 → 2", "{lines:?}");
 
         let c = tar_of(&[("b", b"same", 1), ("a", b"x", 1)]);
         let lines = describe("out.tar", &a, &c, first_difference(&a, &c));
