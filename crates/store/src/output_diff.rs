@@ -1,8 +1,8 @@
 //! How two results of one build differ, file by file, for `drv build
 //! --check` and `--vary`: which files differ, their sizes and first
 //! differing byte, and what that byte is in the file's format: an ELF
-//! file's section, a `.pyc` header field or its code, a tar member and its
-//! metadata, lines of text as a unified diff. [`diffoscope`] runs the
+//! file's section, a `.pyc` header field or its code, a tar or zip (wheel)
+//! member and its metadata, lines of text as a unified diff. [`diffoscope`] runs the
 //! field's own tool when it is installed, for everything else.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,6 +99,9 @@ pub fn describe(name: &str, a: &[u8], b: &[u8], offset: usize) -> Vec<String> {
     if is_tar(a) && is_tar(b) {
         return tar_members(a, b);
     }
+    if is_zip(a) && is_zip(b) {
+        return zip_members(a, b);
+    }
     if a.starts_with(&[0x1f, 0x8b]) && b.starts_with(&[0x1f, 0x8b]) {
         let inner = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".tgz").map(|_| "x.tar")).unwrap_or(name);
         return match (gunzip(a), gunzip(b)) {
@@ -188,27 +191,71 @@ fn tar_members(a: &[u8], b: &[u8]) -> Vec<String> {
     let (Ok(ma), Ok(mb)) = (tar_members_of(a), tar_members_of(b)) else {
         return vec!["tar: cannot read both archives".into()];
     };
+    members_differ("tar", "sort them: tar --sort=name", &ma, &mb)
+}
+
+fn is_zip(data: &[u8]) -> bool {
+    data.starts_with(b"PK\x03\x04")
+}
+
+fn zip_members_of(data: &[u8]) -> zip::result::ZipResult<Vec<Member>> {
+    let mut archive = zip::ZipArchive::new(io::Cursor::new(data))?;
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i)?;
+        let modified = file.last_modified().map(|t| {
+            format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second())
+        });
+        let metadata = vec![
+            ("mtime", modified.unwrap_or_default()),
+            ("mode", file.unix_mode().map(|m| format!("{m:o}")).unwrap_or_default()),
+            ("compression", file.compression().to_string()),
+            ("comment", format!("{:?}", file.comment())),
+        ];
+        let path = file.name().to_owned();
+        let mut contents = Vec::new();
+        (&mut file).take(MAX_UNPACKED).read_to_end(&mut contents)?;
+        members.push(Member { path, metadata, contents });
+    }
+    Ok(members)
+}
+
+/// The members of two zip archives (wheels, jars) that differ.
+fn zip_members(a: &[u8], b: &[u8]) -> Vec<String> {
+    let (Ok(ma), Ok(mb)) = (zip_members_of(a), zip_members_of(b)) else {
+        return vec!["zip: cannot read both archives".into()];
+    };
+    let mut lines = members_differ("zip", "sort them when archiving", &ma, &mb);
+    if lines.is_empty() {
+        lines.push("zip: the same members, other archive headers (a comment, extra fields)".into());
+    }
+    lines
+}
+
+/// How the members of two archives differ: order, presence, metadata,
+/// contents (each described in its own format).
+fn members_differ(kind: &str, sort_hint: &str, ma: &[Member], mb: &[Member]) -> Vec<String> {
     let mut lines = Vec::new();
     let order = |m: &[Member]| m.iter().map(|m| m.path.clone()).collect::<Vec<_>>();
     let (oa, ob) = (order(&ma), order(&mb));
     if oa != ob {
         let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (oa.iter().collect(), ob.iter().collect());
         if sa == sb {
-            lines.push("tar: the same members in another order (sort them: tar --sort=name)".into());
+            lines.push(format!("{kind}: the same members in another order ({sort_hint})"));
         }
         for p in sa.difference(&sb).take(MEMBERS) {
-            lines.push(format!("tar: member {p} only in the first"));
+            lines.push(format!("{kind}: member {p} only in the first"));
         }
         for p in sb.difference(&sa).take(MEMBERS) {
-            lines.push(format!("tar: member {p} only in the second"));
+            lines.push(format!("{kind}: member {p} only in the second"));
         }
     }
     let by_path: BTreeMap<&str, &Member> = mb.iter().map(|m| (m.path.as_str(), m)).collect();
     let mut shown = 0;
-    for x in &ma {
+    for x in ma {
         let Some(y) = by_path.get(x.path.as_str()) else { continue };
         if shown == MEMBERS {
-            lines.push("tar: … and more members".into());
+            lines.push(format!("{kind}: … and more members"));
             break;
         }
         if x.metadata != y.metadata {
@@ -219,13 +266,13 @@ fn tar_members(a: &[u8], b: &[u8]) -> Vec<String> {
                 .filter(|(a, b)| a != b)
                 .map(|((field, a), (_, b))| format!("{field} {a} → {b}"))
                 .collect();
-            lines.push(format!("tar: member {}: {}", x.path, fields.join(", ")));
+            lines.push(format!("{kind}: member {}: {}", x.path, fields.join(", ")));
             shown += 1;
         }
         if x.contents != y.contents {
             let at = first_difference(&x.contents, &y.contents);
             lines.push(format!(
-                "tar: member {}: contents differ, sizes {} and {}, first difference at byte {at}",
+                "{kind}: member {}: contents differ, sizes {} and {}, first difference at byte {at}",
                 x.path,
                 x.contents.len(),
                 y.contents.len()
@@ -349,6 +396,27 @@ mod tests {
         let lines = describe("out.tar", &a, &d, first_difference(&a, &d));
         assert!(lines[0].contains("member a: contents differ"), "{lines:?}");
         assert!(lines.iter().any(|l| l.contains("+y")), "{lines:?}");
+    }
+
+    fn zip_of(members: &[(&str, &[u8], u16)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (name, data, minute) in members {
+            let time = zip::DateTime::from_date_and_time(2020, 1, 1, 0, *minute as u8, 0).unwrap();
+            let options = zip::write::SimpleFileOptions::default().last_modified_time(time);
+            w.start_file(*name, options).unwrap();
+            std::io::Write::write_all(&mut w, data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn wheel_members_are_compared_by_metadata_and_contents() {
+        let a = zip_of(&[("pkg/__init__.py", b"x = 1\n", 0), ("pkg-1.dist-info/RECORD", b"r\n", 0)]);
+        let b = zip_of(&[("pkg/__init__.py", b"x = 2\n", 0), ("pkg-1.dist-info/RECORD", b"r\n", 5)]);
+        let lines = describe("pkg-1-py3-none-any.whl", &a, &b, first_difference(&a, &b));
+        assert!(lines.iter().any(|l| l.starts_with("zip: member pkg/__init__.py: contents differ")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("+x = 2")), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "zip: member pkg-1.dist-info/RECORD: mtime 2020-01-01 00:00:00 → 2020-01-01 00:05:00"), "{lines:?}");
     }
 
     #[test]
