@@ -468,6 +468,10 @@ fn the_builds_conditions_are_what_the_spec_says() {
     assert!(one(&r, "read /etc/passwd").contains("someone:x:2345:234:drv build user:/varied/build-dir:"), "{r:?}");
     assert!(one(&r, "read /etc/group").contains("someone:!:234:"), "{r:?}");
 
+    let mut spec = fx.probe_spec("cwd", "-");
+    spec.conditions.cpus = Some(0);
+    assert!(matches!(fx.run(&spec).0, Err(SandboxError::InvalidSpec { .. })));
+
     // A build directory in the store or over /proc is refused.
     for bad in ["/store/x", "/proc", "/", "/build/../etc"] {
         let mut spec = fx.probe_spec("cwd", "-");

@@ -419,6 +419,9 @@ fn validate(spec: &SandboxSpec) -> Result<()> {
             return Err(invalid(value, format!("not a usable {what} (1 to 64 bytes, no ':', space or control character)")));
         }
     }
+    if conditions.cpus == Some(0) {
+        return Err(invalid("0", "a build runs on at least one CPU"));
+    }
     if conditions.umask > 0o777 {
         return Err(invalid(format!("{:o}", conditions.umask), "a umask is at most 0777"));
     }
