@@ -51,7 +51,9 @@ pub struct BuildArgs {
     /// Print the builds' logs on stderr as they run.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
-    /// Keep the build directory of a failed build, to look into.
+    /// Keep the build directory of a failed build, to look into. Builds then run in a directory
+    /// on the store's file system instead of the sandbox's own tmpfs, so a build that lists a
+    /// directory sees that file system's order.
     #[arg(short = 'K', long)]
     keep_failed: bool,
     /// Build without the sandbox. Refused for derivations that need the pinned toolchain, which
