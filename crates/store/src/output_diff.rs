@@ -237,7 +237,7 @@ fn zip_members(a: &[u8], b: &[u8]) -> Vec<String> {
 fn members_differ(kind: &str, sort_hint: &str, ma: &[Member], mb: &[Member]) -> Vec<String> {
     let mut lines = Vec::new();
     let order = |m: &[Member]| m.iter().map(|m| m.path.clone()).collect::<Vec<_>>();
-    let (oa, ob) = (order(&ma), order(&mb));
+    let (oa, ob) = (order(ma), order(mb));
     if oa != ob {
         let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (oa.iter().collect(), ob.iter().collect());
         if sa == sb {

@@ -190,7 +190,7 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
 
     // The derivation's own text, with the old paths mapped to the new.
     // Longest first: a path is never a prefix of another, but be safe.
-    renames.sort_by(|x, y| y.0.len().cmp(&x.0.len()));
+    renames.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     let map = |text: &str| renames.iter().fold(text.to_owned(), |t, (o, n)| if o == n { t } else { t.replace(o, n) });
     if a.builder_path() != b.builder_path() {
         diff.changes.push(Change::Builder { old: a.builder_path().to_owned(), new: b.builder_path().to_owned() });
