@@ -664,3 +664,39 @@ fn an_output_nothing_uses_is_neither_substituted_nor_rebuilt() {
     let (_, err) = ok(&build(&s3, &["--no-link", "--substituters", &url2, "--trusted-public-key", pk.trim(), app3.to_str().unwrap()]));
     assert!(err.contains("building app-1") && !err.contains("building lib-1"), "{err}");
 }
+
+/// The build directory is the sandbox's own tmpfs: a recipe that lists a
+/// directory it made (in the order the file system gives) has the same
+/// output in a root on the disk and in one on a tmpfs.
+#[test]
+fn the_roots_file_system_does_not_reach_the_build() {
+    let shm = Path::new("/dev/shm");
+    let on_tmpfs = nix::sys::statfs::statfs(shm).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    let s = TestStore::new();
+    let on_disk = nix::sys::statfs::statfs(s.dir.path()).is_ok_and(|st| st.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC);
+    if !on_tmpfs || !on_disk {
+        eprintln!("skipped: needs a temporary directory on disk and /dev/shm on tmpfs");
+        return;
+    }
+    let text = format!(
+        "name = \"listing\"\nversion = \"1\"\n{TOOLS}[build]\nscript = '''\nmkdir d\nfor f in one two three four five six seven eight nine ten; do echo $f > d/$f; done\nls -f d > $out\n'''\n"
+    );
+    let r = recipe(&s, "listing", &text);
+    let (a, _) = ok(&build(&s, &["--no-link", r.to_str().unwrap()]));
+    let listing = fs::read_to_string(real(&s, &a)).unwrap();
+    let hash_a = s.ok(&["path-info", "--json", a.trim()]);
+
+    let t = tempfile::tempdir_in(shm).unwrap();
+    let root = t.path().join("root");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_drv"));
+    c.arg("--root").arg(&root).args(["build", "--no-link", r.to_str().unwrap()]);
+    c.env_remove("DRV_ROOT").envs(common::fixture_mirrors());
+    let (b, _) = ok(&c.output().unwrap());
+    assert_eq!(a, b);
+    assert_eq!(listing, fs::read_to_string(root.join(b.trim().trim_start_matches('/'))).unwrap());
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_drv"));
+    c.arg("--root").arg(&root).args(["path-info", "--json", b.trim()]);
+    let hash_b = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    let nar = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap()[0]["narHash"].clone();
+    assert_eq!(nar(&hash_a), nar(&hash_b));
+}

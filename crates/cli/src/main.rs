@@ -85,6 +85,11 @@ Examples:
   # Rebuild everything in the closure and compare with what is registered
   drv build --check recipes/flask_app.toml
 
+  # Also rebuild under varied circumstances (build path, time, cores, umask, user, host name,
+  # locale, time zone, environment, file order) and name what the outputs depend on
+  drv build --check --vary recipes/zlib.toml
+  drv build --check --vary=umask,file-order --json recipes/zlib.toml
+
   # Build without asking any binary cache, and make no link
   drv build --no-substitute --no-link recipes/zlib.toml")]
     Build(commands::build::BuildArgs),
@@ -145,6 +150,23 @@ Examples:
   drv why-depends recipes/flask_app.toml recipes/zlib.toml --all
   drv why-depends --json result /store/…-glibc-2.36-9+deb12u14")]
     WhyDepends(commands::why_depends::WhyDependsArgs),
+    /// Show why a recipe builds anew: what changed since an earlier build
+    ///
+    /// Evaluates the recipe (or takes a derivation) and compares it with the derivation of an
+    /// earlier build, input by input, as nix-diff does: prints the chain of inputs that changed
+    /// down to each first difference (a build script line, a variable, a source, a pinned Debian
+    /// package, an added or removed dependency) with the recipe or lock file line it comes from.
+    #[command(after_help = "\
+Examples:
+  # Why does the app build again since the build that result points to?
+  drv why-rebuild recipes/flask_app.toml --since result
+
+  # The same against a derivation, as JSON
+  drv why-rebuild --json recipes/zlib.toml --since /store/…-zlib-1.2.13.drv
+
+  # Why the binary cache has no substitute: what it lacks, and what differs from what it has
+  drv why-rebuild recipes/flask_app.toml --substituters http://127.0.0.1:5000")]
+    WhyRebuild(commands::why_rebuild::WhyRebuildArgs),
     /// Evaluate a recipe into derivations and print the top .drv path
     ///
     /// Writes the recipe's derivations (.drv files) into the store without building anything,
@@ -315,6 +337,7 @@ fn main() -> ExitCode {
         Command::Test(a) => commands::build::run_build(&cli, a, true),
         Command::Log(a) => commands::build::run_log(&cli, a),
         Command::WhyDepends(a) => commands::why_depends::run(&cli, a),
+        Command::WhyRebuild(a) => commands::why_rebuild::run(&cli, a),
         Command::Run(a) => commands::run::run_run(&cli, a),
         Command::Shell(a) => commands::run::run_shell(&cli, a),
         Command::Eval(a) => commands::eval::run_eval(&cli, a),

@@ -24,6 +24,12 @@
 //!   following a build's log while it is written.
 //! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
 //!   mount, PID, network, UTS, IPC) with only its inputs visible.
+//! - [`output_diff`]: how two results of a build differ, file by file
+//!   and in the files' formats (ELF, `.pyc`, tar, text; diffoscope).
+//! - [`why_rebuild`]: why a derivation differs from an earlier one, down
+//!   through its inputs to the first differences.
+//! - [`vary`]: the circumstances `drv build --check --vary` changes, and
+//!   how it narrows a difference down to them.
 //!
 //! Everything above (evaluation, the CLI) speaks these types only.
 
@@ -43,9 +49,12 @@ mod db;
 mod fuzz;
 mod local;
 mod lock;
+pub mod output_diff;
 pub mod reporter;
 pub mod realise;
 pub mod sandbox;
+pub mod vary;
+pub mod why_rebuild;
 
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,7 @@ use crate::formats::path::{ContentAddress, StoreDir, StorePath};
 use crate::local::{LocalStore, Staging};
 use crate::reporter::Reporter;
 use crate::sandbox;
+use crate::vary::{Cause, Circumstances, NotVaried, OutputDifference, Variation, VaryReport};
 use crate::StoreError;
 
 pub use crate::build_log::{copy_log, live_log_file, log_file};
@@ -66,6 +67,9 @@ pub struct BuildSettings {
     pub sandbox: bool,
     /// What each build may take of the host.
     pub limits: sandbox::Limits,
+    /// With `check`: rebuild under these variations and narrow any
+    /// difference down to them ([`crate::vary`]).
+    pub vary: Option<Vec<Variation>>,
 }
 
 impl Default for BuildSettings {
@@ -78,6 +82,7 @@ impl Default for BuildSettings {
             keep_failed: false,
             sandbox: true,
             limits: sandbox::Limits::default(),
+            vary: None,
         }
     }
 }
@@ -105,6 +110,8 @@ pub enum BuildError {
     MissingOutput { drv: String, output: String, path: String },
     #[error("not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
     NotDeterministic { drv: String, output: String, kept: String, differences: String },
+    #[error("{summary}")]
+    NotReproducible { drv: String, summary: String },
     #[error("{reason}")]
     Unsupported { drv: String, reason: String },
     #[error("dependency {dependency} failed")]
@@ -165,6 +172,9 @@ pub struct Realisation {
     pub failed: Vec<(StorePath, BuildError)>,
     /// Store paths downloaded from binary caches before building.
     pub substituted: usize,
+    /// With `check` and `vary`: what each rebuilt derivation depends on,
+    /// in the order of their derivation paths.
+    pub vary_reports: Vec<VaryReport>,
 }
 
 /// Builds derivations of one store.
@@ -179,6 +189,134 @@ pub struct Realiser {
     fetcher: std::sync::Mutex<Option<Arc<Fetcher>>>,
     /// Binary caches asked before building.
     substituter: Option<crate::Substituter>,
+    /// `--vary`'s reports, filled by the builds' threads.
+    vary_reports: std::sync::Mutex<Vec<VaryReport>>,
+}
+
+/// A build's outputs, staged, and the store paths they may refer to.
+struct Built {
+    staged: Vec<(String, StorePath, Staging)>,
+    candidates: BTreeSet<StorePath>,
+}
+
+/// The result of one build made by `--vary`: its outputs, canonicalised,
+/// with their NAR hashes; or why it failed.
+enum Trial {
+    Built(BTreeMap<String, (Staging, crate::Sha256)>),
+    Failed(BuildError),
+}
+
+/// Builds of one derivation for `--vary`, counted, each logged apart.
+struct Trials<'a> {
+    realiser: &'a Realiser,
+    job: &'a Job,
+    logs: PathBuf,
+    count: std::sync::atomic::AtomicUsize,
+}
+
+impl Trials<'_> {
+    /// One build under `variations`, logged as `label`.
+    fn one(&self, store: &mut LocalStore, variations: &[Variation], label: &str) -> Result<Trial, BuildError> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let circumstances = Circumstances::varied(variations, or_cores(self.realiser.settings.cores), available_cores());
+        fs::create_dir_all(&self.logs).map_err(|e| StoreError::io(&self.logs, e))?;
+        let log = self.logs.join(format!("{label}.zst"));
+        let built = match self.realiser.build_once(store, self.job, &circumstances, &log) {
+            Ok(built) => built,
+            Err(e @ (BuildError::Failed { .. } | BuildError::LimitExceeded { .. } | BuildError::MissingOutput { .. })) => {
+                return Ok(Trial::Failed(e))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut outputs = BTreeMap::new();
+        for (name, _, staging) in built.staged {
+            let at = staging.path();
+            crate::local::canonicalise(&at)?;
+            let hash = nar::hash_path(&at).map_err(StoreError::from)?;
+            outputs.insert(name, (staging, hash.sha256));
+        }
+        Ok(Trial::Built(outputs))
+    }
+
+    /// Two builds started together on the next second boundary, so that a
+    /// build that reads the clock to the second sees the same time in both.
+    fn pair(
+        &self,
+        store: &mut LocalStore,
+        a: &[Variation],
+        b: &[Variation],
+        label_a: &str,
+        label_b: &str,
+    ) -> Result<(Trial, Trial), BuildError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let start = std::time::Duration::from_secs(now.as_secs() + 1);
+        let wait = start.saturating_sub(now);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| -> Result<Trial, BuildError> {
+                let mut store = self.realiser.open()?;
+                std::thread::sleep(wait);
+                self.one(&mut store, a, label_a)
+            });
+            std::thread::sleep(wait);
+            let second = self.one(store, b, label_b);
+            let first = other.join().unwrap_or_else(|_| Err(BuildError::Unsupported { drv: String::new(), reason: "a build thread panicked".into() }));
+            Ok((first?, second?))
+        })
+    }
+}
+
+/// Outputs whose hashes differ between two sets of built outputs, with
+/// how their files differ.
+fn compare_built(
+    a: &BTreeMap<String, (Staging, crate::Sha256)>,
+    b: &BTreeMap<String, (Staging, crate::Sha256)>,
+) -> Option<Vec<OutputDifference>> {
+    let found: Vec<OutputDifference> = a
+        .iter()
+        .filter_map(|(name, (sa, ha))| {
+            let (sb, hb) = b.get(name)?;
+            (ha != hb).then(|| OutputDifference { output: name.clone(), differences: differences(&sa.path(), &sb.path()) })
+        })
+        .collect();
+    (!found.is_empty()).then_some(found)
+}
+
+/// A varied build against a control: a failure is a difference too.
+fn compare_trial(control: &BTreeMap<String, (Staging, crate::Sha256)>, varied: &Trial) -> Option<Vec<OutputDifference>> {
+    match varied {
+        Trial::Built(outputs) => compare_built(control, outputs),
+        Trial::Failed(e) => Some(vec![OutputDifference {
+            output: "(build)".into(),
+            differences: vec![format!("the build failed: {}", e.to_string().lines().next().unwrap_or_default())],
+        }]),
+    }
+}
+
+/// [`tree_differences`], or why they could not be listed.
+fn differences(a: &Path, b: &Path) -> Vec<String> {
+    tree_differences(a, b).unwrap_or_else(|e| vec![format!("cannot compare: {e}")])
+}
+
+/// Where diffoscope's report on a differing output goes, and the line
+/// that says so; `None` when diffoscope is not installed.
+fn diffoscope_line(store: &LocalStore, registered: &Path, kept: &Path, path: &StorePath) -> Option<String> {
+    let report = store.state_dir().join("check").join(format!("{}.diffoscope.txt", path.to_basename()));
+    let written = crate::output_diff::diffoscope(registered, kept, &report)?;
+    Some(format!("  diffoscope's report: {}", written.display()))
+}
+
+/// A log's name for builds under `variations`.
+fn label_of(variations: &[Variation]) -> String {
+    variations.iter().map(|v| v.name()).collect::<Vec<_>>().join("+")
+}
+
+/// One line: what a derivation's outputs depend on.
+fn report_summary(report: &VaryReport) -> String {
+    let mut parts: Vec<String> = report.causes.iter().map(|c| label_of(&c.variations)).collect();
+    if report.uncontrolled.is_some() {
+        parts.push("something no variation holds still (two identical builds at the same moment differ)".into());
+    }
+    format!("not reproducible: its outputs depend on {}", parts.join(", "))
 }
 
 /// A derivation to realise, read from its `.drv` file.
@@ -201,6 +339,7 @@ impl Realiser {
             config,
             fetcher: std::sync::Mutex::new(None),
             substituter: None,
+            vary_reports: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -314,6 +453,9 @@ impl Realiser {
         }
         let mut result = Realisation { cached, substituted, ..Default::default() };
         self.schedule(jobs, &mut result);
+        let mut reports = std::mem::take(&mut *self.vary_reports.lock().unwrap_or_else(|p| p.into_inner()));
+        reports.sort_by(|a, b| a.drv.cmp(&b.drv));
+        result.vary_reports = reports;
         Ok(result)
     }
 
@@ -504,8 +646,161 @@ impl Realiser {
         Ok(())
     }
 
-    /// Build in the sandbox, then register (or, checking, compare).
+    /// Build in the sandbox, then register (or, checking, compare; with
+    /// `vary`, find what the outputs depend on).
     fn build(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+        if job.check {
+            if let Some(variations) = &self.settings.vary {
+                return self.check_varied(store, job, variations);
+            }
+        }
+        let built = self.build_once(store, job, &Circumstances::default(), &log_file(store, &job.drv_path))?;
+        self.register_outputs(store, job, built.staged, &built.candidates)
+    }
+
+    /// `--check --vary`: rebuild `job` under drv's own circumstances twice
+    /// at the same moment, then under `variations`, and narrow what
+    /// differs down to them ([`crate::vary::narrow`]). The report goes to
+    /// [`Realisation::vary_reports`]; a difference is an error.
+    ///
+    /// The clock cannot be set for one build, so [`Variation::Time`] is
+    /// judged by timing: the two first builds start together on a second
+    /// boundary. Outputs they agree on but that differ from the registered
+    /// ones (built at another time) depend on the time; outputs on which
+    /// they disagree depend on something no variation holds still
+    /// (randomness, sub-second time, scheduling). When the time matters,
+    /// each varied build is compared with a build under drv's own
+    /// circumstances started at the same moment, so that the clock does not
+    /// count as the variation's doing.
+    fn check_varied(&self, store: &mut LocalStore, job: &Job, variations: &[Variation]) -> Result<(), BuildError> {
+        let shown = store.display(&job.drv_path);
+        let mut registered = BTreeMap::new();
+        for (name, o) in job.drv.outputs()? {
+            let info = store.require_path_info(&o.path)?;
+            registered.insert(name, (store.real_path(&o.path), info.nar_hash, o.path));
+        }
+        let logs = store.state_dir().join("log").join("vary").join(job.drv_path.to_basename());
+        let mut report = VaryReport { drv: shown.clone(), varied: variations.to_vec(), ..Default::default() };
+        report.logs.push(logs.display().to_string());
+        let mut others = Vec::new();
+        for &v in variations {
+            match self.why_not_varied(store, v) {
+                _ if v == Variation::Time => {}
+                Some(reason) => report.not_varied.push(NotVaried { variation: v, reason }),
+                None => others.push(v),
+            }
+        }
+        let trials = Trials { realiser: self, job, logs, count: std::sync::atomic::AtomicUsize::new(0) };
+
+        let (c1, c2) = trials.pair(store, &[], &[], "control-1", "control-2")?;
+        let (c1, c2) = match (c1, c2) {
+            (Trial::Built(a), Trial::Built(b)) => (a, b),
+            (Trial::Failed(e), _) | (_, Trial::Failed(e)) => return Err(e),
+        };
+        let mut keep: Option<BTreeMap<String, (Staging, crate::Sha256)>> = None;
+        if let Some(d) = compare_built(&c1, &c2) {
+            report.uncontrolled = Some(d);
+            keep = Some(c2);
+        } else {
+            let against_registered: Vec<OutputDifference> = registered
+                .iter()
+                .filter_map(|(name, (real, hash, _))| {
+                    let (staging, got) = c1.get(name)?;
+                    (got != hash).then(|| OutputDifference { output: name.clone(), differences: differences(real, &staging.path()) })
+                })
+                .collect();
+            let time_matters = !against_registered.is_empty();
+            if time_matters {
+                report.causes.push(Cause { variations: vec![Variation::Time], outputs: against_registered });
+            }
+            if !others.is_empty() {
+                // Compared with a build at the same moment when the clock
+                // matters, else with the first control.
+                let differs = |store: &mut LocalStore, set: &[Variation], label: &str| -> Result<(Option<Vec<OutputDifference>>, Trial), BuildError> {
+                    if time_matters {
+                        let (control, varied) = trials.pair(store, &[], set, &format!("control-for-{label}"), label)?;
+                        let control = match control {
+                            Trial::Built(control) => control,
+                            Trial::Failed(e) => return Err(e),
+                        };
+                        Ok((compare_trial(&control, &varied), varied))
+                    } else {
+                        let varied = trials.one(store, set, label)?;
+                        Ok((compare_trial(&c1, &varied), varied))
+                    }
+                };
+                let (all, all_trial) = differs(store, &others, "all")?;
+                if let Some(all) = all {
+                    if let Trial::Built(built) = all_trial {
+                        keep.get_or_insert(built);
+                    }
+                    let found = crate::vary::narrow(&others, all, |set| {
+                        differs(store, set, &label_of(set)).map(|(d, _)| d)
+                    })?;
+                    report.causes.extend(found.into_iter().map(|(variations, outputs)| Cause { variations, outputs }));
+                }
+            }
+            if time_matters {
+                keep = Some(c1);
+            }
+        }
+        report.builds = trials.count.load(std::sync::atomic::Ordering::Relaxed);
+        report.reproducible = report.causes.is_empty() && report.uncontrolled.is_none();
+        // The second result of each differing output stays beside the
+        // registered one, as `--check` leaves it (until the next GC).
+        if let Some(kept) = keep {
+            for (name, (staging, hash)) in kept {
+                let Some((_, registered_hash, path)) = registered.get(&name) else { continue };
+                if &hash == registered_hash {
+                    continue;
+                }
+                let at = store.real_store_dir().join(format!("{}.check", path.to_basename()));
+                nar::remove_tree(&at).map_err(|e| StoreError::io(&at, e))?;
+                fs::rename(staging.path(), &at).map_err(|e| StoreError::io(&at, e))?;
+                report.kept.push(at.display().to_string());
+                if let Some(line) = diffoscope_line(store, &store.real_path(path), &at, path) {
+                    report.diffoscope.push(line);
+                }
+            }
+        }
+        let reproducible = report.reproducible;
+        let summary = report_summary(&report);
+        self.vary_reports.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+        if reproducible {
+            Ok(())
+        } else {
+            Err(BuildError::NotReproducible { drv: shown, summary })
+        }
+    }
+
+    /// Why `variation` cannot be applied here, if it cannot.
+    fn why_not_varied(&self, store: &LocalStore, variation: Variation) -> Option<String> {
+        if variation != Variation::FileOrder {
+            return None;
+        }
+        if self.settings.keep_failed {
+            return Some("with --keep-failed every build directory is on the store's file system already".into());
+        }
+        let builds = store.state_dir().join("builds");
+        let _ = fs::create_dir_all(&builds);
+        match nix::sys::statfs::statfs(&builds) {
+            Ok(fs) if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC => {
+                Some(format!("{} is on a tmpfs, like the sandbox's own build directory", builds.display()))
+            }
+            Ok(_) => None,
+            Err(e) => Some(format!("cannot tell the file system of {}: {e}", builds.display())),
+        }
+    }
+
+    /// One build of `job` under `circumstances`, its log at `log_path`: its
+    /// outputs staged (not canonicalised), and the paths they may refer to.
+    fn build_once(
+        &self,
+        store: &mut LocalStore,
+        job: &Job,
+        circumstances: &Circumstances,
+        log_path: &Path,
+    ) -> Result<Built, BuildError> {
         let drv = &job.drv;
         let shown = store.display(&job.drv_path);
         let outputs = drv.outputs()?;
@@ -581,6 +876,15 @@ impl Realiser {
         spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
         spec.isolation = isolation;
         spec.limits = self.settings.limits;
+        // The build directory is the sandbox's own tmpfs, so that listing
+        // a directory does not depend on the file system holding the root;
+        // a build whose directory is to be kept when it fails runs in the
+        // host's (docs/reproducibility.md).
+        spec.conditions = circumstances.conditions.clone();
+        if self.settings.keep_failed {
+            spec.conditions.build_dir_fs = sandbox::BuildDirFs::Host;
+        }
+        let inside_build_dir = spec.conditions.build_dir.to_string_lossy().into_owned();
 
         let mut env: Vec<(String, String)> = drv
             .env()
@@ -589,10 +893,10 @@ impl Realiser {
             .collect();
         for (k, v) in [
             ("HOME", "/homeless-shelter".to_owned()),
-            ("TMPDIR", "/build".to_owned()),
-            ("TEMPDIR", "/build".to_owned()),
-            ("TMP", "/build".to_owned()),
-            ("TEMP", "/build".to_owned()),
+            ("TMPDIR", inside_build_dir.clone()),
+            ("TEMPDIR", inside_build_dir.clone()),
+            ("TMP", inside_build_dir.clone()),
+            ("TEMP", inside_build_dir.clone()),
             ("TZ", "UTC".to_owned()),
             ("LC_ALL", "C".to_owned()),
             ("PYTHONHASHSEED", "0".to_owned()),
@@ -602,6 +906,10 @@ impl Realiser {
         ] {
             env.retain(|(key, _)| key != k);
             env.push((k.to_owned(), v));
+        }
+        for (k, v) in &circumstances.env {
+            env.retain(|(key, _)| key != k);
+            env.push((k.clone(), v.clone()));
         }
         if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
             env.push(("SOURCE_DATE_EPOCH".into(), "1".into()));
@@ -614,7 +922,7 @@ impl Realiser {
                     let host = spec.host_path(o);
                     *v = v.replace(&o.to_string_lossy().into_owned(), &host.to_string_lossy());
                 }
-                if v == "/build" {
+                if *v == inside_build_dir {
                     *v = build_dir.path().to_string_lossy().into_owned();
                 }
             }
@@ -622,8 +930,7 @@ impl Realiser {
         spec.env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         spec.args = drv.args().iter().map(Into::into).collect();
 
-        let log_path = log_file(store, &job.drv_path);
-        let (status, tail) = match self.run_logged(&job.drv_path, &spec, &log_path)? {
+        let (status, tail) = match self.run_logged(&job.drv_path, &spec, log_path)? {
             (Ok(status), tail) => (status, tail),
             // Nothing was registered: the scratch store and build
             // directory go with their guards, as for any failed build.
@@ -669,7 +976,7 @@ impl Realiser {
         // References: inputs of the closure and the outputs themselves.
         let mut candidates = closure.clone();
         candidates.extend(outputs.values().map(|o| o.path.clone()));
-        self.register_outputs(store, job, staged, &candidates)
+        Ok(Built { staged, candidates })
     }
 
     /// Canonicalise and scan each staged output, then register them all
@@ -708,8 +1015,8 @@ impl Realiser {
                     let kept = store.real_store_dir().join(format!("{}.check", info.path.to_basename()));
                     nar::remove_tree(&kept).map_err(|e| StoreError::io(&kept, e))?;
                     fs::rename(staging.path(), &kept).map_err(|e| StoreError::io(&kept, e))?;
-                    let differences = tree_differences(&store.real_path(&info.path), &kept)
-                        .unwrap_or_else(|e| vec![format!("cannot compare: {e}")]);
+                    let mut differences = differences(&store.real_path(&info.path), &kept);
+                    differences.extend(diffoscope_line(store, &store.real_path(&info.path), &kept, &info.path));
                     return Err(BuildError::NotDeterministic {
                         drv: shown,
                         output: name,
@@ -875,57 +1182,7 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
     Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
 }
 
-/// Files that differ between two trees: path, sizes and the first
-/// differing byte offset, or what exists on one side only.
-pub fn tree_differences(a: &Path, b: &Path) -> std::io::Result<Vec<String>> {
-    // `root.join("")` is `root/`, which is not the file a single-file
-    // output is (ENOTDIR) and follows a symlink output: the top is `root`.
-    fn at(root: &Path, rel: &Path) -> PathBuf {
-        if rel.as_os_str().is_empty() { root.to_owned() } else { root.join(rel) }
-    }
-    fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, fs::Metadata>) -> std::io::Result<()> {
-        let p = at(root, rel);
-        let m = fs::symlink_metadata(&p)?;
-        let is_dir = m.is_dir();
-        out.insert(rel.to_owned(), m);
-        if is_dir {
-            for e in fs::read_dir(&p)? {
-                walk(root, &rel.join(e?.file_name()), out)?;
-            }
-        }
-        Ok(())
-    }
-    let (mut ta, mut tb) = (BTreeMap::new(), BTreeMap::new());
-    walk(a, Path::new(""), &mut ta)?;
-    walk(b, Path::new(""), &mut tb)?;
-    let mut diffs = Vec::new();
-    let all: BTreeSet<&PathBuf> = ta.keys().chain(tb.keys()).collect();
-    for rel in all {
-        let shown = if rel.as_os_str().is_empty() { ".".to_owned() } else { rel.display().to_string() };
-        match (ta.get(rel), tb.get(rel)) {
-            (Some(_), None) => diffs.push(format!("  {shown}: only in the first build")),
-            (None, Some(_)) => diffs.push(format!("  {shown}: only in the second build")),
-            (Some(ma), Some(mb)) => {
-                if ma.file_type() != mb.file_type() {
-                    diffs.push(format!("  {shown}: file type differs"));
-                } else if ma.is_file() {
-                    let (ca, cb) = (fs::read(at(a, rel))?, fs::read(at(b, rel))?);
-                    if ca != cb {
-                        let offset = ca.iter().zip(&cb).position(|(x, y)| x != y).unwrap_or(ca.len().min(cb.len()));
-                        diffs.push(format!("  {shown}: sizes {} and {}, first difference at byte {offset}", ca.len(), cb.len()));
-                    }
-                } else if ma.file_type().is_symlink() && fs::read_link(at(a, rel))? != fs::read_link(at(b, rel))? {
-                    diffs.push(format!("  {shown}: symlink target differs"));
-                }
-                if ma.is_file() && (ma.permissions() != mb.permissions()) {
-                    diffs.push(format!("  {shown}: permissions differ"));
-                }
-            }
-            (None, None) => unreachable!(),
-        }
-    }
-    Ok(diffs)
-}
+pub use crate::output_diff::tree_differences;
 
 /// The outputs of each derivation that something needs: all of a target's
 /// (`None`), the named ones of an input.
@@ -960,27 +1217,5 @@ impl WantedOutputs {
         }
         entry.extend(new.iter().cloned());
         Some(new)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tree_differences_describes_single_file_and_symlink_outputs() {
-        let t = tempfile::tempdir().unwrap();
-        let (a, b) = (t.path().join("a"), t.path().join("b"));
-        fs::write(&a, "0123456789").unwrap();
-        fs::write(&b, "0123x56789").unwrap();
-        assert_eq!(tree_differences(&a, &b).unwrap(), vec!["  .: sizes 10 and 10, first difference at byte 4"]);
-        fs::write(&b, "0123456789").unwrap();
-        assert!(tree_differences(&a, &b).unwrap().is_empty());
-
-        // A symlink output is compared as the link, not what it points to.
-        let (la, lb) = (t.path().join("la"), t.path().join("lb"));
-        std::os::unix::fs::symlink("a", &la).unwrap();
-        std::os::unix::fs::symlink("b", &lb).unwrap();
-        assert_eq!(tree_differences(&la, &lb).unwrap(), vec!["  .: symlink target differs"]);
     }
 }

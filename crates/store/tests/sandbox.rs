@@ -21,7 +21,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drv_store::sandbox::{
-    self, Input, Isolation, LimitHit, Limits, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID,
+    self, BuildDirFs, Conditions, Input, Isolation, LimitHit, Limits, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID,
 };
 
 const STORE: &str = "/store";
@@ -86,7 +86,7 @@ fn probe(script: &str) -> i32 {
             "status" => {
                 let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
                 for line in status.lines() {
-                    if line.starts_with("Uid:") || line.starts_with("Gid:") || line.starts_with("CapEff:") {
+                    if ["Uid:", "Gid:", "CapEff:", "Umask:", "Cpus_allowed_list:"].iter().any(|p| line.starts_with(p)) {
                         say(command, line.split_whitespace().collect::<Vec<_>>().join(" "));
                     }
                 }
@@ -416,8 +416,68 @@ fn inputs_and_the_root_are_read_only() {
     assert_eq!(one(&r, &format!("read {INPUT}/data")), "ok input data");
     assert_eq!(fs::read_to_string(fx.physical_input().join("data")).unwrap(), "input data\n");
     assert!(!fx.physical_input().join("new").exists());
-    // /build is the caller's directory.
+    // /build is the sandbox's own tmpfs: nothing reaches the caller's
+    // directory, whose file system is then no part of the build.
+    assert!(!fx.root.join("build/ok").exists());
+}
+
+/// With `BuildDirFs::Host` (`--keep-failed`), /build is the caller's
+/// directory, and what the build leaves there survives it.
+#[test]
+fn a_host_build_directory_keeps_what_the_build_wrote() {
+    let fx = Fixture::new();
+    let mut spec = fx.probe_spec("write /build/ok", "-");
+    spec.conditions.build_dir_fs = BuildDirFs::Host;
+    let (result, log) = fx.run(&spec);
+    assert!(result.unwrap().success(), "{log}");
+    assert_eq!(one(&results(&log), "write /build/ok"), "ok");
     assert_eq!(fs::read_to_string(fx.root.join("build/ok")).unwrap(), "x");
+}
+
+/// Every condition of `Conditions` reaches the builder as set: what
+/// `drv build --check --vary` relies on.
+#[test]
+fn the_builds_conditions_are_what_the_spec_says() {
+    let fx = Fixture::new();
+    let mut spec = fx.probe_spec(
+        "status; read /proc/sys/kernel/hostname; read /proc/sys/kernel/domainname; cwd; read /etc/passwd; read /etc/group",
+        "-",
+    );
+    spec.conditions = Conditions {
+        build_dir: "/varied/build-dir".into(),
+        build_dir_fs: BuildDirFs::Tmpfs,
+        uid: 2345,
+        gid: 234,
+        user: "someone".into(),
+        hostname: "elsewhere".into(),
+        domainname: "example.invalid".into(),
+        umask: 0o077,
+        cpus: Some(1),
+    };
+    let (result, log) = fx.run(&spec);
+    assert!(result.unwrap().success(), "{log}");
+    let r = results(&log);
+    let status = &r["status"];
+    assert!(status.contains(&"Uid: 2345 2345 2345 2345".to_owned()), "{status:?}");
+    assert!(status.contains(&"Gid: 234 234 234 234".to_owned()), "{status:?}");
+    assert!(status.contains(&"Umask: 0077".to_owned()), "{status:?}");
+    assert!(status.iter().any(|l| l.starts_with("Cpus_allowed_list:") && !l.contains(',') && !l.contains('-')), "{status:?}");
+    assert_eq!(one(&r, "read /proc/sys/kernel/hostname"), "ok elsewhere");
+    assert_eq!(one(&r, "read /proc/sys/kernel/domainname"), "ok example.invalid");
+    assert_eq!(one(&r, "cwd"), "/varied/build-dir");
+    assert!(one(&r, "read /etc/passwd").contains("someone:x:2345:234:drv build user:/varied/build-dir:"), "{r:?}");
+    assert!(one(&r, "read /etc/group").contains("someone:!:234:"), "{r:?}");
+
+    let mut spec = fx.probe_spec("cwd", "-");
+    spec.conditions.cpus = Some(0);
+    assert!(matches!(fx.run(&spec).0, Err(SandboxError::InvalidSpec { .. })));
+
+    // A build directory in the store or over /proc is refused.
+    for bad in ["/store/x", "/proc", "/", "/build/../etc"] {
+        let mut spec = fx.probe_spec("cwd", "-");
+        spec.conditions.build_dir = bad.into();
+        assert!(matches!(fx.run(&spec).0, Err(SandboxError::InvalidSpec { .. })), "{bad}");
+    }
 }
 
 #[test]

@@ -39,10 +39,21 @@ pub struct BuildArgs {
     /// differs from the registered one (a non-deterministic build).
     #[arg(long, alias = "rebuild")]
     check: bool,
+    /// With --check: rebuild each derivation also under deliberate variations of what a build
+    /// could depend on beyond its derivation, and narrow any difference down to them (all
+    /// variations when LIST is not given). LIST is comma-separated names among build-path, time,
+    /// cores, umask, user, hostname, locale, timezone, env, file-order.
+    #[arg(long, value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "all", requires = "check")]
+    vary: Option<String>,
+    /// With --vary: print the report as JSON on stdout instead of the output paths.
+    #[arg(long, requires = "vary")]
+    json: bool,
     /// Print the builds' logs on stderr as they run.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
-    /// Keep the build directory of a failed build, to look into.
+    /// Keep the build directory of a failed build, to look into. Builds then run in a directory
+    /// on the store's file system instead of the sandbox's own tmpfs, so a build that lists a
+    /// directory sees that file system's order.
     #[arg(short = 'K', long)]
     keep_failed: bool,
     /// Build without the sandbox. Refused for derivations that need the pinned toolchain, which
@@ -109,6 +120,11 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     store.pause_collections()?;
     let targets = resolve_targets(&mut store, &args.targets, tests)?;
     let cached = realise(cli, &store, &targets, args)?;
+    // The JSON report is the whole of stdout.
+    if args.json {
+        store.end_pause_dropping_temp_roots();
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut stdout = std::io::stdout().lock();
     for (i, drv_path) in targets.iter().enumerate() {
         let drv = realise::read_derivation(&store, drv_path)?;
@@ -152,6 +168,10 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     if let Some(n) = args.tmp_size {
         limits.tmp_size = flag(n);
     }
+    let vary = args.vary.as_deref().map(drv_store::vary::parse_list).transpose()?;
+    if vary.is_some() && args.no_sandbox {
+        bail!("--vary needs the sandbox: it is what varies the build's circumstances");
+    }
     let settings = BuildSettings {
         max_jobs: args.max_jobs.or(config.max_jobs).unwrap_or(defaults.max_jobs),
         cores: args.cores.or(config.cores).unwrap_or(defaults.cores),
@@ -160,6 +180,7 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
         keep_failed: args.keep_failed,
         sandbox: !args.no_sandbox,
         limits,
+        vary,
     };
     let substituter = args.substitute.substituter(&config, store.store_dir())?;
     let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
@@ -178,6 +199,17 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     // `drv run` and `drv shell` say nothing when nothing was to be done.
     let idle = summary.built + summary.substituted + summary.failed == 0;
     reporter.finish((!(idle && args.no_summary_when_idle)).then_some(summary));
+    if args.vary.is_some() {
+        if args.json {
+            let json = serde_json::json!({ "derivations": result.vary_reports });
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&json)?)?;
+        } else if !args.quiet {
+            let mut err = std::io::stderr().lock();
+            for report in &result.vary_reports {
+                let _ = write!(err, "{}", render_vary_report(report));
+            }
+        }
+    }
     if !result.failed.is_empty() {
         let mut err = std::io::stderr().lock();
         for (drv, e) in &result.failed {
@@ -199,6 +231,8 @@ impl BuildArgs {
             cores: None,
             keep_going: false,
             check: false,
+            vary: None,
+            json: false,
             print_build_logs: false,
             keep_failed: false,
             no_sandbox: false,
@@ -264,4 +298,55 @@ pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
         bail!("no build log of {} ({}): it has not been built here, or is not building yet", store.display(&drv), file.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--vary`'s report of one derivation, for a terminal: what it depends
+/// on, each cause with the files that differ.
+fn render_vary_report(report: &drv_store::vary::VaryReport) -> String {
+    use std::fmt::Write as _;
+    let names = |vs: &[drv_store::vary::Variation]| vs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ");
+    let mut out = String::new();
+    let varied: Vec<_> = report.varied.iter().filter(|v| !report.not_varied.iter().any(|n| n.variation == **v)).copied().collect();
+    if report.reproducible {
+        let _ = writeln!(out, "{}: reproducible under {} ({} builds)", report.drv, names(&varied), report.builds);
+    } else {
+        let _ = writeln!(out, "{}: NOT reproducible ({} builds; their logs in {})", report.drv, report.builds, report.logs.join(", "));
+    }
+    let outputs = |out: &mut String, diffs: &[drv_store::vary::OutputDifference]| {
+        for d in diffs {
+            let _ = writeln!(out, "    output {}:", d.output);
+            for line in &d.differences {
+                for l in line.lines() {
+                    let _ = writeln!(out, "    {l}");
+                }
+            }
+        }
+    };
+    if let Some(diffs) = &report.uncontrolled {
+        let _ = writeln!(
+            out,
+            "  two builds at the same moment under the same circumstances differ (randomness, sub-second time, \
+             scheduling: no variation to blame):"
+        );
+        outputs(&mut out, diffs);
+    }
+    for cause in &report.causes {
+        let what = match cause.variations.as_slice() {
+            [drv_store::vary::Variation::Time] => "time (the registered output was built at another time)".to_owned(),
+            [one] => format!("{} ({})", one.name(), one.describe()),
+            many => format!("{} (only together)", names(many)),
+        };
+        let _ = writeln!(out, "  depends on {what}:");
+        outputs(&mut out, &cause.outputs);
+    }
+    for n in &report.not_varied {
+        let _ = writeln!(out, "  not varied: {}: {}", n.variation, n.reason);
+    }
+    for k in &report.kept {
+        let _ = writeln!(out, "  second result kept at {k}");
+    }
+    for d in &report.diffoscope {
+        let _ = writeln!(out, "{d}");
+    }
+    out
 }

@@ -11,3 +11,4 @@ pub mod prefetch;
 pub mod run;
 pub mod store;
 pub mod why_depends;
+pub mod why_rebuild;

@@ -86,10 +86,11 @@ pub(super) enum Stage {
     Reap,
     JoinCgroup,
     Rlimits,
+    Affinity,
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 23] = [
+    pub(super) const ALL: [Stage; 24] = [
         Stage::ParentDeathSignal,
         Stage::Unshare,
         Stage::SetGroups,
@@ -113,6 +114,7 @@ impl Stage {
         Stage::Reap,
         Stage::JoinCgroup,
         Stage::Rlimits,
+        Stage::Affinity,
     ];
 
     pub(super) fn from_u32(n: u32) -> Option<Stage> {
@@ -139,11 +141,12 @@ impl Stage {
             Stage::NoNewPrivs => "set no_new_privs",
             Stage::ForkBuilder => "fork the builder",
             Stage::BuilderStdio => "connect the builder's stdin, stdout and stderr",
-            Stage::BuilderCwd => "change to /build",
+            Stage::BuilderCwd => "change to the build directory",
             Stage::Exec => "execute the builder",
             Stage::Reap => "wait for the builder",
             Stage::JoinCgroup => "join the build's cgroup",
             Stage::Rlimits => "set the builder's resource limits",
+            Stage::Affinity => "set the builder's CPU affinity",
         }
     }
 }
@@ -348,8 +351,8 @@ fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
         }
     }
 
-    check(rustix_errno(rustix::system::sethostname(b"localhost")), report, Stage::Hostname);
-    check(rustix_errno(rustix::system::setdomainname(b"(none)")), report, Stage::Hostname);
+    check(rustix_errno(rustix::system::sethostname(plan.hostname.to_bytes())), report, Stage::Hostname);
+    check(rustix_errno(rustix::system::setdomainname(plan.domainname.to_bytes())), report, Stage::Hostname);
     if !plan.network {
         check(loopback_up(), report, Stage::Loopback);
     }
@@ -411,7 +414,10 @@ fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     // SAFETY: restoring the default disposition installs no handler.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    umask(Mode::from_bits_truncate(0o022));
+    umask(Mode::from_bits_truncate(plan.umask));
+    if let Some(cpus) = &plan.affinity {
+        check(nix::sched::sched_setaffinity(Pid::from_raw(0), cpus), report, Stage::Affinity);
+    }
     // No controlling terminal, its own session.
     check(unistd::setsid().map(drop), report, Stage::BuilderStdio);
 
@@ -421,7 +427,7 @@ fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     check(unistd::dup2_stderr(log_fd), report, Stage::BuilderStdio);
     let null = check(open(c"/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()), report, Stage::BuilderStdio);
     check(unistd::dup2_stdin(&null), report, Stage::BuilderStdio);
-    check(unistd::chdir(c"/build"), report, Stage::BuilderCwd);
+    check(unistd::chdir(plan.build_dir.as_c_str()), report, Stage::BuilderCwd);
     for &(resource, value) in &plan.rlimits {
         check(nix::sys::resource::setrlimit(resource, value, value), report, Stage::Rlimits);
     }

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `STORE/<hash>-<name>` per input | the input, bind-mounted read-only from its physical path |
 //! | `STORE` (e.g. `/store`) | the caller's scratch store directory, writable: outputs are created here |
-//! | `/build` | the caller's build directory, writable; the working directory |
+//! | `/build` | a fresh tmpfs, writable, mode 0700; the working directory (with [`BuildDirFs::Host`], the caller's build directory instead) |
 //! | `/tmp`, `/dev/shm` | fresh tmpfs, each of [`Limits::tmp_size`] |
 //! | `/dev` | `null zero full random urandom tty` from the host; `fd`, `stdin`, `stdout`, `stderr` links to `/proc/self/fd` |
 //! | `/proc` | a new procfs for the build's PID namespace |
@@ -108,6 +108,62 @@ pub const BUILD_USER: &str = "drvbld";
 /// Where the build directory appears, and the builder's working directory.
 pub const BUILD_DIR: &str = "/build";
 
+/// The build's circumstances that no derivation names: drv fixes each of
+/// them ([`Conditions::default`], see docs/reproducibility.md), so that a
+/// build cannot depend on the machine or the caller; `drv build --check
+/// --vary` changes them one at a time to find what a build depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conditions {
+    /// The build directory's path inside the sandbox (its working
+    /// directory): [`BUILD_DIR`].
+    pub build_dir: PathBuf,
+    /// Which file system holds the build directory.
+    pub build_dir_fs: BuildDirFs,
+    /// The builder's uid, gid and user name (in `/etc/passwd`).
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    /// The UTS namespace's host and domain names.
+    pub hostname: String,
+    pub domainname: String,
+    /// The builder's umask.
+    pub umask: u32,
+    /// Run the builder on at most this many of the CPUs the caller may use
+    /// (its scheduler affinity, what `nproc` reports); `None`: all of them.
+    pub cpus: Option<usize>,
+}
+
+impl Default for Conditions {
+    fn default() -> Self {
+        Conditions {
+            build_dir: PathBuf::from(BUILD_DIR),
+            build_dir_fs: BuildDirFs::Tmpfs,
+            uid: BUILD_UID,
+            gid: BUILD_GID,
+            user: BUILD_USER.to_owned(),
+            hostname: "localhost".to_owned(),
+            domainname: "(none)".to_owned(),
+            umask: 0o022,
+            cpus: None,
+        }
+    }
+}
+
+/// Where the build directory's files live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BuildDirFs {
+    /// A fresh tmpfs of the sandbox's own, whatever file system holds the
+    /// store: the order in which a directory lists its entries (creation
+    /// order on tmpfs, a hash order on ext4, …) is then the same on every
+    /// machine with the same kernel. Its files are gone after the build.
+    #[default]
+    Tmpfs,
+    /// The caller's [`SandboxSpec::build_dir`] itself, on whatever file
+    /// system holds it; what is left there survives the build
+    /// (`--keep-failed`).
+    Host,
+}
+
 /// How a build is isolated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Isolation {
@@ -153,8 +209,10 @@ pub struct SandboxSpec {
     /// An existing, empty host directory that the builder sees as the
     /// store directory, writable; the outputs are found here afterwards.
     pub scratch_store: PathBuf,
-    /// An existing host directory that appears as `/build`; the caller
-    /// creates and removes it, so logs and sources survive the build.
+    /// An existing host directory, which the caller creates and removes.
+    /// With [`BuildDirFs::Host`] it is the build directory the builder
+    /// sees, so what the build leaves there survives it; with the default
+    /// [`BuildDirFs::Tmpfs`] it only serves as the sandbox's mount point.
     pub build_dir: PathBuf,
     /// A tree (usually a store path) with `usr/`, `bin -> usr/bin`, `lib`,
     /// `etc/`…, whose top-level entries appear read-only at `/`. Entries
@@ -169,6 +227,8 @@ pub struct SandboxSpec {
     pub timeout: Option<Duration>,
     /// What the build may take of the host (see [`Limits`]).
     pub limits: Limits,
+    /// The circumstances the builder sees (namespaced builds only).
+    pub conditions: Conditions,
 }
 
 impl SandboxSpec {
@@ -195,12 +255,13 @@ impl SandboxSpec {
             isolation: Isolation::Namespaces,
             timeout: None,
             limits: Limits::default(),
+            conditions: Conditions::default(),
         }
     }
 
     /// Where a path the builder sees is on the host: inside an input, its
-    /// physical path; inside an output, under `scratch_store`; `/build/…`
-    /// under `build_dir`; anything else unchanged.
+    /// physical path; inside an output, under `scratch_store`; the build
+    /// directory's path under `build_dir`; anything else unchanged.
     pub fn host_path(&self, path: &Path) -> PathBuf {
         for input in &self.inputs {
             if let Ok(rest) = path.strip_prefix(&input.logical) {
@@ -212,7 +273,7 @@ impl SandboxSpec {
                 return join_rest(&self.scratch_store.join(name), rest);
             }
         }
-        if let Ok(rest) = path.strip_prefix(BUILD_DIR) {
+        if let Ok(rest) = path.strip_prefix(&self.conditions.build_dir) {
             return join_rest(&self.build_dir, rest);
         }
         path.to_owned()
@@ -338,6 +399,31 @@ fn validate(spec: &SandboxSpec) -> Result<()> {
     }
     if !normal(&spec.builder) {
         return Err(invalid(&spec.builder, "the builder must be an absolute path without . or .."));
+    }
+    let conditions = &spec.conditions;
+    let build_top = conditions.build_dir.components().nth(1);
+    let store_top = store_dir.components().nth(1);
+    if !normal(&conditions.build_dir)
+        || build_top.is_none()
+        || build_top == store_top
+        || ["tmp", "dev", "proc", "etc"].iter().any(|r| build_top == Some(Component::Normal(OsStr::new(r))))
+    {
+        return Err(invalid(
+            &conditions.build_dir,
+            "the build directory must be an absolute path without . or .., outside the store, /tmp, /dev, /proc and /etc",
+        ));
+    }
+    // They are written into /etc/passwd and given to sethostname(2).
+    for (value, what) in [(&conditions.user, "user name"), (&conditions.hostname, "host name"), (&conditions.domainname, "domain name")] {
+        if value.is_empty() || value.len() > 64 || value.bytes().any(|b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(invalid(value, format!("not a usable {what} (1 to 64 bytes, no ':', space or control character)")));
+        }
+    }
+    if conditions.cpus == Some(0) {
+        return Err(invalid("0", "a build runs on at least one CPU"));
+    }
+    if conditions.umask > 0o777 {
+        return Err(invalid(format!("{:o}", conditions.umask), "a umask is at most 0777"));
     }
     let mut names = BTreeSet::new();
     let logicals = spec.inputs.iter().map(|i| &i.logical).chain(&spec.outputs);

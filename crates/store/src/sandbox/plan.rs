@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::{SandboxError, SandboxSpec, BUILD_GID, BUILD_UID, BUILD_USER};
+use super::{BuildDirFs, Conditions, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID};
 
 /// Where the intermediate root keeps the host's root after the first
 /// `pivot_root`; every bind source is read through it.
@@ -92,6 +92,13 @@ pub(super) struct Plan {
     pub gid_map: Vec<u8>,
     /// `false`: the build gets its own network namespace with only `lo`.
     pub network: bool,
+    /// The builder's working directory, inside.
+    pub build_dir: CString,
+    pub hostname: CString,
+    pub domainname: CString,
+    pub umask: u32,
+    /// Set on the builder before `execve`, when it is to see fewer CPUs.
+    pub affinity: Option<nix::sched::CpuSet>,
     pub builder: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
@@ -180,16 +187,40 @@ fn sorted_entries(dir: &Path) -> Result<Vec<OsString>, SandboxError> {
     Ok(names)
 }
 
-fn passwd() -> Vec<u8> {
+fn passwd(c: &Conditions) -> Vec<u8> {
     format!(
-        "{BUILD_USER}:x:{BUILD_UID}:{BUILD_GID}:drv build user:/build:/noshell\n\
-         nobody:x:65534:65534:Nobody:/:/noshell\n"
+        "{user}:x:{uid}:{gid}:drv build user:{dir}:/noshell\n\
+         nobody:x:65534:65534:Nobody:/:/noshell\n",
+        user = c.user,
+        uid = c.uid,
+        gid = c.gid,
+        dir = c.build_dir.display()
     )
     .into_bytes()
 }
 
-fn group() -> Vec<u8> {
-    format!("{BUILD_USER}:!:{BUILD_GID}:\nnogroup:x:65534:\n").into_bytes()
+fn group(c: &Conditions) -> Vec<u8> {
+    format!("{}:!:{}:\nnogroup:x:65534:\n", c.user, c.gid).into_bytes()
+}
+
+/// The first `n` of the CPUs this process may run on: the builder's
+/// affinity when [`Conditions::cpus`] asks for fewer than all.
+fn first_cpus(n: usize) -> Result<Option<nix::sched::CpuSet>, SandboxError> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let current = sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map_err(|e| SandboxError::Spawn { what: "read the CPU affinity", error: e.into() })?;
+    let mut chosen = CpuSet::new();
+    let mut count = 0;
+    for cpu in 0..CpuSet::count() {
+        if count == n {
+            break;
+        }
+        if current.is_set(cpu).unwrap_or(false) {
+            chosen.set(cpu).map_err(|e| SandboxError::Spawn { what: "choose the build's CPUs", error: e.into() })?;
+            count += 1;
+        }
+    }
+    Ok(Some(chosen))
 }
 
 impl Plan {
@@ -211,8 +242,21 @@ impl Plan {
             steps.push(Step::Bind { source: host(&input.physical)?, target: inside(&input.logical)?, writable: false });
         }
 
-        steps.push(Step::Dir { path: inside("/build")?, mode: 0o755 });
-        steps.push(Step::Bind { source: host(&spec.build_dir)?, target: inside("/build")?, writable: true });
+        let conditions = &spec.conditions;
+        dirs_for(&mut steps, &conditions.build_dir)?;
+        match conditions.build_dir_fs {
+            // No size of its own: the build's memory limit bounds it (tmpfs
+            // pages are charged to the cgroup that writes them).
+            BuildDirFs::Tmpfs => steps.push(Step::Tmpfs {
+                target: inside(&conditions.build_dir)?,
+                options: cstring("mode=0700", "options")?,
+            }),
+            BuildDirFs::Host => steps.push(Step::Bind {
+                source: host(&spec.build_dir)?,
+                target: inside(&conditions.build_dir)?,
+                writable: true,
+            }),
+        }
         // tmpfs(5): without `size=` a tmpfs may grow to half the host's
         // memory; `size=0` would mean no limit at all.
         let tmp_options = match spec.limits.tmp_size {
@@ -263,8 +307,8 @@ impl Plan {
                 }
             }
         }
-        steps.push(Step::Write { path: inside("/etc/passwd")?, contents: passwd() });
-        steps.push(Step::Write { path: inside("/etc/group")?, contents: group() });
+        steps.push(Step::Write { path: inside("/etc/passwd")?, contents: passwd(conditions) });
+        steps.push(Step::Write { path: inside("/etc/group")?, contents: group(conditions) });
         if spec.network {
             for name in NETWORK_ETC_FILES {
                 let file = Path::new("/etc").join(name);
@@ -292,10 +336,12 @@ impl Plan {
                 _ => None,
             });
             for name in sorted_entries(toolchain)? {
+                let build_top = conditions.build_dir.components().nth(1).map(|c| c.as_os_str().to_owned());
                 let reserved = ["build", "tmp", "dev", "proc", "etc", "homeless-shelter"]
                     .iter()
                     .any(|r| OsStr::new(r) == name)
-                    || store_top.as_deref() == Some(name.as_os_str());
+                    || store_top.as_deref() == Some(name.as_os_str())
+                    || build_top.as_deref() == Some(name.as_os_str());
                 if !reserved {
                     mirror(&mut steps, &toolchain.join(&name), &Path::new("/").join(&name))?;
                 }
@@ -325,9 +371,14 @@ impl Plan {
             new_root: cstring(NEW_ROOT, "a path")?,
             steps,
             setgroups: b"deny",
-            uid_map: format!("{BUILD_UID} {uid} 1\n").into_bytes(),
-            gid_map: format!("{BUILD_GID} {gid} 1\n").into_bytes(),
+            uid_map: format!("{} {uid} 1\n", conditions.uid).into_bytes(),
+            gid_map: format!("{} {gid} 1\n", conditions.gid).into_bytes(),
             network: spec.network,
+            build_dir: path_cstring("", &conditions.build_dir)?,
+            hostname: cstring(conditions.hostname.as_str(), "the host name")?,
+            domainname: cstring(conditions.domainname.as_str(), "the domain name")?,
+            umask: conditions.umask,
+            affinity: conditions.cpus.map(first_cpus).transpose()?.flatten(),
             builder: cstring(spec.builder.as_os_str().as_bytes(), "the builder path")?,
             argv,
             envp,
@@ -351,6 +402,11 @@ impl Plan {
             uid_map: format!("{BUILD_UID} {uid} 1\n").into_bytes(),
             gid_map: format!("{BUILD_GID} {gid} 1\n").into_bytes(),
             network: false,
+            build_dir: empty.clone(),
+            hostname: empty.clone(),
+            domainname: empty.clone(),
+            umask: 0o022,
+            affinity: None,
             builder: empty,
             argv: Vec::new(),
             envp: Vec::new(),
