@@ -9,7 +9,7 @@ use std::path::Path;
 use reqwest::blocking::{Body, Client};
 use reqwest::StatusCode;
 
-use super::{is_absolute_url, read_document, BinaryCache, CacheError, Result};
+use super::{is_absolute_url, response_document, BinaryCache, CacheError, Result};
 use crate::fetch::{error_chain, http_client, FetchOptions};
 
 /// A cache served over HTTP.
@@ -57,10 +57,7 @@ impl HttpCache {
     fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
         let url = self.location(relative);
         let Some(resp) = get_url(&self.client, &url)? else { return Ok(None) };
-        if resp.content_length().is_some_and(|len| len > limit) {
-            return Err(CacheError::TooLarge { url, what, limit });
-        }
-        read_document(resp, &url, what, limit).map(Some)
+        response_document(resp, url, what, limit).map(Some)
     }
 }
 

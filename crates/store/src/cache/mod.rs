@@ -59,6 +59,15 @@ pub(crate) fn read_document(reader: impl Read, url: &str, what: &'static str, li
     }
 }
 
+/// A small document in an HTTP answer (an HTTP or S3 cache's): refused at
+/// once when its `Content-Length` is over `limit`, else read up to it.
+pub(crate) fn response_document(resp: reqwest::blocking::Response, url: String, what: &'static str, limit: u64) -> Result<Vec<u8>> {
+    if resp.content_length().is_some_and(|len| len > limit) {
+        return Err(CacheError::TooLarge { url, what, limit });
+    }
+    read_document(resp, &url, what, limit)
+}
+
 /// What can go wrong talking to a binary cache or checking what it sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

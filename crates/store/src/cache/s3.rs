@@ -39,7 +39,7 @@ use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 use super::{
-    is_absolute_url, open_absolute, parallel_map, read_document, BinaryCache, CacheError, Result, CACHE_INFO_FILE,
+    is_absolute_url, open_absolute, parallel_map, response_document, BinaryCache, CacheError, Result, CACHE_INFO_FILE,
 };
 use crate::fetch::{error_chain, FetchOptions};
 
@@ -352,11 +352,7 @@ impl S3Cache {
 
     fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
         let Some(resp) = self.get(relative)? else { return Ok(None) };
-        let url = self.location(relative);
-        if resp.content_length().is_some_and(|len| len > limit) {
-            return Err(CacheError::TooLarge { url, what, limit });
-        }
-        read_document(resp, &url, what, limit).map(Some)
+        response_document(resp, self.location(relative), what, limit).map(Some)
     }
 
     /// A signed request of `action`, which creates an object (`PUT` or a
