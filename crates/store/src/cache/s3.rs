@@ -284,11 +284,18 @@ impl S3Cache {
         let mut attempt = 1;
         loop {
             let outcome = make()?.send();
-            let retryable = match &outcome {
-                Ok(resp) => resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS,
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            // A busy or failing server (throttling, 5xx, a connection cut)
+            // gets the whole policy; one that cannot be reached at all (no
+            // server, a connect timeout) one more try: a cache that is down
+            // must not hold every build up for the policy's seconds.
+            let attempts = match &outcome {
+                Ok(resp) if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS => self.retry.attempts,
+                Ok(_) => 1,
+                Err(e) if e.is_connect() || e.is_timeout() => self.retry.attempts.min(2),
+                Err(e) if e.is_request() || e.is_body() => self.retry.attempts,
+                Err(_) => 1,
             };
-            if !retryable || attempt >= self.retry.attempts {
+            if attempt >= attempts {
                 return outcome.map_err(|e| CacheError::Transport {
                     url: self.location(relative),
                     // Without the URL: a signed URL carries the key id.
@@ -801,6 +808,11 @@ mod retry_tests {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", l.local_addr().unwrap())
         };
+        // Tried twice, not for the whole policy's time.
+        let started = std::time::Instant::now();
+        let slow = cache(&endpoint, 6).with_retry(RetryPolicy { attempts: 6, first_delay: Duration::from_millis(200) });
+        assert!(slow.cache_info().is_err());
+        assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
         let e = cache(&endpoint, 2).cache_info().unwrap_err().to_string();
         assert!(e.starts_with("s3://b/p/nix-cache-info: ") && !e.contains("AKIDEXAMPLE") && !e.contains("X-Amz"), "{e}");
     }
