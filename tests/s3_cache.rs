@@ -241,7 +241,7 @@ fn an_object_deleted_behind_drvs_back_is_a_miss_and_the_build_goes_on() {
     fs.create_bucket("gone");
     let recipe = format!("{FIXTURES}/../recipes/middle.toml");
     let src = TestStore::new();
-    ok(&src, &fs, &["build", "--no-substitute", &recipe]);
+    ok(&src, &fs, &["build", "--no-link", "--no-substitute", &recipe]);
     let url = fs.url("gone", "");
     ok(&src, &fs, &["cache", "push", "--to", &url, &recipe]);
     let nars: Vec<String> = fs.list("gone", "nar/").into_iter().map(|(k, _)| k).collect();
@@ -251,11 +251,11 @@ fn an_object_deleted_behind_drvs_back_is_a_miss_and_the_build_goes_on() {
     }
     // Every narinfo is there, no NAR: each path is a miss, built instead.
     let dst = TestStore::new();
-    let (success, stdout, err) = run(&dst, &fs, &["build", "--substituters", &format!("{url}&trusted=1"), &recipe]);
+    let (success, stdout, err) = run(&dst, &fs, &["build", "--no-link", "--substituters", &format!("{url}&trusted=1"), &recipe]);
     assert!(success, "{err}");
     assert!(err.contains("not found"), "{err}");
     let built = stdout.trim().to_owned();
-    let (_, src_out, _) = run(&src, &fs, &["build", "--no-substitute", &recipe]);
+    let (_, src_out, _) = run(&src, &fs, &["build", "--no-link", "--no-substitute", &recipe]);
     assert_eq!(built, src_out.trim());
     dst.ok(&["store", "verify", "--check-contents"]);
 }
