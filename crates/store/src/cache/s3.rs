@@ -27,7 +27,6 @@
 //! Neither the secret nor a signed URL ever appears in a message: errors
 //! name objects as `s3://BUCKET/KEY`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -480,47 +479,6 @@ impl S3Cache {
             let action = self.bucket.abort_multipart_upload(self.credentials.as_ref(), key, upload_id);
             Ok(self.client.delete(action.sign(SIGNATURE_LIFETIME)))
         });
-    }
-
-    /// The parameters, as parsed (for `drv cache info`-like reports and tests).
-    pub fn config(&self) -> &S3Url {
-        &self.config
-    }
-
-    /// Object keys under the prefix and their sizes (ListObjectsV2, paged).
-    pub fn list(&self) -> Result<BTreeMap<String, u64>> {
-        let mut out = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self.send("", &|| {
-                let mut action = self.bucket.list_objects_v2(self.credentials.as_ref());
-                if !self.config.prefix.is_empty() {
-                    action.with_prefix(self.config.prefix.clone());
-                }
-                if let Some(t) = &token {
-                    action.with_continuation_token(t.clone());
-                }
-                Ok(self.client.get(action.sign(SIGNATURE_LIFETIME)))
-            })?;
-            if !resp.status().is_success() {
-                return Err(self.refusal("", resp));
-            }
-            let text = resp.text().map_err(|e| CacheError::Transport { url: self.url.clone(), message: error_chain(&e.without_url()) })?;
-            let page = rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(|e| CacheError::S3Refused {
-                url: self.url.clone(),
-                status: 200,
-                code: "MalformedResponse".into(),
-                message: format!("ListObjectsV2: {e}"),
-            })?;
-            for object in &page.contents {
-                let key = object.key.strip_prefix(&self.config.prefix).unwrap_or(&object.key);
-                out.insert(key.to_owned(), object.size.unwrap_or(0));
-            }
-            match page.next_continuation_token {
-                Some(t) => token = Some(t),
-                None => return Ok(out),
-            }
-        }
     }
 }
 
