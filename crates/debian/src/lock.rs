@@ -50,6 +50,10 @@ pub const LOCK_FILE_NAME: &str = "drv.lock";
 pub struct Lock {
     /// Absent when no recipe names Debian packages.
     pub debian: Option<DebianLock>,
+    /// The Python lock files recipes name, resolved (`[[python.lock]]`,
+    /// `[[python.package]]`; see [`drv_python::pins`]). Empty when no
+    /// recipe has a `[python]` table.
+    pub python: drv_python::PythonPins,
 }
 
 /// The Debian part: one suite, one architecture, the repositories its
@@ -157,7 +161,11 @@ impl Lock {
             let v = raw.version.get_ref();
             return Err(invalid(raw.version.span(), "version".into(), format!("{v} is not a lock version this drv reads ({LOCK_VERSION})")));
         }
-        let Some(d) = raw.debian else { return Ok(Lock { debian: None }) };
+        let python = match raw.python {
+            None => drv_python::PythonPins::default(),
+            Some(p) => drv_python::PythonPins::from_file(p).map_err(|e| invalid(e.span, e.field, e.message))?,
+        };
+        let Some(d) = raw.debian else { return Ok(Lock { debian: None, python }) };
         let mut suites = BTreeSet::new();
         for (i, r) in d.repository.iter().enumerate() {
             let field = |f: &str| format!("debian.repository[{i}].{f}");
@@ -242,6 +250,7 @@ impl Lock {
         requested.dedup();
         packages.sort();
         Ok(Lock {
+            python,
             debian: Some(DebianLock {
                 suite: d.suite.into_inner(),
                 architecture,
@@ -275,7 +284,18 @@ impl Lock {
              # evaluation reads only this file. Regenerate with `drv lock --update`.\n",
         );
         s.push_str(&format!("version = {LOCK_VERSION}\n"));
-        let Some(d) = &self.debian else { return s };
+        if let Some(d) = &self.debian {
+            d.write_toml(&mut s);
+        }
+        s.push_str(&self.python.to_toml());
+        s
+    }
+}
+
+impl DebianLock {
+    /// Append the `[debian]` section to `s`.
+    fn write_toml(&self, s: &mut String) {
+        let d = self;
         s.push_str(&format!("\n[debian]\narchitecture = {}\nsuite = {}\n", quote(&d.architecture), quote(&d.suite)));
         s.push_str(&format!("requested = {}\n", list(&sorted(d.requested.clone()))));
         for r in &d.repositories {
@@ -304,7 +324,6 @@ impl Lock {
                 s.push_str(&format!("provides = {}\n", list(&sorted(p.provides.clone()))));
             }
         }
-        s
     }
 }
 
@@ -315,6 +334,7 @@ impl Lock {
 struct LockFile {
     version: Spanned<u32>,
     debian: Option<DebianFile>,
+    python: Option<drv_python::PinsFile>,
 }
 
 #[derive(serde::Deserialize)]

@@ -125,6 +125,10 @@ pub enum EvalError {
     Read { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Lock(Box<drv_debian::lock::LockError>),
+    /// A Python lock file's packages, as `drv.lock` pins them, cannot make
+    /// what a recipe asks for.
+    #[error("{}: {message}", shown(file).display())]
+    PythonLock { file: PathBuf, message: String },
     #[error(transparent)]
     Store(#[from] drv_store::StoreError),
     #[error(transparent)]

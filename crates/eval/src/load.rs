@@ -19,6 +19,38 @@ pub struct RecipeSet {
     /// The lock file and what it pins, when a recipe names Debian packages
     /// ([`BUILTIN_LOCK_NAME`] for drv's built-in one).
     pub lock: Option<(PathBuf, DebianLock)>,
+    /// The Python lock files of `[python]` recipes (absolute) and what
+    /// `drv lock` chose from each, checked to be current.
+    pub python: BTreeMap<PathBuf, PythonLockPins>,
+}
+
+/// One Python lock file as `drv.lock` pins it.
+#[derive(Debug, Clone)]
+pub struct PythonLockPins {
+    pub pinned: drv_python::PinnedLock,
+    /// Every package pinned for it, by name.
+    pub pins: drv_python::PythonPins,
+}
+
+/// The glibc version (`(2, 36)`) of a Debian lock's C library (`libc6`).
+pub fn glibc_version(debian: &DebianLock) -> Option<(u32, u32)> {
+    let v = &debian.find(drv_debian_libc())?.version;
+    let upstream = v.split_once(':').map_or(v.as_str(), |(_, r)| r);
+    let upstream = upstream.split('-').next()?;
+    let mut parts = upstream.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn drv_debian_libc() -> &'static str {
+    crate::lower::LIBC_PACKAGES[0]
+}
+
+/// `3.11.2` → `3.11`.
+pub fn python_minor(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let (a, b) = (parts.next()?, parts.next()?);
+    let b: String = b.chars().take_while(|c| c.is_ascii_digit()).collect();
+    (a.parse::<u32>().is_ok() && !b.is_empty()).then(|| format!("{a}.{b}"))
 }
 
 /// The lock of drv's own recipes (`recipes/drv.lock`), built into drv: the
@@ -64,7 +96,8 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
     let entry = recipe::normalize(&entry);
     let mut loader = Loader::default();
     loader.visit(&entry, None)?;
-    let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty() || !r.prebuilt.is_empty()) {
+    let mut python = BTreeMap::new();
+    let lock = if locked && loader.recipes.values().any(|r| !r.toolchain.is_empty() || !r.prebuilt.is_empty() || r.python.is_some()) {
         let file = lock_file_for(&entry);
         let (lock, shown_lock, used) = match Lock::read(&file) {
             Ok(lock) => (lock, crate::error::shown(&file).display().to_string(), file.clone()),
@@ -79,6 +112,7 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
         let Some(debian) = lock.debian else {
             return Err(EvalError::Lock(Box::new(LockError::NoDebian { file })));
         };
+        python = python_pins(&loader, &file, &used, lock.python, &debian)?;
         // A name the lock does not cover is shown where the recipe says it.
         for (path, recipe) in &loader.recipes {
             let (spans, text) = &loader.spans[path];
@@ -117,7 +151,73 @@ fn load_with(entry: &Path, locked: bool) -> Result<RecipeSet, EvalError> {
     } else {
         None
     };
-    Ok(RecipeSet { root: entry, recipes: loader.recipes, order: loader.order, lock })
+    Ok(RecipeSet { root: entry, recipes: loader.recipes, order: loader.order, lock, python })
+}
+
+/// The pins of each `[python]` recipe's lock file, checked against the
+/// file as it is now and the target (interpreter and C library) it is for.
+/// `lock_file` is where `drv.lock` is (or would be), `used` the lock read.
+fn python_pins(
+    loader: &Loader,
+    lock_file: &Path,
+    used: &Path,
+    pins: drv_python::PythonPins,
+    debian: &DebianLock,
+) -> Result<BTreeMap<PathBuf, PythonLockPins>, EvalError> {
+    let mut out = BTreeMap::new();
+    let lock_dir = lock_file.parent().unwrap_or(Path::new("/"));
+    for (path, recipe) in &loader.recipes {
+        let Some(py) = &recipe.python else { continue };
+        let (spans, text) = &loader.spans[path];
+        let span = spans.python_lock.clone().unwrap_or(0..0);
+        let at = |message: String| -> EvalError { Diagnostic::spanning(path, text, span.clone(), message).into() };
+        let shown_lock = crate::error::shown(lock_file).display().to_string();
+        let Ok(rel) = py.lock.strip_prefix(lock_dir) else {
+            return Err(at(format!("the lock file is not in or below {}, the directory of {shown_lock}", lock_dir.display())));
+        };
+        let rel = rel.to_string_lossy().into_owned();
+        let run_lock = format!("run `drv lock {}`", crate::error::shown(path).display());
+        let Some(pinned) = pins.lock(&rel).cloned() else {
+            let what = if used == lock_file { shown_lock.clone() } else { BUILTIN_LOCK_NAME.to_owned() };
+            return Err(Diagnostic::spanning(path, text, span.clone(), format!("{rel} is not resolved in {what}"))
+                .with_help(format!("{run_lock}: it chooses each package's file and records it"))
+                .into());
+        };
+        let bytes = std::fs::read(&py.lock).map_err(|error| EvalError::Read { path: py.lock.clone(), error })?;
+        let sha = drv_store::Sha256::digest(&bytes).to_hex();
+        if sha != pinned.sha256 {
+            return Err(Diagnostic::spanning(path, text, span.clone(), format!("{rel} changed since `drv lock` resolved it into {shown_lock}"))
+                .with_help(run_lock)
+                .into());
+        }
+        let interp = &loader.recipes[&py.interpreter];
+        let minor = python_minor(&interp.version);
+        let glibc = glibc_version(debian).map(|(a, b)| format!("{a}.{b}"));
+        if minor.as_deref() != Some(pinned.python.as_str()) || glibc.as_deref() != Some(pinned.glibc.as_str()) {
+            return Err(Diagnostic::spanning(
+                path,
+                text,
+                span.clone(),
+                format!(
+                    "{rel} was resolved for Python {} on glibc {}, but the interpreter is {} {} on glibc {}",
+                    pinned.python,
+                    pinned.glibc,
+                    interp.name,
+                    interp.version,
+                    glibc.as_deref().unwrap_or("?")
+                ),
+            )
+            .with_help(run_lock)
+            .into());
+        }
+        for (name, pspan) in &spans.python_packages {
+            if pins.closure(&rel, std::slice::from_ref(name)).is_err() {
+                return Err(Diagnostic::spanning(path, text, pspan.clone(), format!("{rel} has no package {name:?} for Python {} on {}", pinned.python, pinned.arch)).into());
+            }
+        }
+        out.insert(py.lock.clone(), PythonLockPins { pinned, pins: pins.clone() });
+    }
+    Ok(out)
 }
 
 #[derive(Default)]

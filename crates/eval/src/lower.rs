@@ -65,7 +65,7 @@ const STRIPS: &str = "binutils";
 /// links C code or is `[prebuilt]`. `drv lock` locks them too.
 pub fn implied_packages(recipe: &Recipe) -> Vec<&'static str> {
     let mut implied: Vec<&'static str> = Vec::new();
-    if links_c(recipe) || !recipe.prebuilt.is_empty() {
+    if links_c(recipe) || !recipe.prebuilt.is_empty() || recipe.python.is_some() {
         implied.extend(LIBC_PACKAGES.iter().chain(&PREBUILT_TOOLCHAIN));
     }
     if recipe.toolchain.iter().any(|n| n == LINKS_CXX) {
@@ -77,6 +77,7 @@ pub fn implied_packages(recipe: &Recipe) -> Vec<&'static str> {
 /// Lower every recipe of `set` and write the derivations to `store`.
 pub fn lower(set: &RecipeSet, store: &mut LocalStore) -> Result<Evaluation, EvalError> {
     let mut l = Lowering {
+        python_packages: BTreeMap::new(),
         store,
         hashes: BTreeMap::new(),
         eval: GraphBuilder::default(),
@@ -109,6 +110,8 @@ struct Lowering<'a> {
     eval: GraphBuilder,
     /// Recipe file → (package `.drv`, its `out` path).
     packages: BTreeMap<PathBuf, (StorePath, StorePath)>,
+    /// (Python lock file, package) → its installation's `.drv` and `out`.
+    python_packages: BTreeMap<(PathBuf, String), (StorePath, StorePath)>,
 }
 
 /// A lowered toolchain root file system.
@@ -122,7 +125,7 @@ struct Toolchain {
 
 /// A recipe's run-time dependencies, transitively: what its dependents get too.
 fn propagated(set: &RecipeSet, recipe: &Recipe, into: &mut BTreeSet<PathBuf>) {
-    for d in &recipe.run_dependencies {
+    for d in recipe.runtime_dependencies() {
         if into.insert(d.clone()) {
             propagated(set, &set.recipes[d], into);
         }
@@ -147,6 +150,9 @@ impl Lowering<'_> {
     fn recipe(&mut self, recipe: &Recipe, set: &RecipeSet) -> Result<(), EvalError> {
         if !recipe.prebuilt.is_empty() {
             return self.prebuilt_recipe(recipe, set);
+        }
+        if recipe.python.is_some() {
+            return self.python_env(recipe, set);
         }
         let mut input_drvs: BTreeSet<StorePath> = BTreeSet::new();
         let mut input_srcs: BTreeSet<StorePath> = BTreeSet::new();
@@ -736,6 +742,8 @@ const DEFAULT_UNPACK: &str = r#"for s in $srcs; do
 done
 n=0; for d in */; do [ -d "$d" ] && n=$((n+1)) && last=$d; done
 if [ "$n" -eq 1 ]; then cd "$last"; fi"#;
+
+mod python;
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,15 @@ struct RecipeFile {
     main: Option<Spanned<String>>,
     #[serde(default)]
     test: Vec<Spanned<TestEntry>>,
+    python: Option<Spanned<PythonEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PythonEntry {
+    interpreter: Spanned<String>,
+    lock: Spanned<String>,
+    packages: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +157,21 @@ pub struct Test {
     pub env: BTreeMap<String, String>,
 }
 
+/// A Python environment (`[python]`): packages of a lock file, installed
+/// for an interpreter, one store path a package, joined into one
+/// environment (a virtual environment over the interpreter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonEnv {
+    /// The interpreter's recipe (absolute).
+    pub interpreter: PathBuf,
+    /// The lock file (absolute): a requirements file in hash-checking
+    /// mode, a `pylock.toml` or a `uv.lock`.
+    pub lock: PathBuf,
+    /// The packages asked for (as written); their dependency closure
+    /// comes from the lock. Empty: every package of the lock.
+    pub packages: Vec<String>,
+}
+
 /// A recipe whose every value has been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
@@ -173,6 +197,8 @@ pub struct Recipe {
     /// The program `drv run` starts, relative to the `out` output.
     pub main: Option<String>,
     pub tests: Vec<Test>,
+    /// `[python]`: the recipe is a Python environment.
+    pub python: Option<PythonEnv>,
 }
 
 /// Where in the file each dependency was named, for errors found later
@@ -184,6 +210,10 @@ pub struct Spans {
     pub toolchain: Option<Range<usize>>,
     /// `prebuilt.debian`, likewise.
     pub prebuilt: Option<Range<usize>>,
+    /// `python.lock` and `python.packages`, where a lock file that is not
+    /// locked, or a package it does not have, is shown.
+    pub python_lock: Option<Range<usize>>,
+    pub python_packages: Vec<(String, Range<usize>)>,
 }
 
 impl Recipe {
@@ -286,6 +316,16 @@ impl Recipe {
         if !tests.is_empty() {
             t.insert("test".into(), Value::Array(tests));
         }
+        if let Some(py) = &self.python {
+            let mut e = Table::new();
+            e.insert("interpreter".into(), rel(&py.interpreter));
+            e.insert("lock".into(), rel(&py.lock));
+            e.insert("packages".into(), strings(&py.packages));
+            t.insert("python".into(), Value::Table(e));
+            // An environment is made by drv: nothing to build.
+            t.remove("build");
+            t.remove("outputs");
+        }
         toml::to_string(&t).unwrap_or_default()
     }
 
@@ -298,8 +338,14 @@ impl Recipe {
     pub fn all_dependencies(&self) -> impl Iterator<Item = &PathBuf> {
         self.build_dependencies
             .iter()
-            .chain(&self.run_dependencies)
+            .chain(self.runtime_dependencies())
             .chain(self.tests.iter().flat_map(|t| &t.dependencies))
+    }
+
+    /// The recipes this one needs at run time, which its dependents get
+    /// too: `dependencies.run`, and a Python environment's interpreter.
+    pub fn runtime_dependencies(&self) -> impl Iterator<Item = &PathBuf> {
+        self.run_dependencies.iter().chain(self.python.as_ref().map(|p| &p.interpreter))
     }
 }
 
@@ -456,6 +502,64 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
         check: phase(&b.check, "check")?,
     };
 
+    let python = match &raw.python {
+        None => None,
+        Some(py) => {
+            let conflict = if !raw.source.is_empty() {
+                Some("[[source]]")
+            } else if raw.toolchain.is_some() {
+                Some("[toolchain]")
+            } else if raw.prebuilt.is_some() {
+                Some("[prebuilt]")
+            } else if b.script.is_some() || [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) || !b.env.is_empty() {
+                Some("[build]")
+            } else if !raw.test.is_empty() {
+                Some("[[test]]")
+            } else if raw.outputs.is_some() {
+                Some("outputs")
+            } else {
+                None
+            };
+            if let Some(what) = conflict {
+                return Err(at(
+                    py.span(),
+                    format!("a [python] recipe is an environment drv makes from its lock file; it cannot also have {what}"),
+                )
+                .with_help("put the build in a recipe of its own that depends on this one"));
+            }
+            let py = py.get_ref();
+            let interp = py.interpreter.get_ref();
+            if !interp.ends_with(".toml") {
+                return Err(at(py.interpreter.span(), format!("interpreter {interp:?} is not a recipe file (*.toml)")));
+            }
+            let interpreter = normalize(&dir.join(interp));
+            spans.dependencies.entry(interpreter.clone()).or_insert(py.interpreter.span());
+            let lock = inside_recipe_dir(dir, py.lock.get_ref()).map_err(|m| at(py.lock.span(), m.replace("source path", "lock file")))?;
+            if drv_python::LockFormat::of(&lock).is_none() {
+                return Err(at(
+                    py.lock.span(),
+                    format!("{:?} is not a Python lock file drv reads", py.lock.get_ref()),
+                )
+                .with_help("name a requirements file in hash-checking mode (*.txt), a pylock.toml (PEP 751) or a uv.lock"));
+            }
+            spans.python_lock = Some(py.lock.span());
+            let mut packages = Vec::new();
+            for p in py.packages.iter().flat_map(|p| p.get_ref()) {
+                if !drv_python::name::is_valid(p.get_ref()) {
+                    return Err(at(p.span(), format!("{:?} is not a Python project name", p.get_ref())));
+                }
+                spans.python_packages.push((p.get_ref().clone(), p.span()));
+                packages.push(p.get_ref().clone());
+            }
+            if let Some(p) = &py.packages {
+                if packages.is_empty() {
+                    return Err(at(p.span(), "python.packages is empty: name the packages, or leave it out for every package of the lock".into()));
+                }
+            }
+            Some(PythonEnv { interpreter, lock, packages })
+        }
+    };
+
     let main = match &raw.main {
         None => None,
         Some(m) => {
@@ -483,6 +587,7 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
             source_date_epoch: raw.source_date_epoch.unwrap_or(1),
             main,
             tests,
+            python,
         },
         spans,
     ))

@@ -16,7 +16,9 @@
 //!   that fits a target, and a package's dependency closure.
 
 pub mod lock;
+pub mod metadata;
 pub mod name;
+pub mod pins;
 pub mod target;
 pub mod wheel;
 
@@ -27,6 +29,8 @@ mod uvlock;
 
 pub use error::LockFileError;
 pub use lock::{select, Choice, DistFile, LockFormat, LockedPackage, PythonLock, Refusal, SelectError, Unfit};
+pub use metadata::{build_system, dependency_edges, parse_metadata, BuildSystemTable, CoreMetadata};
 pub use name::normalize;
+pub use pins::{BuildSystem, Pin, PinError, PinnedLock, PinsFile, PythonPins};
 pub use target::Target;
 pub use wheel::{Tag, WheelName};

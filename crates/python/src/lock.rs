@@ -63,6 +63,8 @@ pub struct LockedPackage {
     /// The hashes the lock allows when it names no files (a requirements
     /// file: the files are found on the index at lock time).
     pub hashes: BTreeSet<String>,
+    /// The extras a requirements line asks for (`name[extra]==…`).
+    pub extras: Vec<String>,
     /// Its dependencies, each with the marker under which it applies;
     /// `None` when the format does not record them.
     pub dependencies: Option<Vec<(String, Option<pep508_rs::MarkerTree>)>>,
@@ -339,6 +341,7 @@ mod tests {
             marker: None,
             files: files.iter().map(|(f, h)| DistFile { filename: (*f).into(), sha256: (*h).into() }).collect(),
             hashes: BTreeSet::new(),
+            extras: Vec::new(),
             dependencies: None,
         }
     }

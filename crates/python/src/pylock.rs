@@ -92,7 +92,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
             .map(|deps| deps.iter().filter_map(|d| d.name.as_deref()).map(|n| (normalize(n), None)).collect());
         packages.insert(
             name.clone(),
-            LockedPackage { name, version, line: 0, marker, files, hashes: BTreeSet::new(), dependencies },
+            LockedPackage { name, version, line: 0, marker, files, hashes: BTreeSet::new(), extras: Vec::new(), dependencies },
         );
     }
     let roots = packages.keys().map(|k| (k.clone(), None)).collect();

@@ -112,7 +112,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
         }
         packages.insert(
             name.clone(),
-            LockedPackage { name: name.clone(), version, line: line_no, marker, files: Vec::new(), hashes, dependencies: None },
+            LockedPackage { name: name.clone(), version, line: line_no, marker, files: Vec::new(), hashes, extras: req.extras.iter().map(|e| e.to_string()).collect(), dependencies: None },
         );
     }
     let roots = packages.keys().map(|k| (k.clone(), None)).collect();

@@ -101,7 +101,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
         let k = key(&name, Some(&version), &versions);
         packages.insert(
             k.clone(),
-            LockedPackage { name, version, line: 0, marker: None, files, hashes: BTreeSet::new(), dependencies: Some(dependencies) },
+            LockedPackage { name, version, line: 0, marker: None, files, hashes: BTreeSet::new(), extras: Vec::new(), dependencies: Some(dependencies) },
         );
     }
     if roots.is_empty() {

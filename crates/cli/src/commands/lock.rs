@@ -13,6 +13,7 @@ use drv_debian::resolve::Index;
 use drv_store::archive::{fetch_suite_index, Verification};
 use drv_store::{Config, Fetcher, Reporter};
 
+use super::lock_python;
 use crate::Cli;
 
 #[derive(Args)]
@@ -92,10 +93,12 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let mut paths = args.paths.clone();
     paths.extend(args.update.iter().flatten().filter(|v| is_path(v)).map(PathBuf::from));
     let update: Option<Vec<String>> = args.update.as_ref().map(|u| u.iter().filter(|v| !is_path(v)).cloned().collect());
-    let update_all = update.as_ref().is_some_and(|u| u.is_empty());
     let files = recipe_files(&paths)?;
     // Each name, with the first recipe that asks for it.
     let mut wanted: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Python lock files: each with the first recipe naming it and the
+    // interpreter's version.
+    let mut python_wanted: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
     let mut lock_file: Option<PathBuf> = None;
     for f in &files {
         let set = drv_eval::load_unlocked(f)?;
@@ -116,14 +119,53 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             for name in recipe.toolchain.iter().chain(&recipe.prebuilt).cloned().chain(implied) {
                 wanted.entry(name).or_insert_with(|| path.clone());
             }
+            if let Some(py) = &recipe.python {
+                let version = set.recipes[&py.interpreter].version.clone();
+                match python_wanted.get(&py.lock) {
+                    Some((other, v)) if *v != version => bail!(
+                        "{} and {} use {} with interpreters of different versions ({v} and {version}): one lock file is resolved for one interpreter",
+                        shown(other).display(),
+                        shown(path).display(),
+                        shown(&py.lock).display()
+                    ),
+                    Some(_) => {}
+                    None => {
+                        python_wanted.insert(py.lock.clone(), (path.clone(), version));
+                    }
+                }
+            }
         }
     }
     let lock_file = lock_file.expect("at least one recipe");
     let lock_shown = shown(&lock_file);
-    let old = match Lock::read(&lock_file) {
-        Ok(l) => l.debian,
-        Err(LockError::Missing { .. }) => None,
+    let (old, old_python) = match Lock::read(&lock_file) {
+        Ok(l) => (l.debian, l.python),
+        Err(LockError::Missing { .. }) => (None, Default::default()),
         Err(e) => return Err(e.into()),
+    };
+    let lock_dir = lock_file.parent().unwrap_or(Path::new("/")).to_owned();
+    let python_targets = |debian: &DebianLock| -> anyhow::Result<Vec<lock_python::Wanted>> {
+        python_wanted
+            .iter()
+            .map(|(file, (recipe, version))| {
+                Ok(lock_python::Wanted { file: file.clone(), recipe: recipe.clone(), target: lock_python::target(version, debian, recipe)? })
+            })
+            .collect()
+    };
+    // `--update NAME`: Debian names go to the Debian resolution, Python
+    // project names to the Python one.
+    let python_names: BTreeSet<&str> = old_python.packages.iter().map(|p| p.name.as_str()).collect();
+    let is_python = |n: &str| python_names.contains(drv_python::normalize(n).as_str()) && old.as_ref().is_none_or(|d| d.find(n).is_none());
+    let python_update: Option<Vec<String>> = update.as_ref().map(|u| u.iter().filter(|n| is_python(n)).cloned().collect());
+    let debian_update: Option<Vec<String>> = match &update {
+        Some(u) if !u.is_empty() && u.iter().all(|n| is_python(n)) => None,
+        Some(u) => Some(u.iter().filter(|n| !is_python(n)).cloned().collect()),
+        None => None,
+    };
+    let python_update = match (&update, python_update) {
+        (Some(u), _) if u.is_empty() => Some(vec![]),
+        (_, Some(p)) if p.is_empty() => None,
+        (_, p) => p,
     };
 
     if args.check {
@@ -144,13 +186,74 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             eprintln!("run `drv lock` to resolve {} into {}", if uncovered.len() == 1 { "it" } else { "them" }, lock_shown.display());
             return Ok(ExitCode::FAILURE);
         }
-        println!("{what} covers every Debian package of {} recipe(s)", files.len());
+        let mut stale = Vec::new();
+        for w in python_targets(&lock)? {
+            if let Some(why) = lock_python::stale(&old_python, &w, &lock_dir)? {
+                stale.push(format!("{}: {why}", shown(&w.recipe).display()));
+            }
+        }
+        if !stale.is_empty() {
+            for s in &stale {
+                eprintln!("{s}");
+            }
+            eprintln!("run `drv lock` to resolve {} into {}", if stale.len() == 1 { "it" } else { "them" }, lock_shown.display());
+            return Ok(ExitCode::FAILURE);
+        }
+        if python_wanted.is_empty() {
+            println!("{what} covers every Debian package of {} recipe(s)", files.len());
+        } else {
+            println!("{what} covers every Debian package and Python lock file of {} recipe(s)", files.len());
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if wanted.is_empty() && old.is_none() {
-        bail!("no recipe names Debian packages: nothing to lock");
+    let update = debian_update;
+    let update_all = update.as_ref().is_some_and(|u| u.is_empty());
+    if wanted.is_empty() && old.is_none() && python_wanted.is_empty() {
+        bail!("no recipe names Debian packages or a Python lock file: nothing to lock");
     }
+    let debian = lock_debian(args, &update, update_all, &wanted, &old, &lock_file)?;
+    let mut python = old_python.clone();
+    if let Some(d) = &debian {
+        let targets = python_targets(d)?;
+        let needed = python_update.is_some() || targets.iter().any(|w| lock_python::stale(&old_python, w, &lock_dir).ok().flatten().is_some());
+        if needed {
+            let fetcher = Fetcher::new(&Config::load()?, Arc::new(StderrReporter))?;
+            python = lock_python::resolve(&fetcher, &targets, &old_python, &lock_dir, python_update.as_deref())?;
+            // Locks of other recipes beside these are kept as they are.
+            for l in &old_python.locks {
+                if python.lock(&l.file).is_none() {
+                    python.locks.push(l.clone());
+                    python.packages.extend(old_python.packages.iter().filter(|p| p.lock == l.file).cloned());
+                }
+            }
+            python.locks.sort();
+            python.packages.sort();
+        } else if !python_wanted.is_empty() {
+            println!("{}: the Python lock files are up to date", lock_shown.display());
+        }
+    }
+    let new = Lock { debian, python };
+    let old_text = std::fs::read_to_string(&lock_file).unwrap_or_default();
+    if new.to_toml() != old_text {
+        write_lock(&lock_file, &new)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
+/// The Debian part of the lock: `old`, completed or updated against the
+/// archive as `update` says; messages on stdout.
+fn lock_debian(
+    args: &LockArgs,
+    update: &Option<Vec<String>>,
+    update_all: bool,
+    wanted: &BTreeMap<String, PathBuf>,
+    old: &Option<DebianLock>,
+    lock_file: &Path,
+) -> anyhow::Result<Option<DebianLock>> {
+    let lock_shown = shown(lock_file);
+    if wanted.is_empty() && old.is_none() {
+        return Ok(None);
+    }
     // Another suite or architecture is another lock: only a full update
     // may switch, never a lock that is only being completed.
     if let Some(d) = &old {
@@ -192,10 +295,10 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
                     // Covered already: only the roots are recorded, offline.
                     let mut d = d.clone();
                     d.requested = roots;
-                    write_lock(&lock_file, &Lock { debian: Some(d) })?;
                     println!("{}: every name already locked; roots recorded", lock_shown.display());
+                    return Ok(Some(d));
                 }
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Some(d.clone()));
             }
         }
     }
@@ -249,12 +352,8 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let named: BTreeSet<String> = update.iter().flatten().cloned().collect();
     let packages = merge(&kept, &fresh, &named, &roots)?;
 
-    let new = Lock {
-        debian: Some(DebianLock { suite, architecture, requested: roots.clone(), repositories: locked_repositories, packages }),
-    };
-    write_lock(&lock_file, &new)?;
-
-    let d = new.debian.as_ref().expect("just made");
+    let d = DebianLock { suite, architecture, requested: roots.clone(), repositories: locked_repositories, packages };
+    let d = &d;
     let before: BTreeMap<&str, &str> =
         old.as_ref().map(|o| o.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()).unwrap_or_default();
     let mut added = 0;
@@ -280,7 +379,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     for c in &changed {
         println!("  {c}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(d.clone()))
 }
 
 /// The lock's packages: `fresh` (today's resolution of `roots`) where a
@@ -356,7 +455,7 @@ fn write_lock(file: &Path, lock: &Lock) -> anyhow::Result<()> {
 }
 
 /// `path` relative to the current directory when it is below it.
-fn shown(path: &Path) -> PathBuf {
+pub(super) fn shown(path: &Path) -> PathBuf {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_owned))

@@ -6,6 +6,7 @@ pub mod gc;
 pub mod hash;
 pub mod key;
 pub mod lock;
+mod lock_python;
 pub mod path_info;
 pub mod prefetch;
 pub mod run;

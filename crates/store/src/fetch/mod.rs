@@ -264,8 +264,12 @@ impl Fetcher {
         }
     }
 
-    /// Find `filename` on `project`'s simple-API page of the `pypi` mirror.
-    fn resolve_index_file(&self, project: &str, filename: &str) -> Result<Resolved> {
+    /// The files `project`'s simple-API page on the `pypi` mirror lists,
+    /// their URLs made absolute.
+    ///
+    /// Errors: the mirror cannot be resolved, the page cannot be fetched
+    /// (after retries) or read (too large, not UTF-8, bad JSON, a bad URL).
+    pub fn index_files(&self, project: &str) -> Result<Vec<simple_index::IndexFile>> {
         let base = self.mirrors.resolve("pypi")?;
         let page = join_url(&base, &format!("{}/", simple_index::normalize_project_name(project)));
         let page_url = parse_http_url(&page)?;
@@ -303,6 +307,20 @@ impl Fetcher {
         } else {
             simple_index::parse_html_page(&body)
         };
+        files
+            .into_iter()
+            .map(|f| {
+                let url = final_url.join(&f.url).map_err(|e| bad_page(format!("bad URL {:?}: {e}", f.url)))?;
+                Ok(simple_index::IndexFile { url: url.to_string(), ..f })
+            })
+            .collect()
+    }
+
+    /// Find `filename` on `project`'s simple-API page of the `pypi` mirror.
+    fn resolve_index_file(&self, project: &str, filename: &str) -> Result<Resolved> {
+        let page = join_url(&self.mirrors.resolve("pypi")?, &format!("{}/", simple_index::normalize_project_name(project)));
+        let bad_page = |message: String| FetchError::IndexPage { page: page.clone(), message };
+        let files = self.index_files(project)?;
         let file = files
             .into_iter()
             .find(|f| f.filename == filename)
@@ -311,12 +329,12 @@ impl Fetcher {
                 filename: filename.to_owned(),
                 page: page.clone(),
             })?;
-        let url = final_url.join(&file.url).map_err(|e| bad_page(format!("bad URL {:?}: {e}", file.url)))?;
+        let url = file.url;
         let listed = file
             .sha256
             .map(|hex| Sha256::parse(&hex).map_err(|e| bad_page(format!("bad sha256 for {filename}: {e}"))))
             .transpose()?;
-        Ok(Resolved { url: url.to_string(), listed })
+        Ok(Resolved { url, listed })
     }
 
     /// Write the bytes at `url` (http, https or file) to `file`, returning
