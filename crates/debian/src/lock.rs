@@ -481,6 +481,7 @@ mod tests {
         let mut awk = pkg("mawk", &["libc6"]);
         awk.provides = vec!["awk".into()];
         Lock {
+            python: Default::default(),
             debian: Some(DebianLock {
                 suite: "bookworm".into(),
                 architecture: "amd64".into(),
@@ -584,6 +585,7 @@ pub(crate) mod proptests {
             }
             let requested = packages.iter().take(2).map(|p| p.name.clone()).collect();
             Lock {
+                python: Default::default(),
                 debian: Some(DebianLock {
                     suite,
                     architecture: "amd64".into(),
