@@ -267,6 +267,7 @@ fn environments_build_run_and_rebuild_only_what_a_pin_changes() {
     let packages = requirements_environment_builds_and_runs(&p);
     pylock_and_uv_lock_give_the_same_packages(&p, &packages);
     changing_one_pin_rebuilds_that_package_and_the_environment_only(&p);
+    an_sdist_with_its_backend_in_its_tree_builds_with_nothing_else(&p);
 }
 
 /// The files `drv lock` should choose from [`dists`]: the pure wheels;
@@ -378,6 +379,27 @@ fn changing_one_pin_rebuilds_that_package_and_the_environment_only(p: &Project) 
     }
     assert!(!after.contains_key("beta-2.0"));
     assert_eq!(p.run("env.toml", &[]).trim(), format!("alpha imports beta 2.1 in {env}"));
+}
+
+/// An sdist whose backend is in its own tree (`backend-path`, no build
+/// requirements) builds with no other package.
+fn an_sdist_with_its_backend_in_its_tree_builds_with_nothing_else(p: &Project) {
+    let backend = fs::read(format!("{FIXTURES}/python/tinybackend.py")).unwrap();
+    let pyproject = b"[build-system]\nrequires = []\nbuild-backend = \"tinybackend\"\nbackend-path = [\"_build\"]\n";
+    let epsilon = sdist(
+        "epsilon",
+        "1.0",
+        &[("pyproject.toml", pyproject), ("_build/tinybackend.py", &backend), ("epsilon.py", b"E = 'epsilon built by its own backend'\n")],
+    );
+    p.index.publish(&epsilon);
+    p.write("in-tree.txt", &format!("{}\n", requirement(&[&epsilon])));
+    p.env("in-tree", "in-tree.txt", None, "bin/python3");
+    p.lock_ok(&["in-tree.toml"]);
+    assert_eq!(p.pinned_files("in-tree.txt"), BTreeMap::from([("epsilon".to_owned(), epsilon.filename.clone())]));
+    let (_, progress) = p.build("in-tree.toml");
+    let expected = BTreeSet::from([epsilon.filename.clone(), "python3.11-epsilon-1.0".to_owned(), "in-tree-1".to_owned()]);
+    assert_eq!(built(&progress), expected, "{progress}");
+    assert_eq!(p.run("in-tree.toml", &["-c", "import epsilon; print(epsilon.E)"]).trim(), "epsilon built by its own backend");
 }
 
 /// A file the index serves with other bytes than were locked: the build
