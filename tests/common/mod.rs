@@ -2,6 +2,7 @@
 //! real Nix (Debian's `nix-bin`) as a reference where it is installed.
 #![allow(dead_code)]
 
+pub mod python;
 pub mod s3;
 
 use std::collections::BTreeSet;

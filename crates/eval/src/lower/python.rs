@@ -126,10 +126,16 @@ impl Lowering<'_> {
                 });
             }
             building.push(pin.name.clone());
-            let closure = lock.pins.closure(&lock.pinned.file, &build.requires).map_err(|n| EvalError::PythonLock {
-                file: lock_file.to_owned(),
-                message: format!("{} {} builds with {n:?}, which is not pinned", pin.name, pin.version),
-            })?;
+            // No build requirements (a backend in the tree, `backend-path`)
+            // is no build input, not the whole lock (`closure` of no roots).
+            let closure = if build.requires.is_empty() {
+                Vec::new()
+            } else {
+                lock.pins.closure(&lock.pinned.file, &build.requires).map_err(|n| EvalError::PythonLock {
+                    file: lock_file.to_owned(),
+                    message: format!("{} {} builds with {n:?}, which is not pinned", pin.name, pin.version),
+                })?
+            };
             let mut build_inputs = Vec::new();
             for dep in closure {
                 let (d, o) = self.python_package(dep, lock, lock_file, interpreter, set, building)?;
