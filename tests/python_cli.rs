@@ -506,8 +506,11 @@ fn python_recipes_with_a_build_or_an_unknown_package_are_refused_where_they_say_
     let p = Project::new();
     p.write("requirements.txt", &format!("{}\n{}\n", requirement(&[&p.d.alpha]), requirement(&[&p.d.beta])));
     p.env("env", "requirements.txt", Some(&["alpha", "zeta"]), "bin/alpha");
-    // the lock has no zeta: the lock file is resolved, evaluation refuses
-    p.lock_ok(&["env.toml"]);
+    // the lock has no zeta: `drv lock` resolves and records the lock file,
+    // then says so; evaluation refuses it at the name
+    let err = p.lock_fails(&["env.toml"]);
+    assert!(err.contains("env.toml: python.packages names \"zeta\", which requirements.txt does not pin"), "{err}");
+    assert!(fs::read_to_string(p.dir.join("drv.lock")).unwrap().contains("name = \"alpha\""));
     for command in ["eval", "build"] {
         let out = p.drv().args([command, "env.toml"]).output().unwrap();
         assert!(!out.status.success(), "drv {command} succeeded");

@@ -99,6 +99,8 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     // Python lock files: each with the first recipe naming it and the
     // interpreter's version.
     let mut python_wanted: BTreeMap<PathBuf, (PathBuf, String)> = BTreeMap::new();
+    // Each `[python]` recipe's packages, checked against its lock once resolved.
+    let mut python_packages: Vec<(PathBuf, PathBuf, Vec<String>)> = Vec::new();
     let mut lock_file: Option<PathBuf> = None;
     for f in &files {
         let set = drv_eval::load_unlocked(f)?;
@@ -120,6 +122,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
                 wanted.entry(name).or_insert_with(|| path.clone());
             }
             if let Some(py) = &recipe.python {
+                python_packages.push((path.clone(), py.lock.clone(), py.packages.clone()));
                 let version = set.recipes[&py.interpreter].version.clone();
                 match python_wanted.get(&py.lock) {
                     Some((other, v)) if *v != version => bail!(
@@ -236,6 +239,21 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let old_text = std::fs::read_to_string(&lock_file).unwrap_or_default();
     if new.to_toml() != old_text {
         write_lock(&lock_file, &new)?;
+    }
+    // What was resolved is kept; a recipe asking for what its lock does
+    // not have is then an error.
+    let python = &new.python;
+    for (recipe, file, packages) in &python_packages {
+        let rel = file.strip_prefix(&lock_dir).unwrap_or(file).to_string_lossy().into_owned();
+        for name in packages {
+            if python.lock(&rel).is_some() && python.closure(&rel, std::slice::from_ref(name)).is_err() {
+                bail!(
+                    "{}: python.packages names {name:?}, which {} does not pin for this interpreter",
+                    shown(recipe).display(),
+                    shown(file).display()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

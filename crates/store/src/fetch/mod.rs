@@ -124,7 +124,8 @@ pub enum FetchError {
         got.to_sri()
     )]
     HashMismatch { url: String, expected: Sha256, got: Sha256 },
-    #[error("the index lists {filename} of {project} with sha256 {listed}, but {expected} ({}) was expected", expected.to_sri())]
+    // Hex, as index pages and lock files write hashes.
+    #[error("the index lists {filename} of {project} with sha256 {}, but {} was expected", listed.to_hex(), expected.to_hex())]
     IndexHashMismatch { project: String, filename: String, listed: Sha256, expected: Sha256 },
     #[error("{page}: the index lists no file {filename:?} for project {project:?}")]
     NotInIndex { project: String, filename: String, page: String },

@@ -75,7 +75,10 @@ def build_wheel():
 
 
 def install(wheel):
-    z = zipfile.ZipFile(wheel)
+    try:
+        z = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile as e:
+        fail("not a wheel (zip archive): %s" % e)
     names = [n for n in z.namelist() if not n.endswith("/")]
     infos = [n for n in names if n.count("/") == 1 and n.split("/")[0].endswith(".dist-info") and n.endswith("/WHEEL")]
     if len(infos) != 1:
@@ -88,6 +91,8 @@ def install(wheel):
 
     # RECORD first: every file listed, every listed file present and intact.
     record = {}
+    if dist_info + "/RECORD" not in names:
+        fail("no %s/RECORD: a wheel lists its files with their hashes" % dist_info)
     for row in csv.reader(io.StringIO(z.read(dist_info + "/RECORD").decode())):
         if row:
             record[row[0]] = row[1:]
