@@ -58,6 +58,25 @@ struct RecipeFile {
     python: Option<Spanned<PythonEntry>>,
 }
 
+impl RecipeFile {
+    /// The keys that say how to build, in the file's order of sections:
+    /// what a recipe whose output drv makes by its own rules (`[prebuilt]`,
+    /// `[python]`) cannot have.
+    fn build_keys(&self) -> impl Iterator<Item = &'static str> {
+        let b = &self.build;
+        let phases = b.script.is_some() || [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some());
+        [
+            (!self.source.is_empty(), "[[source]]"),
+            (self.toolchain.is_some(), "[toolchain]"),
+            (phases || !b.env.is_empty(), "[build]"),
+            (!self.test.is_empty(), "[[test]]"),
+            (self.outputs.is_some(), "outputs"),
+        ]
+        .into_iter()
+        .filter_map(|(present, key)| present.then_some(key))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct PythonEntry {
@@ -457,21 +476,7 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     let (prebuilt, prebuilt_span) = debian_names(&raw.prebuilt, "prebuilt", "name the Debian packages the output is made of")?;
     if let Some(span) = &prebuilt_span {
         // drv makes a prebuilt output by its own rules: nothing to build.
-        let b = &raw.build;
-        let conflict = if !raw.source.is_empty() {
-            Some("[[source]]")
-        } else if raw.toolchain.is_some() {
-            Some("[toolchain]")
-        } else if b.script.is_some() || [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) || !b.env.is_empty() {
-            Some("[build]")
-        } else if !raw.test.is_empty() {
-            Some("[[test]]")
-        } else if raw.outputs.is_some() {
-            Some("outputs")
-        } else {
-            None
-        };
-        if let Some(what) = conflict {
+        if let Some(what) = raw.build_keys().next() {
             return Err(at(
                 span.clone(),
                 format!("a [prebuilt] recipe is made from its Debian packages alone; it cannot also have {what}"),
@@ -505,22 +510,9 @@ pub fn parse(file: &Path, text: &str) -> Result<(Recipe, Spans), Diagnostic> {
     let python = match &raw.python {
         None => None,
         Some(py) => {
-            let conflict = if !raw.source.is_empty() {
-                Some("[[source]]")
-            } else if raw.toolchain.is_some() {
-                Some("[toolchain]")
-            } else if raw.prebuilt.is_some() {
-                Some("[prebuilt]")
-            } else if b.script.is_some() || [&b.unpack, &b.configure, &b.build, &b.install, &b.check].iter().any(|p| p.is_some()) || !b.env.is_empty() {
-                Some("[build]")
-            } else if !raw.test.is_empty() {
-                Some("[[test]]")
-            } else if raw.outputs.is_some() {
-                Some("outputs")
-            } else {
-                None
-            };
-            if let Some(what) = conflict {
+            // An environment is made by drv's own rules, like a prebuilt output.
+            let prebuilt = raw.prebuilt.is_some().then_some("[prebuilt]");
+            if let Some(what) = prebuilt.into_iter().chain(raw.build_keys()).next() {
                 return Err(at(
                     py.span(),
                     format!("a [python] recipe is an environment drv makes from its lock file; it cannot also have {what}"),

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use drv_python::{Pin, WheelName};
-use drv_store::{Derivation, StorePath};
+use drv_store::{Derivation, DerivationBuilder, StorePath};
 
 use super::{store_name, Lowering, SYSTEM};
 use crate::error::EvalError;
@@ -55,17 +55,8 @@ impl Lowering<'_> {
             inputs.insert(drv);
             outs.push(self.store.display(&out));
         }
-        let builder = interpreter_program(&self.store.display(&interp_out), interpreter);
-        let name = recipe.full_name();
-        let mut b = Derivation::builder(self.store.store_dir(), &name, SYSTEM, &builder)
-            .arg("-I")
-            .arg("-c")
-            .arg(ENV)
-            .output("out")
-            .env("builder", builder.as_str())
-            .env("name", name.as_str())
-            .env("system", SYSTEM)
-            .env("outputs", "out")
+        let mut b = self
+            .interpreter_runs(&recipe.full_name(), &self.store.display(&interp_out), interpreter, ENV)
             .env("python", self.store.display(&interp_out))
             .env("pythonPackages", outs.join(" "));
         for d in &inputs {
@@ -102,18 +93,10 @@ impl Lowering<'_> {
         let (fetch_drv, src) = self.fetch(&store_name(&pin.file), sha256, &fetch_env, lock_file)?;
         let mut inputs = BTreeSet::from([fetch_drv, self.packages[&interpreter.file].0.clone()]);
         let interp_out = self.store.display(&self.packages[&interpreter.file].1);
-        let builder = interpreter_program(&interp_out, interpreter);
         let minor = python_minor(&interpreter.version).unwrap_or_else(|| interpreter.version.clone());
         let name = store_name(&format!("python{minor}-{}-{}", pin.name, pin.version));
-        let mut b = Derivation::builder(self.store.store_dir(), &name, SYSTEM, &builder)
-            .arg("-I")
-            .arg("-c")
-            .arg(INSTALL)
-            .output("out")
-            .env("builder", builder.as_str())
-            .env("name", name.as_str())
-            .env("system", SYSTEM)
-            .env("outputs", "out")
+        let mut b = self
+            .interpreter_runs(&name, &interp_out, interpreter, INSTALL)
             .env("src", self.store.display(&src))
             .env("pythonFile", pin.file.as_str())
             .env("SOURCE_DATE_EPOCH", "1");
@@ -171,7 +154,20 @@ impl Lowering<'_> {
     }
 }
 
-/// The interpreter's program: its recipe's `main`, else `bin/python3`.
-fn interpreter_program(out: &str, interpreter: &Recipe) -> String {
-    format!("{out}/{}", interpreter.main.as_deref().unwrap_or("bin/python3"))
+impl Lowering<'_> {
+    /// A derivation `name` with one output, `out`, whose builder is the
+    /// interpreter (at `interp_out`, its recipe's `main`, else
+    /// `bin/python3`) running `script` in isolated mode (`-I -c`).
+    fn interpreter_runs(&self, name: &str, interp_out: &str, interpreter: &Recipe, script: &str) -> DerivationBuilder {
+        let builder = format!("{interp_out}/{}", interpreter.main.as_deref().unwrap_or("bin/python3"));
+        Derivation::builder(self.store.store_dir(), name, SYSTEM, &builder)
+            .arg("-I")
+            .arg("-c")
+            .arg(script)
+            .output("out")
+            .env("builder", builder.as_str())
+            .env("name", name)
+            .env("system", SYSTEM)
+            .env("outputs", "out")
+    }
 }
