@@ -105,9 +105,52 @@ pub fn is_sdist(file: &str) -> bool {
     file.ends_with(".tar.gz") || file.ends_with(".zip")
 }
 
+/// `file` with its project name escaped as PEP 427 (wheels) and PEP 625
+/// (sdists) write it: lower case, every run of `-`, `_` and `.` one `_`.
+/// Indexes list older files by the name their author typed
+/// (`PyYAML-6.0.2-….whl`), lock files by the escaped one
+/// (`pyyaml-6.0.2-….whl`): `drv lock` records the escaped one, so a file
+/// is one download, one store path, whichever lock named it.
+pub fn canonical_file_name(file: &str) -> String {
+    // A wheel's name part ends at its first `-`; an sdist's at the last
+    // `-` before its version, which starts with a digit.
+    let split = if is_sdist(file) {
+        file.char_indices().filter(|&(i, c)| c == '-' && file[i + 1..].starts_with(|d: char| d.is_ascii_digit())).map(|(i, _)| i).last()
+    } else {
+        file.find('-')
+    };
+    let Some(at) = split else { return file.to_owned() };
+    let mut out = String::with_capacity(file.len());
+    let mut in_run = false;
+    for c in file[..at].chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !in_run {
+                out.push('_');
+            }
+            in_run = true;
+        } else {
+            out.extend(c.to_lowercase());
+            in_run = false;
+        }
+    }
+    out.push_str(&file[at..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_are_recorded_with_escaped_project_names() {
+        assert_eq!(
+            canonical_file_name("PyYAML-6.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+            "pyyaml-6.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+        );
+        assert_eq!(canonical_file_name("python-dateutil-2.8.2.tar.gz"), "python_dateutil-2.8.2.tar.gz");
+        assert_eq!(canonical_file_name("zope.interface-6.0.zip"), "zope_interface-6.0.zip");
+        assert_eq!(canonical_file_name("flask-3.1.3-py3-none-any.whl"), "flask-3.1.3-py3-none-any.whl");
+    }
 
     #[test]
     fn wheel_names_parse_with_compressed_tag_sets_and_build_tags() {

@@ -213,7 +213,7 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
             lock: pinned.file.clone(),
             name: name.clone(),
             version: p.version.clone(),
-            file: choice.file().filename.clone(),
+            file: drv_python::wheel::canonical_file_name(&choice.file().filename),
             sha256: choice.file().sha256.clone(),
             requires: edges.get(name).map(|e| e.iter().cloned().collect()).unwrap_or_default(),
             build,

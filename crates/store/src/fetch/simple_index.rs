@@ -43,6 +43,29 @@ pub fn normalize_project_name(name: &str) -> String {
     out
 }
 
+/// A distribution's file name as the binary distribution format
+/// normalizes the name part (PEP 427, PEP 491): lower case, every run of
+/// `-`, `_` and `.` as one `_`. Applied to the whole name, so that
+/// `PyYAML-6.0.2-cp311-….whl` and `pyyaml-6.0.2-cp311-….whl`, or
+/// `zope.interface-6.0.tar.gz` and `zope_interface-6.0.tar.gz`, compare
+/// equal; what it makes is only compared, never used as a name.
+pub fn normalize_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut in_run = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !in_run {
+                out.push('_');
+            }
+            in_run = true;
+        } else {
+            out.extend(c.to_lowercase());
+            in_run = false;
+        }
+    }
+    out
+}
+
 #[derive(Deserialize)]
 struct JsonPage {
     files: Vec<JsonFile>,
@@ -183,6 +206,14 @@ fn decode_entities(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_names_compare_as_pep_427_normalizes_them() {
+        let n = normalize_file_name;
+        assert_eq!(n("PyYAML-6.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"), n("pyyaml-6.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"));
+        assert_eq!(n("zope.interface-6.0.tar.gz"), n("zope_interface-6.0.tar.gz"));
+        assert_ne!(n("six-1.16.0-py2.py3-none-any.whl"), n("six-1.17.0-py2.py3-none-any.whl"));
+    }
+
     use super::*;
 
     #[test]
