@@ -528,3 +528,35 @@ fn python_recipes_with_a_build_or_an_unknown_package_are_refused_where_they_say_
     let err = p.lock_fails(&["env.toml"]);
     assert!(err.contains("env.toml:5:1") && err.contains("cannot also have [build]"), "{err}");
 }
+
+/// An index lists an older file by the name its author typed
+/// (`Zeta.Pkg-1.0-….whl`), a lock file by the escaped one
+/// (`zeta_pkg-1.0-….whl`): both locks pin the escaped name, evaluate to
+/// the same package, and the file is found on the index and builds.
+#[test]
+fn a_file_spelled_otherwise_on_the_index_is_one_package_whichever_lock_names_it() {
+    let p = Project::new();
+    let wheel = Wheel::new("zeta-pkg", "1.0").file("zeta_pkg/__init__.py", b"Z = 'zeta'\n").build();
+    let escaped = wheel.filename.clone();
+    assert!(escaped.starts_with("zeta_pkg-1.0-"), "{escaped}");
+    let typed = Dist { filename: escaped.replacen("zeta_pkg", "Zeta.Pkg", 1), ..wheel.clone() };
+    p.index.publish(&typed);
+    p.write("requirements.txt", &requirement(&[&typed]));
+    p.write(
+        "pylock.toml",
+        &format!(
+            "lock-version = \"1.0\"\ncreated-by = \"drv-tests\"\n\n[[packages]]\nname = \"zeta-pkg\"\nversion = \"1.0\"\n\
+             wheels = [{{ name = \"{escaped}\", url = \"{}\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+            p.index.file_url(&escaped),
+            typed.sha256()
+        ),
+    );
+    p.env("env-req", "requirements.txt", None, "bin/python3");
+    p.env("env-pylock", "pylock.toml", None, "bin/python3");
+    p.lock_ok(&["env-req.toml", "env-pylock.toml"]);
+    assert_eq!(p.pinned_files("requirements.txt")["zeta-pkg"], escaped);
+    assert_eq!(p.pinned_files("pylock.toml")["zeta-pkg"], escaped);
+    assert_eq!(p.packages("env-req.toml"), p.packages("env-pylock.toml"));
+    p.build("env-pylock.toml");
+    assert_eq!(p.run("env-pylock.toml", &["-c", "import zeta_pkg; print(zeta_pkg.Z)"]).trim(), "zeta");
+}
