@@ -106,6 +106,44 @@ impl PythonLock {
         }
     }
 
+    /// The packages of the lock installed on `target`, by the lock's key
+    /// (the name; `NAME@VERSION` where a uv.lock holds several versions):
+    /// those its roots reach through edges whose markers hold, when the
+    /// lock records edges (uv.lock: the versions of a forked resolution
+    /// that this target does not take are left out); else every package
+    /// whose marker holds.
+    ///
+    /// Errors: two versions of one project on this target, which no
+    /// installation can hold.
+    pub fn installed_on(&self, target: &Target) -> Result<BTreeMap<&str, &LockedPackage>, String> {
+        let env = target.marker_environment();
+        let mut out: BTreeMap<&str, &LockedPackage> = BTreeMap::new();
+        if self.format == LockFormat::UvLock {
+            let holds = |m: &Option<pep508_rs::MarkerTree>| m.as_ref().is_none_or(|m| m.evaluate(&env, &[]));
+            let mut todo: Vec<&str> = self.roots.iter().filter(|(_, m)| holds(m)).map(|(r, _)| r.as_str()).collect();
+            while let Some(key) = todo.pop() {
+                let Some((k, p)) = self.packages.get_key_value(key) else {
+                    return Err(format!("{}: an edge to {key:?}, which the lock does not have", self.file));
+                };
+                if out.insert(k.as_str(), p).is_none() {
+                    todo.extend(p.dependencies.iter().flatten().filter(|(_, m)| holds(m)).map(|(d, _)| d.as_str()));
+                }
+            }
+        } else {
+            out.extend(self.packages.iter().filter(|(_, p)| p.applies(&env)).map(|(k, p)| (k.as_str(), p)));
+        }
+        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+        for p in out.values() {
+            if let Some(other) = names.insert(&p.name, &p.version) {
+                return Err(format!(
+                    "{}: {} is locked at {other} and at {} for this interpreter and platform: an environment holds one",
+                    self.file, p.name, p.version
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// The packages `roots` need on `target`: the roots and, through the
     /// lock's dependencies whose markers hold, everything they need,
     /// sorted by name. Without recorded dependencies (requirements files,
@@ -327,6 +365,46 @@ pub(crate) fn file_name_of(location: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_forked_uv_lock_installs_the_versions_its_edges_take_on_the_target() {
+        let h = "0".repeat(64);
+        let text = format!(
+            r#"version = 1
+requires-python = ">=3.10"
+
+[[package]]
+name = "demo"
+version = "0.1.0"
+source = {{ virtual = "." }}
+dependencies = [
+    {{ name = "numpy", version = "1.26.4", source = {{ registry = "r" }}, marker = "python_full_version < '3.11'" }},
+    {{ name = "numpy", version = "2.2.0", source = {{ registry = "r" }}, marker = "python_full_version >= '3.11'" }},
+]
+
+[[package]]
+name = "numpy"
+version = "1.26.4"
+source = {{ registry = "r" }}
+sdist = {{ url = "https://index.invalid/numpy-1.26.4.tar.gz", hash = "sha256:{h}" }}
+
+[[package]]
+name = "numpy"
+version = "2.2.0"
+source = {{ registry = "r" }}
+sdist = {{ url = "https://index.invalid/numpy-2.2.0.tar.gz", hash = "sha256:{h}" }}
+"#
+        );
+        let lock = PythonLock::parse(LockFormat::UvLock, "uv.lock", &text).unwrap();
+        let installed = lock.installed_on(&target()).unwrap();
+        let versions: Vec<(&str, &str)> = installed.iter().map(|(k, p)| (*k, p.version.as_str())).collect();
+        assert_eq!(versions, [("numpy@2.2.0", "2.2.0")]);
+        // without the markers both versions would be installed: refused
+        let both = text.replace(", marker = \"python_full_version < '3.11'\"", "");
+        let lock = PythonLock::parse(LockFormat::UvLock, "uv.lock", &both).unwrap();
+        let err = lock.installed_on(&target()).unwrap_err();
+        assert!(err.contains("numpy is locked at"), "{err}");
+    }
     use super::*;
 
     fn target() -> Target {

@@ -116,10 +116,12 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
     let mut chosen: BTreeMap<String, Choice> = BTreeMap::new();
     let mut metadata = BTreeMap::new();
     let mut pyprojects: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for (name, p) in &lock.packages {
-        if !p.applies(&env) {
-            continue;
-        }
+    let installed = lock.installed_on(&w.target).map_err(|e| anyhow!(e))?;
+    // The lock's key of each package installed (`NAME@VERSION` for a
+    // forked uv.lock) → its name, which the pins use.
+    let names: BTreeMap<&str, &str> = installed.iter().map(|(k, p)| (*k, p.name.as_str())).collect();
+    for (key, p) in &installed {
+        let name = &p.name;
         // A lock that names its files is chosen from; a requirements file
         // from the index's files whose hashes it allows.
         let (candidates, urls): (Vec<DistFile>, BTreeMap<String, String>) = if p.files.is_empty() {
@@ -165,20 +167,23 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
                         p.version
                     );
                 }
-                metadata.insert(name.clone(), m);
+                metadata.insert((*key).to_owned(), m);
             } else if p.dependencies.is_none() {
                 bail!("{shown}: {}: no core metadata (METADATA or PKG-INFO) to read its dependencies from", file.filename);
             }
             if sdist {
-                pyprojects.insert(name.clone(), d.pyproject);
+                pyprojects.insert((*key).to_owned(), d.pyproject);
             }
         }
-        chosen.insert(name.clone(), choice);
+        chosen.insert((*key).to_owned(), choice);
     }
     let edges = drv_python::dependency_edges(&lock, &metadata, &w.target).map_err(|e| anyhow!(e))?;
     let mut pins = Vec::new();
-    for (name, choice) in &chosen {
-        let p = &lock.packages[name];
+    // A build requirement names a project: the key it is installed under.
+    let key_of: BTreeMap<&str, &str> = names.iter().map(|(k, n)| (*n, *k)).collect();
+    for (key, choice) in &chosen {
+        let p = &lock.packages[key];
+        let name = &p.name;
         let build = match choice {
             Choice::Wheel(_) => None,
             Choice::Sdist(f) => {
@@ -190,7 +195,7 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
                         continue;
                     }
                     let dep = drv_python::normalize(r.name.as_ref());
-                    let pinned = chosen.get(&dep).map(|_| &lock.packages[&dep]);
+                    let pinned = key_of.get(dep.as_str()).map(|k| &lock.packages[*k]);
                     let fits = pinned.is_some_and(|q| drv_python::metadata::fits(r, &q.version));
                     if !fits {
                         let has = pinned.map(|q| format!(" (it pins {dep} {}, which does not fit)", q.version)).unwrap_or_default();
@@ -215,7 +220,10 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
             version: p.version.clone(),
             file: drv_python::wheel::canonical_file_name(&choice.file().filename),
             sha256: choice.file().sha256.clone(),
-            requires: edges.get(name).map(|e| e.iter().cloned().collect()).unwrap_or_default(),
+            requires: edges
+                .get(key.as_str())
+                .map(|e| e.iter().filter_map(|d| names.get(d.as_str()).map(|n| (*n).to_owned())).collect::<BTreeSet<_>>().into_iter().collect())
+                .unwrap_or_default(),
             build,
         });
     }
