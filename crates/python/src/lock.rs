@@ -76,6 +76,17 @@ impl LockedPackage {
         self.marker.as_ref().is_none_or(|m| m.evaluate(env, &[]))
     }
 
+    /// The lock's keys of the dependencies it records whose markers hold
+    /// in `env` (none when it records none).
+    pub fn dependencies_on(&self, env: &pep508_rs::MarkerEnvironment) -> Vec<&str> {
+        self.dependencies
+            .iter()
+            .flatten()
+            .filter(|(_, m)| m.as_ref().is_none_or(|m| m.evaluate(env, &[])))
+            .map(|(d, _)| d.as_str())
+            .collect()
+    }
+
     /// Whether the lock allows a file with this sha256.
     pub fn allows(&self, sha256: &str) -> bool {
         self.hashes.contains(sha256) || self.files.iter().any(|f| f.sha256 == sha256)

@@ -113,121 +113,156 @@ fn resolve_one(fetcher: &Fetcher, w: &Wanted, pinned: &PinnedLock) -> anyhow::Re
     let text = std::fs::read_to_string(&w.file).with_context(|| format!("cannot read {shown}"))?;
     let lock = PythonLock::parse(format, &shown, &text)?;
     let env = w.target.marker_environment();
-    let mut chosen: BTreeMap<String, Choice> = BTreeMap::new();
+    // What the target installs, then (below) what its sdists build with:
+    // each package of the lock by its key (`NAME@VERSION` for a forked
+    // uv.lock), chosen once.
+    let mut todo: Vec<String> = lock.installed_on(&w.target).map_err(|e| anyhow!(e))?.keys().map(|k| (*k).to_owned()).collect();
+    let mut chosen: BTreeMap<String, (Choice, Option<drv_python::BuildSystem>)> = BTreeMap::new();
     let mut metadata = BTreeMap::new();
-    let mut pyprojects: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let installed = lock.installed_on(&w.target).map_err(|e| anyhow!(e))?;
-    // The lock's key of each package installed (`NAME@VERSION` for a
-    // forked uv.lock) → its name, which the pins use.
-    let names: BTreeMap<&str, &str> = installed.iter().map(|(k, p)| (*k, p.name.as_str())).collect();
-    for (key, p) in &installed {
-        let name = &p.name;
-        // A lock that names its files is chosen from; a requirements file
-        // from the index's files whose hashes it allows.
-        let (candidates, urls): (Vec<DistFile>, BTreeMap<String, String>) = if p.files.is_empty() {
-            let listed = fetcher.index_files(name).with_context(|| format!("{shown}: finding the files of {name} {}", p.version))?;
-            let mut c = Vec::new();
-            let mut urls = BTreeMap::new();
-            for f in listed {
-                if let Some(h) = f.sha256.filter(|h| p.hashes.contains(h)) {
-                    urls.insert(f.filename.clone(), f.url.clone());
-                    c.push(DistFile { filename: f.filename, sha256: h });
-                }
-            }
-            if c.is_empty() {
-                bail!(
-                    "{shown}:{}: {name}=={}: the index lists no file with one of its hashes ({})",
-                    p.line,
-                    p.version,
-                    p.hashes.iter().map(|h| format!("sha256:{h}")).collect::<Vec<_>>().join(", ")
-                );
-            }
-            (c, urls)
-        } else {
-            (p.files.clone(), BTreeMap::new())
-        };
-        let choice = drv_python::select(p, &candidates, &w.target).map_err(|e| anyhow!("{shown}: {e}"))?;
-        let file = choice.file().clone();
-        let sdist = matches!(choice, Choice::Sdist(_));
-        if p.dependencies.is_none() || sdist {
-            let source = match urls.get(&file.filename) {
-                Some(url) => FetchSource::Url(url.clone()),
-                None => FetchSource::PythonIndexFile { project: name.clone(), filename: file.filename.clone() },
-            };
-            let got = fetcher.prefetch(&source).with_context(|| format!("{shown}: downloading {}", file.filename))?;
-            if got.sha256.to_hex() != file.sha256 {
-                bail!("{shown}: {} has sha256 {}, not {} as the lock says", file.filename, got.sha256.to_hex(), file.sha256);
-            }
-            let d = read_distribution(&got.file, &file.filename).with_context(|| format!("{shown}: reading {}", file.filename))?;
-            if let Some(m) = d.metadata {
-                if sdist && p.dependencies.is_none() && m.dynamic.iter().any(|f| f == "requires-dist") {
-                    bail!(
-                        "{shown}: {name} {} has only an sdist whose dependencies are known only after building it: \
-                         lock it with a tool that records them (uv.lock, pylock.toml)",
-                        p.version
-                    );
-                }
-                metadata.insert((*key).to_owned(), m);
-            } else if p.dependencies.is_none() {
-                bail!("{shown}: {}: no core metadata (METADATA or PKG-INFO) to read its dependencies from", file.filename);
-            }
-            if sdist {
-                pyprojects.insert((*key).to_owned(), d.pyproject);
-            }
+    while let Some(key) = todo.pop() {
+        if chosen.contains_key(&key) {
+            continue;
         }
-        chosen.insert((*key).to_owned(), choice);
-    }
-    let edges = drv_python::dependency_edges(&lock, &metadata, &w.target).map_err(|e| anyhow!(e))?;
-    let mut pins = Vec::new();
-    // A build requirement names a project: the key it is installed under.
-    let key_of: BTreeMap<&str, &str> = names.iter().map(|(k, n)| (*n, *k)).collect();
-    for (key, choice) in &chosen {
-        let p = &lock.packages[key];
-        let name = &p.name;
-        let build = match choice {
+        let p = &lock.packages[&key];
+        let (choice, downloaded) = choose(fetcher, &shown, p, w)?;
+        if let Some(m) = downloaded.as_ref().and_then(|d| d.metadata.clone()) {
+            metadata.insert(key.clone(), m);
+        }
+        let build = match &choice {
             Choice::Wheel(_) => None,
             Choice::Sdist(f) => {
-                let table = drv_python::build_system(pyprojects.get(name).and_then(|p| p.as_deref()))
-                    .map_err(|e| anyhow!("{shown}: {}: {e}", f.filename))?;
+                let pyproject = downloaded.as_ref().and_then(|d| d.pyproject.as_deref());
+                let table = drv_python::build_system(pyproject).map_err(|e| anyhow!("{shown}: {}: {e}", f.filename))?;
                 let mut requires = BTreeSet::new();
-                for r in &table.requires {
-                    if !r.evaluate_markers(&env, &[]) {
-                        continue;
-                    }
+                for r in table.requires.iter().filter(|r| r.evaluate_markers(&env, &[])) {
                     let dep = drv_python::normalize(r.name.as_ref());
-                    let pinned = key_of.get(dep.as_str()).map(|k| &lock.packages[*k]);
-                    let fits = pinned.is_some_and(|q| drv_python::metadata::fits(r, &q.version));
-                    if !fits {
-                        let has = pinned.map(|q| format!(" (it pins {dep} {}, which does not fit)", q.version)).unwrap_or_default();
-                        bail!(
-                            "{shown}: {name} {} has no wheel for Python {}.{} and is built from its sdist, whose build backend needs {r} \
-                             (pyproject.toml [build-system] requires); {shown} does not pin it{has}.\n\
-                             help: add a line `{dep}==VERSION --hash=sha256:…` for a version that fits to {shown} \
-                             (`pip download --no-deps {dep}` then `drv hash`, or regenerate it with the build requirements included)",
-                            p.version,
-                            w.target.python.0,
-                            w.target.python.1
-                        );
-                    }
+                    // Any package of the lock that fits, installed or not
+                    // (a uv.lock holds build requirements only as some
+                    // group's dependencies).
+                    let found = lock
+                        .packages
+                        .iter()
+                        .filter(|(_, q)| q.name == dep && q.applies(&env) && drv_python::metadata::fits(r, &q.version))
+                        .map(|(k, _)| k.clone())
+                        .next();
+                    let Some(k) = found else {
+                        bail!("{}", unpinned_build_requirement(&shown, format, p, &dep, &r.to_string(), w));
+                    };
+                    todo.push(k);
                     requires.insert(dep);
                 }
                 Some(drv_python::BuildSystem { requires: requires.into_iter().collect(), backend: table.backend, backend_path: table.backend_path })
             }
         };
-        pins.push(Pin {
-            lock: pinned.file.clone(),
-            name: name.clone(),
-            version: p.version.clone(),
-            file: drv_python::wheel::canonical_file_name(&choice.file().filename),
-            sha256: choice.file().sha256.clone(),
-            requires: edges
-                .get(key.as_str())
-                .map(|e| e.iter().filter_map(|d| names.get(d.as_str()).map(|n| (*n).to_owned())).collect::<BTreeSet<_>>().into_iter().collect())
-                .unwrap_or_default(),
-            build,
-        });
+        // What a package needs comes along (a build requirement's own
+        // dependencies, where the lock records them).
+        todo.extend(p.dependencies_on(&env).into_iter().map(str::to_owned));
+        chosen.insert(key, (choice, build));
     }
-    Ok(pins)
+    let names: BTreeMap<&str, &str> =
+        lock.packages.iter().filter(|(k, _)| chosen.contains_key(*k)).map(|(k, p)| (k.as_str(), p.name.as_str())).collect();
+    let mut seen = BTreeMap::new();
+    for (k, n) in &names {
+        if let Some(other) = seen.insert(*n, *k) {
+            bail!("{shown}: {n} is needed at two versions ({} and {}) on this target: an environment holds one", lock.packages[other].version, lock.packages[*k].version);
+        }
+    }
+    let edges = drv_python::dependency_edges(&lock, &metadata, &w.target).map_err(|e| anyhow!(e))?;
+    Ok(chosen
+        .into_iter()
+        .map(|(key, (choice, build))| {
+            let p = &lock.packages[&key];
+            let requires: BTreeSet<String> =
+                edges.get(&key).into_iter().flatten().filter_map(|d| names.get(d.as_str()).map(|n| (*n).to_owned())).collect();
+            Pin {
+                lock: pinned.file.clone(),
+                name: p.name.clone(),
+                version: p.version.clone(),
+                file: drv_python::wheel::canonical_file_name(&choice.file().filename),
+                sha256: choice.file().sha256.clone(),
+                requires: requires.into_iter().collect(),
+                build,
+            }
+        })
+        .collect())
+}
+
+/// The file of `p` that fits `w`'s target, and, when locking must read it
+/// (dependencies the lock does not record, an sdist's build system), the
+/// file's metadata.
+fn choose(fetcher: &Fetcher, shown: &str, p: &drv_python::LockedPackage, w: &Wanted) -> anyhow::Result<(Choice, Option<Downloaded>)> {
+    let name = &p.name;
+    // A lock that names its files is chosen from; a requirements file
+    // from the index's files whose hashes it allows.
+    let (candidates, urls): (Vec<DistFile>, BTreeMap<String, String>) = if p.files.is_empty() {
+        let listed = fetcher.index_files(name).with_context(|| format!("{shown}: finding the files of {name} {}", p.version))?;
+        let mut c = Vec::new();
+        let mut urls = BTreeMap::new();
+        for f in listed {
+            if let Some(h) = f.sha256.filter(|h| p.hashes.contains(h)) {
+                urls.insert(f.filename.clone(), f.url.clone());
+                c.push(DistFile { filename: f.filename, sha256: h });
+            }
+        }
+        if c.is_empty() {
+            bail!(
+                "{shown}:{}: {name}=={}: the index lists no file with one of its hashes ({})",
+                p.line,
+                p.version,
+                p.hashes.iter().map(|h| format!("sha256:{h}")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        (c, urls)
+    } else {
+        (p.files.clone(), BTreeMap::new())
+    };
+    let choice = drv_python::select(p, &candidates, &w.target).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let file = choice.file().clone();
+    let sdist = matches!(choice, Choice::Sdist(_));
+    if p.dependencies.is_some() && !sdist {
+        return Ok((choice, None));
+    }
+    let source = match urls.get(&file.filename) {
+        Some(url) => FetchSource::Url(url.clone()),
+        None => FetchSource::PythonIndexFile { project: name.clone(), filename: file.filename.clone() },
+    };
+    let got = fetcher.prefetch(&source).with_context(|| format!("{shown}: downloading {}", file.filename))?;
+    if got.sha256.to_hex() != file.sha256 {
+        bail!("{shown}: {} has sha256 {}, not {} as the lock says", file.filename, got.sha256.to_hex(), file.sha256);
+    }
+    let d = read_distribution(&got.file, &file.filename).with_context(|| format!("{shown}: reading {}", file.filename))?;
+    match &d.metadata {
+        Some(m) if sdist && p.dependencies.is_none() && m.dynamic.iter().any(|f| f == "requires-dist") => bail!(
+            "{shown}: {name} {} has only an sdist whose dependencies are known only after building it: \
+             lock it with a tool that records them (uv.lock, pylock.toml)",
+            p.version
+        ),
+        None if p.dependencies.is_none() => {
+            bail!("{shown}: {}: no core metadata (METADATA or PKG-INFO) to read its dependencies from", file.filename)
+        }
+        _ => {}
+    }
+    Ok((choice, Some(d)))
+}
+
+/// The error for an sdist whose build requirement `dep` (`requirement` as
+/// its pyproject.toml writes it) the lock does not pin, with what to add
+/// where.
+fn unpinned_build_requirement(shown: &str, format: LockFormat, p: &drv_python::LockedPackage, dep: &str, requirement: &str, w: &Wanted) -> String {
+    let help = match format {
+        LockFormat::Requirements => format!(
+            "add a line `{dep}==VERSION --hash=sha256:…` for a version that fits to {shown} \
+             (compile it with the build requirements included, or `pip download --no-deps {dep}` and `drv hash` the file)"
+        ),
+        LockFormat::Pylock | LockFormat::UvLock => format!(
+            "make {dep} part of the locked project (a dependency group, for example `uv add --group build '{requirement}'`) and lock again"
+        ),
+    };
+    format!(
+        "{shown}: {} {} has no wheel for Python {}.{} and is built from its sdist, whose build backend needs {requirement} \
+         (pyproject.toml [build-system] requires); {shown} does not pin a version of {dep} that fits.\nhelp: {help}",
+        p.name, p.version, w.target.python.0, w.target.python.1
+    )
 }
 
 /// The core metadata (and, for an sdist, `pyproject.toml`) of the
