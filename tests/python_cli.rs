@@ -533,10 +533,16 @@ fn python_recipes_with_a_build_or_an_unknown_package_are_refused_where_they_say_
 /// (`Zeta.Pkg-1.0-….whl`), a lock file by the escaped one
 /// (`zeta_pkg-1.0-….whl`): both locks pin the escaped name, evaluate to
 /// the same package, and the file is found on the index and builds.
+/// Its module for Python 2 does not stop the install.
 #[test]
 fn a_file_spelled_otherwise_on_the_index_is_one_package_whichever_lock_names_it() {
     let p = Project::new();
-    let wheel = Wheel::new("zeta-pkg", "1.0").file("zeta_pkg/__init__.py", b"Z = 'zeta'\n").build();
+    // A module for another Python (wheels carry such files) stays source
+    // only, as pip leaves it: the install does not fail on it.
+    let wheel = Wheel::new("zeta-pkg", "1.0")
+        .file("zeta_pkg/__init__.py", b"Z = 'zeta'\n")
+        .file("zeta_pkg/py2only.py", b"print 'for Python 2'\n")
+        .build();
     let escaped = wheel.filename.clone();
     assert!(escaped.starts_with("zeta_pkg-1.0-"), "{escaped}");
     let typed = Dist { filename: escaped.replacen("zeta_pkg", "Zeta.Pkg", 1), ..wheel.clone() };
