@@ -30,8 +30,8 @@ DRV=$CARGO_TARGET_DIR/release/drv
 ROOT=${SHOWCASE_ROOT:-$WORK/root}
 mkdir -p "$WORK"
 
-"$DRV" --root "$ROOT" build --no-link recipes/flask.toml >/dev/null
-CPYTHON=$("$DRV" --root "$ROOT" build --no-link recipes/cpython.toml)
+"$DRV" --root "$ROOT" build --no-link recipes/flask.toml >/dev/null 2>&1
+CPYTHON=$("$DRV" --root "$ROOT" build --no-link recipes/cpython.toml 2>/dev/null | grep -v -- '-debug$')
 WHEELS=$("$DRV" --root "$ROOT" eval --json recipes/flask.toml |
   python3 -c 'import json,sys; print(" ".join(sorted(p for d in json.load(sys.stdin)["derivations"].values() for p in d["outputs"].values() if p.endswith(".whl"))))')
 echo "interpreter $CPYTHON; $(echo $WHEELS | wc -w) wheels" >&2
@@ -39,9 +39,17 @@ echo "interpreter $CPYTHON; $(echo $WHEELS | wc -w) wheels" >&2
 # The same seven files, under their own names, for pip and uv.
 rm -rf "$WORK/wheels" "$WORK/cache"; mkdir -p "$WORK/wheels"
 for w in $WHEELS; do cp "$ROOT/store/${w#/store/}" "$WORK/wheels/${w#/store/*-}"; done
-# A cache holding what the drv runs start with, so each starts from a
-# fresh root holding exactly that.
-"$DRV" --root "$ROOT" cache push --to "file://$WORK/cache" "$CPYTHON" $WHEELS >/dev/null 2>&1
+# Everything the environment's builds use but the builds themselves: the
+# interpreter's closure, the seven downloads, the C library and patchelf's
+# toolchain (markupsafe's RUNPATH). Each drv run starts from a fresh root
+# holding exactly that, substituted from a cache.
+SEED=$("$DRV" --root "$ROOT" show-derivation -r recipes/flask.toml |
+  python3 -c 'import json,sys
+drvs = json.load(sys.stdin)
+ours = {p for p, d in drvs.items() if d["env"]["name"].startswith("python3.11-") or d["env"]["name"] == "flask-3.1.3"}
+inputs = {i for p in ours for i in drvs[p]["inputDrvs"]} - ours
+print(" ".join(sorted(drvs[i]["outputs"]["out"]["path"] for i in inputs)))')
+"$DRV" --root "$ROOT" cache push --to "file://$WORK/cache" $SEED >/dev/null 2>&1
 CACHE="file://$WORK/cache?trusted=1"
 
 if [ ! -x "$WORK/uv/bin/uv" ]; then
@@ -52,7 +60,7 @@ PY=$(command -v python3)
 echo "pip: $(python3 -m pip --version | cut -d' ' -f1-2), $($UV --version), host $($PY --version)" >&2
 
 hyperfine --runs "$RUNS" --export-markdown "$WORK/result.md" \
-  --prepare "rm -rf $WORK/r && $DRV --root $WORK/r cache fetch --substituters '$CACHE' $CPYTHON $WHEELS >/dev/null 2>&1" \
+  --prepare "rm -rf $WORK/r && $DRV --root $WORK/r cache fetch --substituters '$CACHE' $SEED >/dev/null 2>&1" \
   -n drv "$DRV --root $WORK/r build --no-link recipes/flask.toml" \
   --prepare "rm -rf $WORK/venv && $PY -m venv $WORK/venv" \
   -n pip "$WORK/venv/bin/pip install --quiet --disable-pip-version-check --no-index --find-links $WORK/wheels flask" \
