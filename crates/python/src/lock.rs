@@ -378,6 +378,30 @@ pub(crate) fn file_name_of(location: &str) -> Option<String> {
 mod tests {
 
     #[test]
+    fn a_uv_lock_installs_the_extras_asked_for_and_the_projects_groups() {
+        let h = "0".repeat(64);
+        let pkg = |name: &str| {
+            format!("[[package]]\nname = \"{name}\"\nversion = \"1.0\"\nsource = {{ registry = \"r\" }}\nsdist = {{ url = \"https://index.invalid/{name}-1.0.tar.gz\", hash = \"sha256:{h}\" }}\n")
+        };
+        let text = format!(
+            "version = 1\nrequires-python = \">=3.10\"\n\n[[package]]\nname = \"demo\"\nversion = \"0.1.0\"\nsource = {{ editable = \".\" }}\n\
+             dependencies = [{{ name = \"uvicorn\", extra = [\"standard\"] }}]\n\n[package.dev-dependencies]\ndev = [{{ name = \"pytest\" }}]\n\n\
+             {}\n[package.optional-dependencies]\nstandard = [{{ name = \"httptools\" }}, {{ name = \"colorama\", marker = \"sys_platform == 'win32'\" }}]\n\n{}\n{}\n{}\n{}",
+            pkg("uvicorn"),
+            pkg("httptools"),
+            pkg("colorama"),
+            pkg("pytest"),
+            pkg("unused")
+        );
+        let lock = PythonLock::parse(LockFormat::UvLock, "uv.lock", &text).unwrap();
+        let installed: Vec<&str> = lock.installed_on(&target()).unwrap().into_keys().collect();
+        assert_eq!(installed, ["httptools", "pytest", "uvicorn"]);
+        let bad = text.replace("extra = [\"standard\"]", "extra = [\"nope\"]");
+        let err = PythonLock::parse(LockFormat::UvLock, "uv.lock", &bad).unwrap_err().to_string();
+        assert!(err.contains("no extra \"nope\""), "{err}");
+    }
+
+    #[test]
     fn a_forked_uv_lock_installs_the_versions_its_edges_take_on_the_target() {
         let h = "0".repeat(64);
         let text = format!(

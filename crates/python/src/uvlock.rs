@@ -26,6 +26,12 @@ struct Package {
     source: BTreeMap<String, toml::Value>,
     #[serde(default)]
     dependencies: Vec<Dependency>,
+    /// The package's extras: what `name[extra]` adds.
+    #[serde(default)]
+    optional_dependencies: BTreeMap<String, Vec<Dependency>>,
+    /// The project's dependency groups (PEP 735; uv's `dev`).
+    #[serde(default)]
+    dev_dependencies: BTreeMap<String, Vec<Dependency>>,
     sdist: Option<Dist>,
     #[serde(default)]
     wheels: Vec<Dist>,
@@ -36,6 +42,9 @@ struct Dependency {
     name: String,
     version: Option<String>,
     marker: Option<String>,
+    /// The extras of the dependency asked for (`name[extra]`).
+    #[serde(default)]
+    extra: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +66,12 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
     for p in &parsed.package {
         *versions.entry(normalize(&p.name)).or_default() += 1;
     }
+    // Each package's extras, by its key.
+    let extras_of: BTreeMap<String, &BTreeMap<String, Vec<Dependency>>> = parsed
+        .package
+        .iter()
+        .map(|p| (key(&normalize(&p.name), p.version.as_deref(), &versions), &p.optional_dependencies))
+        .collect();
     let mut packages = BTreeMap::new();
     let mut roots = Vec::new();
     for p in &parsed.package {
@@ -64,16 +79,17 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
         let field = |field: &'static str, message: String| LockFileError::Field { file: file.to_owned(), package: p.name.clone(), field, message };
         let mut dependencies = Vec::new();
         for d in &p.dependencies {
-            let marker = d
-                .marker
-                .as_deref()
-                .map(|m| pep508_rs::MarkerTree::from_str(m).map_err(|e| field("dependencies", format!("{}: {e}", d.name))))
-                .transpose()?;
-            dependencies.push((key(&normalize(&d.name), d.version.as_deref(), &versions), marker));
+            edges(d, None, &extras_of, &versions, &mut dependencies, 0).map_err(|m| field("dependencies", m))?;
         }
         // The project itself (a virtual or editable root): what it
         // depends on is what the lock is for.
         if p.source.contains_key("virtual") || p.source.contains_key("editable") {
+            // Every extra and group of the project, as `uv sync
+            // --all-extras --all-groups` installs: a recipe's `packages`
+            // picks among them.
+            for d in p.optional_dependencies.values().chain(p.dev_dependencies.values()).flatten() {
+                edges(d, None, &extras_of, &versions, &mut dependencies, 0).map_err(|m| field("dependencies", m))?;
+            }
             roots.extend(dependencies.iter().cloned());
             continue;
         }
@@ -108,6 +124,41 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<PythonLock, LockFileError>
         roots = packages.keys().map(|k| (k.clone(), None)).collect();
     }
     Ok(PythonLock { format: LockFormat::UvLock, file: file.to_owned(), packages, roots })
+}
+
+/// The edges `d` makes: to its package, under its marker (and `under`,
+/// the marker of the edge that asked for this extra), and, for each extra
+/// it asks for, to what that extra adds, recursively.
+fn edges(
+    d: &Dependency,
+    under: Option<&pep508_rs::MarkerTree>,
+    extras_of: &BTreeMap<String, &BTreeMap<String, Vec<Dependency>>>,
+    versions: &BTreeMap<String, usize>,
+    out: &mut Vec<(String, Option<pep508_rs::MarkerTree>)>,
+    depth: usize,
+) -> Result<(), String> {
+    // Extras asking for extras of each other end somewhere; a lock whose
+    // chain does not is not one uv wrote.
+    if depth > 64 {
+        return Err(format!("{}: extras that ask for each other without end", d.name));
+    }
+    let mut marker = d.marker.as_deref().map(|m| pep508_rs::MarkerTree::from_str(m).map_err(|e| format!("{}: {e}", d.name))).transpose()?;
+    if let Some(u) = under {
+        let mut m = marker.unwrap_or(pep508_rs::MarkerTree::TRUE);
+        m.and(u.clone());
+        marker = Some(m);
+    }
+    let k = key(&normalize(&d.name), d.version.as_deref(), versions);
+    for e in &d.extra {
+        let Some(adds) = extras_of.get(&k).and_then(|x| x.get(e)) else {
+            return Err(format!("{}[{e}]: the lock records no extra {e:?} of {}", d.name, d.name));
+        };
+        for a in adds {
+            edges(a, marker.as_ref(), extras_of, versions, out, depth + 1)?;
+        }
+    }
+    out.push((k, marker));
+    Ok(())
 }
 
 /// The lock's key of a package: its name, or `NAME@VERSION` when the lock
