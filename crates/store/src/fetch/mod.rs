@@ -194,7 +194,7 @@ impl Fetcher {
         if fs::symlink_metadata(dest).is_ok() {
             return Err(FetchError::DestinationExists { path: dest.to_owned() });
         }
-        let resolved = self.resolve(source, Some(expected))?;
+        let resolved = self.resolve(source)?;
         if let (Some(listed), FetchSource::PythonIndexFile { project, filename }) = (resolved.listed, source) {
             if listed != expected {
                 return Err(FetchError::IndexHashMismatch {
@@ -233,7 +233,7 @@ impl Fetcher {
     /// is not known yet. If an index lists a sha256 for the file, the
     /// download must match it.
     pub fn prefetch(&self, source: &FetchSource) -> Result<Prefetched> {
-        let resolved = self.resolve(source, None)?;
+        let resolved = self.resolve(source)?;
         let dir = std::env::temp_dir();
         let mut tmp = tempfile::Builder::new()
             .prefix(".drv-prefetch-")
@@ -252,18 +252,16 @@ impl Fetcher {
     /// The URL `source` is downloaded from: mirrors resolved, index pages
     /// read.
     pub fn resolve_url(&self, source: &FetchSource) -> Result<String> {
-        Ok(self.resolve(source, None)?.url)
+        Ok(self.resolve(source)?.url)
     }
 
-    /// `expected`: the sha256 the caller pins, which finds an index file
-    /// whose name is spelled otherwise.
-    fn resolve(&self, source: &FetchSource, expected: Option<Sha256>) -> Result<Resolved> {
+    fn resolve(&self, source: &FetchSource) -> Result<Resolved> {
         match source {
             FetchSource::Url(url) if url.starts_with("mirror://") => {
                 Ok(Resolved { url: self.mirrors.resolve_url(url)?, listed: None })
             }
             FetchSource::Url(url) => Ok(Resolved { url: url.clone(), listed: None }),
-            FetchSource::PythonIndexFile { project, filename } => self.resolve_index_file(project, filename, expected),
+            FetchSource::PythonIndexFile { project, filename } => self.resolve_index_file(project, filename),
         }
     }
 
@@ -320,21 +318,18 @@ impl Fetcher {
     }
 
     /// Find `filename` on `project`'s simple-API page of the `pypi` mirror:
-    /// by its name as given; else the file the index lists with the
-    /// `expected` sha256; else by its name as PEP 427 normalizes it (lock
+    /// by its name as given, else by its name as PEP 427 escapes it (lock
     /// files write `pyyaml-6.0.2-….whl` for the index's
-    /// `PyYAML-6.0.2-….whl`). The hash is checked after, whichever matched.
-    fn resolve_index_file(&self, project: &str, filename: &str, expected: Option<Sha256>) -> Result<Resolved> {
+    /// `PyYAML-6.0.2-….whl`). The hash is checked after.
+    fn resolve_index_file(&self, project: &str, filename: &str) -> Result<Resolved> {
         let page = join_url(&self.mirrors.resolve("pypi")?, &format!("{}/", simple_index::normalize_project_name(project)));
         let bad_page = |message: String| FetchError::IndexPage { page: page.clone(), message };
         let files = self.index_files(project)?;
-        let by_hash = |f: &simple_index::IndexFile| {
-            expected.is_some_and(|e| f.sha256.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(&e.to_hex())))
-        };
         let wanted = simple_index::normalize_file_name(filename);
-        let found = files.iter().position(|f| f.filename == filename).or_else(|| files.iter().position(by_hash)).or_else(|| {
-            files.iter().position(|f| simple_index::normalize_file_name(&f.filename) == wanted)
-        });
+        let found = files
+            .iter()
+            .position(|f| f.filename == filename)
+            .or_else(|| files.iter().position(|f| simple_index::normalize_file_name(&f.filename) == wanted));
         let file = found
             .map(|i| files[i].clone())
             .ok_or_else(|| FetchError::NotInIndex {
