@@ -17,10 +17,10 @@ DRV_FUZZ_SECONDS=$(python3 -c "import sys; print(max(1, round(float(sys.argv[1])
 run() { cargo test --locked -q -p "$1" --lib "$2" -- --exact --nocapture --test-threads=1 2>&1 | grep -E '^fuzz |panicked|FAILED|error' || true; }
 status=0
 for target in \
-  "drv-store fuzz::fuzz_narinfo" \
-  "drv-store fuzz::fuzz_aterm" \
-  "drv-store fuzz::fuzz_nar" \
-  "drv-store fuzz::fuzz_store_path" \
+  "drv-formats fuzz::fuzz_narinfo" \
+  "drv-formats fuzz::fuzz_aterm" \
+  "drv-formats fuzz::fuzz_nar" \
+  "drv-formats fuzz::fuzz_store_path" \
   "drv-debian lock::proptests::fuzz_lock" \
   "drv-eval recipe::proptests::fuzz_recipe"; do
   set -- $target

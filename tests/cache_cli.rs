@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Stdio};
 
 use common::{closure_infos, keys, open, populate, Keys, Nix, TestStore, FIXTURES};
-use drv_store::{NarInfo, SecretKey, StoreDir, StorePath};
+use drv_formats::{NarInfo, SecretKey, StoreDir, StorePath};
 
 /// `drv cache serve` on 127.0.0.1:0, killed when dropped.
 struct Serve {
@@ -214,7 +214,7 @@ fn nar_escaping_its_root_is_refused() {
         i.compression = "none".into();
         i.file_hash = None;
         i.file_size = None;
-        i.nar_hash = drv_store::Sha256::digest(&evil);
+        i.nar_hash = drv_formats::Sha256::digest(&evil);
         i.nar_size = evil.len() as u64;
     });
     refused(&url, &k.public, &top, "refused NAR");
@@ -312,7 +312,7 @@ fn nix_substitutes_from_drv_caches() {
         nix.output("nix-store", &args);
         for (path, nar_hash, _, _) in &want {
             let got = nix_query_hash(&nix, path);
-            assert_eq!(drv_store::Sha256::parse(&got).unwrap().to_string(), *nar_hash, "{url} {path}");
+            assert_eq!(drv_formats::Sha256::parse(&got).unwrap().to_string(), *nar_hash, "{url} {path}");
         }
         // signatures are checked by Nix: a cache signed by another key is refused
         let nix2 = Nix::find().unwrap();
@@ -376,7 +376,7 @@ fn push_of_a_recipe_uploads_its_valid_outputs() {
     let out_path = store.parse_path_arg(&out).unwrap();
     let staging = store.staging().unwrap();
     fs::write(staging.path(), "built").unwrap();
-    let nar_hash = drv_store::formats::nar::hash_path(&staging.path()).unwrap();
+    let nar_hash = drv_formats::nar::hash_path(&staging.path()).unwrap();
     store.commit(staging, &out_path, nar_hash, BTreeSet::new(), None, None).unwrap();
     drop(store);
     s.ok(&["cache", "push", "--to", &url, &recipe]);

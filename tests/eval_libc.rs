@@ -12,7 +12,8 @@ use std::path::Path;
 
 use common::TestStore;
 use drv_eval::Evaluation;
-use drv_store::{Derivation, LocalStore, StoreDir, StorePath};
+use drv_formats::{Derivation, StoreDir, StorePath};
+use drv_store::LocalStore;
 
 /// The C library's version in the lock: an epoch and a `~`, which a
 /// store name cannot hold.

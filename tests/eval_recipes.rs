@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use common::Nix;
 use drv_eval::Evaluation;
-use drv_store::{Ingestion, LocalStore, StoreDir, StorePath};
+use drv_formats::{StoreDir, StorePath};
+use drv_store::{Ingestion, LocalStore};
 
 const RECIPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/recipes");
 

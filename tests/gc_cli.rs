@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TestStore;
-use drv_store::{LocalStore, StoreDir, StorePath};
+use drv_formats::{StoreDir, StorePath};
+use drv_store::LocalStore;
 
 fn open(root: &Path) -> LocalStore {
     LocalStore::open(root, StoreDir::default()).unwrap()

@@ -256,7 +256,7 @@ fn a_hostile_deb_fails_the_toolchain_and_nothing_is_registered() {
         mkdir -p mirror/debian/pool/main/e/evil; ar rcD mirror/debian/pool/main/e/evil/evil_1_amd64.deb debian-binary control.tar.gz data.tar.gz");
     let deb = work.join("mirror/debian/pool/main/e/evil/evil_1_amd64.deb");
     let bytes = fs::read(&deb).unwrap();
-    let sha = drv_store::Sha256::digest(&bytes).to_hex();
+    let sha = drv_formats::Sha256::digest(&bytes).to_hex();
     let dir = recipes(&s, &["evil"]);
     fs::write(
         dir.join("drv.lock"),

@@ -10,7 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use drv_store::{LocalStore, StoreDir, StorePath};
+use drv_formats::{StoreDir, StorePath};
+use drv_store::LocalStore;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 
@@ -246,11 +247,11 @@ pub fn populate(s: &TestStore) -> String {
     // An input-addressed path (no content address), like a build output:
     // Nix takes such a path from a cache only with a trusted signature.
     let contents = format!("built from {}", store.display(&c));
-    let name = drv_store::nixbase32::encode(&drv_store::Sha256::digest(contents.as_bytes()).0[..20]);
+    let name = drv_formats::nixbase32::encode(&drv_formats::Sha256::digest(contents.as_bytes()).0[..20]);
     let d = StorePath::from_basename(&format!("{name}-output")).unwrap();
     let staging = store.staging().unwrap();
     fs::write(staging.path(), &contents).unwrap();
-    let nar_hash = drv_store::formats::nar::hash_path(&staging.path()).unwrap();
+    let nar_hash = drv_formats::nar::hash_path(&staging.path()).unwrap();
     store.commit(staging, &d, nar_hash, BTreeSet::from([c]), None, None).unwrap();
     store.display(&d)
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Response, StatusCode, Uri};
-use drv_store::Sha256;
+use drv_formats::Sha256;
 
 /// A file as an index serves it.
 #[derive(Clone)]

@@ -44,7 +44,7 @@ pub struct Cli {
     root: Option<PathBuf>,
 
     /// The logical store directory that store paths (and their hashes) use.
-    #[arg(long, global = true, env = "DRV_STORE_DIR", default_value = drv_store::DEFAULT_STORE_DIR, hide = true)]
+    #[arg(long, global = true, env = "DRV_STORE_DIR", default_value = drv_formats::DEFAULT_STORE_DIR, hide = true)]
     store_dir: String,
 
     /// How to show progress: `auto` draws a live display when stderr is a
@@ -316,7 +316,7 @@ impl Cli {
 
     fn open_store(&self) -> anyhow::Result<drv_store::LocalStore> {
         use anyhow::Context as _;
-        let store_dir: drv_store::StoreDir = self.store_dir.parse()?;
+        let store_dir: drv_formats::StoreDir = self.store_dir.parse()?;
         let root = self.root.clone().unwrap_or_else(|| PathBuf::from("/"));
         drv_store::LocalStore::open(&root, store_dir)
             .with_context(|| format!("cannot open the store under {}", root.display()))

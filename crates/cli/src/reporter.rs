@@ -11,7 +11,8 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use drv_store::{Reporter, StorePath};
+use drv_formats::StorePath;
+use drv_store::Reporter;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How `drv` shows progress (`--log-format`).

@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use drv_store::sandbox::{apply_step, remount_read_only, Step, DEVICES, DEVICE_LINKS};
+use drv_sandbox::{apply_step, remount_read_only, Step, DEVICES, DEVICE_LINKS};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{chdir, pivot_root};

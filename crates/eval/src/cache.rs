@@ -15,7 +15,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use drv_store::{LocalStore, Sha256, StorePath};
+use drv_formats::{Sha256, StorePath};
+use drv_store::LocalStore;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::NodeKind;

@@ -132,7 +132,7 @@ pub enum EvalError {
     #[error(transparent)]
     Store(#[from] drv_store::StoreError),
     #[error(transparent)]
-    Format(#[from] drv_store::FormatError),
+    Format(#[from] drv_formats::FormatError),
 }
 
 impl From<Diagnostic> for EvalError {

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use drv_store::{Derivation, LocalStore, StorePath};
+use drv_formats::{Derivation, StorePath};
+use drv_store::LocalStore;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{json, Value};
 
@@ -106,7 +107,7 @@ impl Evaluation {
     }
 
     /// `{ nodes: [{drvPath, name, kind, recipe, outputs}], edges: [[from, to]] }`.
-    pub fn to_json(&self, store: &LocalStore) -> Result<Value, drv_store::FormatError> {
+    pub fn to_json(&self, store: &LocalStore) -> Result<Value, drv_formats::FormatError> {
         let mut nodes = Vec::new();
         for p in self.build_order() {
             let (drv, node) = &self.derivations[&p];

@@ -184,7 +184,7 @@ fn python_pins(
                 .into());
         };
         let bytes = std::fs::read(&py.lock).map_err(|error| EvalError::Read { path: py.lock.clone(), error })?;
-        let sha = drv_store::Sha256::digest(&bytes).to_hex();
+        let sha = drv_formats::Sha256::digest(&bytes).to_hex();
         if sha != pinned.sha256 {
             return Err(Diagnostic::spanning(path, text, span.clone(), format!("{rel} changed since `drv lock` resolved it into {shown_lock}"))
                 .with_help(run_lock)

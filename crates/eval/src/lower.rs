@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use drv_store::{ContentAddress, Derivation, DerivationHash, Ingestion, LocalStore, StorePath};
+use drv_formats::{ContentAddress, Derivation, DerivationHash, StorePath};
+use drv_store::{Ingestion, LocalStore};
 
 use crate::error::EvalError;
 use crate::graph::{Evaluation, GraphBuilder, Node, NodeKind};
@@ -292,7 +293,7 @@ impl Lowering<'_> {
     /// passes its `builder.sh`, so the derivation stays one Nix builds
     /// alike; scripts that fit keep the `-c` form and their store paths.
     fn builder_args(&mut self, script: String, input_srcs: &mut BTreeSet<StorePath>) -> Result<Vec<String>, EvalError> {
-        if script.len() < drv_store::sandbox::MAX_ARG_STRLEN {
+        if script.len() < drv_sandbox::MAX_ARG_STRLEN {
             return Ok(vec!["-e".into(), "-c".into(), script]);
         }
         let file = self.store.add_text(BUILDER_SCRIPT_NAME, script.as_bytes(), &BTreeSet::new())?;
@@ -383,7 +384,7 @@ impl Lowering<'_> {
                 repository: p.repository.clone(),
             }))
         })?;
-        let sha256 = drv_store::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
+        let sha256 = drv_formats::Sha256::parse(&p.sha256).map_err(drv_store::StoreError::from)?;
         let file = store_name(p.path.rsplit('/').next().unwrap_or(&p.path));
         let url = format!("mirror://{}/{}", repository.mirror, p.path);
         let lock_file = lock_file.clone();
@@ -566,7 +567,7 @@ impl Lowering<'_> {
     fn fetch(
         &mut self,
         name: &str,
-        sha256: drv_store::Sha256,
+        sha256: drv_formats::Sha256,
         env: &[(&str, &str)],
         recipe: &std::path::Path,
     ) -> Result<(StorePath, StorePath), EvalError> {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use drv_store::sandbox::MAX_ARG_STRLEN;
-use drv_store::{NameProblem, Sha256, StorePath};
+use drv_formats::{NameProblem, Sha256, StorePath};
+use drv_sandbox::MAX_ARG_STRLEN;
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use drv_store::formats::nar;
-use drv_store::{LocalStore, Sha256, StoreDir, StorePath};
+use drv_formats::{nar, Sha256, StoreDir, StorePath};
+use drv_store::LocalStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let nar_hash = nar::hash_path(&dest)?;
         // Input-addressed, like build outputs: the name's hash is arbitrary.
         let digest = Sha256::digest(format!("bench-{i}-{}", nar_hash.sha256).as_bytes());
-        let name = drv_store::nixbase32::encode(&digest.0[..20]);
+        let name = drv_formats::nixbase32::encode(&digest.0[..20]);
         let path = StorePath::from_basename(&format!("{name}-part{i}"))?;
         store.commit(staging, &path, nar_hash, refs, None, None)?;
         println!("{}", store.display(&path));

@@ -11,7 +11,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use drv_store::{LocalStore, StoreDir, StorePath};
+use drv_formats::{StoreDir, StorePath};
+use drv_store::LocalStore;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

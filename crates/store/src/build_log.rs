@@ -15,9 +15,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use drv_formats::StorePath;
 use rustix::fs::{flock, FlockOperation};
 
-use crate::formats::path::StorePath;
 use crate::local::LocalStore;
 use crate::StoreError;
 

@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::sandbox;
-
 /// The environment variable naming one more configuration file, read last.
 pub const CONFIG_ENV: &str = "DRV_CONFIG";
 /// Prefix of the environment variables that set one mirror each.
@@ -40,7 +38,7 @@ pub enum ConfigError {
     #[error("{}: mirror {name:?}: {url:?} is not an absolute URL", source_name)]
     InvalidMirror { source_name: String, name: String, url: String },
     #[error("{}: {key}: {error}", file.display())]
-    InvalidSize { file: PathBuf, key: &'static str, error: crate::sandbox::SizeError },
+    InvalidSize { file: PathBuf, key: &'static str, error: drv_sandbox::SizeError },
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -82,13 +80,13 @@ pub struct Config {
     /// `None`: yes).
     pub use_cgroups: Option<bool>,
     /// Processes and threads of one build (`Some(0)`: no limit; `None`:
-    /// [`sandbox::DEFAULT_MAX_PROCESSES`]).
+    /// [`drv_sandbox::DEFAULT_MAX_PROCESSES`]).
     pub max_processes: Option<u64>,
     /// Bytes of memory of one build (`Some(0)`: no limit; `None`: three
     /// quarters of the host's).
     pub max_memory: Option<u64>,
     /// Bytes of each of a build's `/tmp` and `/dev/shm` (`Some(0)`: no
-    /// limit; `None`: [`sandbox::DEFAULT_TMP_SIZE`]).
+    /// limit; `None`: [`drv_sandbox::DEFAULT_TMP_SIZE`]).
     pub tmp_size: Option<u64>,
 }
 
@@ -104,7 +102,7 @@ impl SizeValue {
     fn bytes(&self, file: &Path, key: &'static str) -> Result<u64> {
         match self {
             SizeValue::Bytes(n) => Ok(*n),
-            SizeValue::Text(text) => sandbox::parse_size(text)
+            SizeValue::Text(text) => drv_sandbox::parse_size(text)
                 .map_err(|error| ConfigError::InvalidSize { file: file.to_owned(), key, error }),
         }
     }
@@ -215,16 +213,16 @@ impl Config {
         Ok(())
     }
 
-    /// The build limits: drv's defaults ([`sandbox::Limits::default`])
+    /// The build limits: drv's defaults ([`drv_sandbox::Limits::default`])
     /// with what the configuration sets; 0 is no limit.
-    pub fn limits(&self) -> sandbox::Limits {
-        let defaults = sandbox::Limits::default();
+    pub fn limits(&self) -> drv_sandbox::Limits {
+        let defaults = drv_sandbox::Limits::default();
         let set = |value: Option<u64>, default: Option<u64>| match value {
             Some(0) => None,
             Some(n) => Some(n),
             None => default,
         };
-        sandbox::Limits {
+        drv_sandbox::Limits {
             processes: set(self.max_processes, defaults.processes),
             memory: set(self.max_memory, defaults.memory),
             tmp_size: set(self.tmp_size, defaults.tmp_size),
@@ -362,16 +360,16 @@ mod tests {
     fn build_limits_come_from_the_files_and_zero_is_no_limit() {
         let t = tempfile::tempdir().unwrap();
         let defaults = Config::default().limits();
-        assert_eq!(defaults, sandbox::Limits::default());
-        assert_eq!(defaults.processes, Some(sandbox::DEFAULT_MAX_PROCESSES));
-        assert_eq!(defaults.tmp_size, Some(sandbox::DEFAULT_TMP_SIZE));
+        assert_eq!(defaults, drv_sandbox::Limits::default());
+        assert_eq!(defaults.processes, Some(drv_sandbox::DEFAULT_MAX_PROCESSES));
+        assert_eq!(defaults.tmp_size, Some(drv_sandbox::DEFAULT_TMP_SIZE));
         assert!(defaults.use_cgroups);
 
         let f = write(t.path(), "c.toml", "max-processes = 100\nmax-memory = \"2G\"\ntmp-size = 0\nuse-cgroups = false\n");
         let limits = Config::load_from(&[f], &BTreeMap::new()).unwrap().limits();
         assert_eq!(
             limits,
-            sandbox::Limits { processes: Some(100), memory: Some(2 << 30), tmp_size: None, use_cgroups: false }
+            drv_sandbox::Limits { processes: Some(100), memory: Some(2 << 30), tmp_size: None, use_cgroups: false }
         );
         let f = write(t.path(), "d.toml", "max-memory = 1048576\n");
         assert_eq!(Config::load_from(&[f], &BTreeMap::new()).unwrap().limits().memory, Some(1 << 20));

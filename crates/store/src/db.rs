@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use drv_formats::{ContentAddress, Sha256, StoreDir, StorePath};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::formats::hash::Sha256;
-use crate::formats::path::{ContentAddress, StoreDir, StorePath};
 use crate::lock::FileLock;
 use crate::StoreError;
 
@@ -308,7 +307,7 @@ impl Db {
                 // pushed and served (its narinfo could not be written).
                 .map(|s| {
                     s.split_whitespace()
-                        .filter(|s| crate::formats::narinfo::canonical_signature(s).is_some())
+                        .filter(|s| drv_formats::canonical_signature(s).is_some())
                         .map(str::to_owned)
                         .collect()
                 })

@@ -30,8 +30,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
-use crate::formats::nar;
-use crate::formats::path::StorePath;
+use drv_formats::{nar, StorePath};
+
 use crate::local::LocalStore;
 use crate::lock::FileLock;
 use crate::roots::{GcRoot, RootKind};
@@ -413,7 +413,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreDir;
+    use drv_formats::StoreDir;
     use std::collections::BTreeSet;
 
     fn chain(s: &mut LocalStore, prefix: &str, len: usize) -> Vec<StorePath> {

@@ -1,7 +1,10 @@
 //! drv's store layer.
 //!
-//! - [`formats`]: Nix's data formats, pure: store paths, sha256 spellings,
-//!   NAR, derivations (ATerm), narinfo and signing keys.
+//! It stands on the two layers below it: [`drv_formats`] (Nix's data
+//! formats, pure: store paths, sha256 spellings, NAR, derivations, narinfo
+//! and signing keys) and [`drv_sandbox`] (the build sandbox). Its public
+//! API speaks their types; import them from those crates.
+//!
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
@@ -22,8 +25,6 @@
 //!   (checked against the sha256 the release lists).
 //! - [`build_log`]: where build logs are kept, and reading them, or
 //!   following a build's log while it is written.
-//! - [`sandbox`]: runs one builder hermetically in Linux namespaces (user,
-//!   mount, PID, network, UTS, IPC) with only its inputs visible.
 //! - [`output_diff`]: how two results of a build differ, file by file
 //!   and in the files' formats (ELF, `.pyc`, tar, text; diffoscope).
 //! - [`why_rebuild`]: why a derivation differs from an earlier one, down
@@ -37,7 +38,6 @@ pub mod archive;
 pub mod cache;
 pub mod config;
 pub mod fetch;
-pub mod formats;
 pub mod gc;
 pub mod mirrors;
 pub mod roots;
@@ -45,30 +45,23 @@ pub mod roots;
 mod bounded;
 pub mod build_log;
 mod db;
-#[cfg(test)]
-mod fuzz;
 mod local;
 mod lock;
 pub mod output_diff;
 pub mod reporter;
 pub mod realise;
-pub mod sandbox;
 pub mod vary;
 pub mod why_rebuild;
 
 use std::path::{Path, PathBuf};
+
+use drv_formats::FormatError;
 
 pub use cache::{open_cache, BinaryCache, CacheError, CacheUrl, SubstituteReport, Substitutable, Substituter, SubstituterOptions};
 pub use config::{Config, ConfigError};
 pub use fetch::{FetchError, FetchOptions, FetchSource, Fetcher, Prefetched};
 pub use mirrors::{MirrorError, Mirrors, SystemSources};
 pub use db::{PathInfo, SCHEMA_VERSION};
-pub use formats::derivation::{Derivation, DerivationBuilder, DerivationHash, DerivationOutput};
-pub use formats::hash::{nixbase32, HashEncoding, Sha256};
-pub use formats::nar::NarHash;
-pub use formats::narinfo::{NarInfo, PublicKey, SecretKey};
-pub use formats::path::{ContentAddress, NameProblem, StoreDir, StorePath, DEFAULT_STORE_DIR};
-pub use formats::FormatError;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
 pub use roots::{replace_symlink, GcRoot, RootError, RootKind};
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};

@@ -12,10 +12,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use drv_formats::{nar, ContentAddress, NarHash, Sha256, Sha256Writer, StoreDir, StorePath};
+
 use crate::db::{Db, PathInfo};
-use crate::formats::hash::{Sha256, Sha256Writer};
-use crate::formats::nar::{self, NarHash};
-use crate::formats::path::{ContentAddress, StoreDir, StorePath};
 use crate::lock::FileLock;
 use crate::StoreError;
 
@@ -266,7 +265,7 @@ impl LocalStore {
         self.remove_dead_leftovers_once();
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).map_err(|e| StoreError::io(&self.real_store, io::Error::other(e.to_string())))?;
-        let name = format!(".tmp-{}-{}", std::process::id(), crate::nixbase32::encode(&random));
+        let name = format!(".tmp-{}-{}", std::process::id(), drv_formats::nixbase32::encode(&random));
         let lock = FileLock::exclusive(&self.staging_lock_file(&name))?;
         let dir = self.real_store.join(&name);
         fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;

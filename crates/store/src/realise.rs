@@ -4,7 +4,7 @@
 //! recursively, of every input whose outputs are not valid yet; builds them
 //! in dependency order, up to `max_jobs` at once; fixed-output downloads are
 //! done by drv itself ([`crate::fetch`]), everything else runs in the
-//! sandbox ([`crate::sandbox`]). Outputs are canonicalised, scanned for
+//! sandbox ([`drv_sandbox`]). Outputs are canonicalised, scanned for
 //! references to the build's inputs, and registered together, with the
 //! derivation as deriver. Each build's log is kept (zstd) under
 //! `ROOT/var/drv/log/`, and written uncompressed as it comes while the
@@ -17,14 +17,12 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use drv_formats::{nar, ContentAddress, Derivation, StoreDir, StorePath};
+
 use crate::db::PathInfo;
 use crate::fetch::{FetchSource, Fetcher};
-use crate::formats::derivation::Derivation;
-use crate::formats::nar;
-use crate::formats::path::{ContentAddress, StoreDir, StorePath};
 use crate::local::{LocalStore, Staging};
 use crate::reporter::Reporter;
-use crate::sandbox;
 use crate::vary::{Cause, Circumstances, NotVaried, OutputDifference, Variation, VaryReport};
 use crate::StoreError;
 
@@ -66,7 +64,7 @@ pub struct BuildSettings {
     /// `false` only when the user asked for `--no-sandbox`.
     pub sandbox: bool,
     /// What each build may take of the host.
-    pub limits: sandbox::Limits,
+    pub limits: drv_sandbox::Limits,
     /// With `check`: rebuild under these variations and narrow any
     /// difference down to them ([`crate::vary`]).
     pub vary: Option<Vec<Variation>>,
@@ -81,7 +79,7 @@ impl Default for BuildSettings {
             check: false,
             keep_failed: false,
             sandbox: true,
-            limits: sandbox::Limits::default(),
+            limits: drv_sandbox::Limits::default(),
             vary: None,
         }
     }
@@ -105,7 +103,7 @@ pub enum BuildError {
     #[error("builder failed with {status}; last log lines:\n{tail}\nfull log: {log}")]
     Failed { drv: String, status: String, tail: String, log: String },
     #[error("the build {hit}; last log lines:\n{tail}\nfull log: {log}")]
-    LimitExceeded { drv: String, hit: sandbox::LimitHit, tail: String, log: String },
+    LimitExceeded { drv: String, hit: drv_sandbox::LimitHit, tail: String, log: String },
     #[error("builder succeeded but did not create output {output} ({path})")]
     MissingOutput { drv: String, output: String, path: String },
     #[error("not deterministic: output {output} differs from the registered one (second result kept at {kept}):\n{differences}")]
@@ -119,7 +117,7 @@ pub enum BuildError {
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] drv_sandbox::SandboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -142,8 +140,8 @@ pub enum BuildError {
     DebianHashMismatch(Box<DebianMismatch>),
 }
 
-impl From<crate::FormatError> for BuildError {
-    fn from(e: crate::FormatError) -> Self {
+impl From<drv_formats::FormatError> for BuildError {
+    fn from(e: drv_formats::FormatError) -> Self {
         BuildError::Store(e.into())
     }
 }
@@ -202,7 +200,7 @@ struct Built {
 /// The result of one build made by `--vary`: its outputs, canonicalised,
 /// with their NAR hashes; or why it failed.
 enum Trial {
-    Built(BTreeMap<String, (Staging, crate::Sha256)>),
+    Built(BTreeMap<String, (Staging, drv_formats::Sha256)>),
     Failed(BuildError),
 }
 
@@ -268,8 +266,8 @@ impl Trials<'_> {
 /// Outputs whose hashes differ between two sets of built outputs, with
 /// how their files differ.
 fn compare_built(
-    a: &BTreeMap<String, (Staging, crate::Sha256)>,
-    b: &BTreeMap<String, (Staging, crate::Sha256)>,
+    a: &BTreeMap<String, (Staging, drv_formats::Sha256)>,
+    b: &BTreeMap<String, (Staging, drv_formats::Sha256)>,
 ) -> Option<Vec<OutputDifference>> {
     let found: Vec<OutputDifference> = a
         .iter()
@@ -282,7 +280,7 @@ fn compare_built(
 }
 
 /// A varied build against a control: a failure is a difference too.
-fn compare_trial(control: &BTreeMap<String, (Staging, crate::Sha256)>, varied: &Trial) -> Option<Vec<OutputDifference>> {
+fn compare_trial(control: &BTreeMap<String, (Staging, drv_formats::Sha256)>, varied: &Trial) -> Option<Vec<OutputDifference>> {
     match varied {
         Trial::Built(outputs) => compare_built(control, outputs),
         Trial::Failed(e) => Some(vec![OutputDifference {
@@ -443,11 +441,11 @@ impl Realiser {
         // when something is to be built.
         let sandboxed = jobs.values().any(|j| !j.drv.builder_path().starts_with("builtin:"));
         if self.settings.sandbox && sandboxed {
-            sandbox::check_namespaces()?;
+            drv_sandbox::check_namespaces()?;
         }
         // A limit that cannot hold here is said once, not silently dropped.
         if sandboxed {
-            for note in sandbox::limit_notes(&self.settings.limits) {
+            for note in drv_sandbox::limit_notes(&self.settings.limits) {
                 self.reporter.message(&format!("note: {note}"));
             }
         }
@@ -697,7 +695,7 @@ impl Realiser {
             (Trial::Built(a), Trial::Built(b)) => (a, b),
             (Trial::Failed(e), _) | (_, Trial::Failed(e)) => return Err(e),
         };
-        let mut keep: Option<BTreeMap<String, (Staging, crate::Sha256)>> = None;
+        let mut keep: Option<BTreeMap<String, (Staging, drv_formats::Sha256)>> = None;
         if let Some(d) = compare_built(&c1, &c2) {
             report.uncontrolled = Some(d);
             keep = Some(c2);
@@ -854,8 +852,8 @@ impl Realiser {
             .get(TOOLCHAIN_ENV)
             .map(|v| store.parse_path_arg(&String::from_utf8_lossy(v)))
             .transpose()?;
-        let isolation = if self.settings.sandbox { sandbox::Isolation::Namespaces } else { sandbox::Isolation::None };
-        if toolchain.is_some() && isolation == sandbox::Isolation::None {
+        let isolation = if self.settings.sandbox { drv_sandbox::Isolation::Namespaces } else { drv_sandbox::Isolation::None };
+        if toolchain.is_some() && isolation == drv_sandbox::Isolation::None {
             // Without the sandbox the builder would run the host's tools,
             // and the output would be registered under the path of the
             // pinned toolchain's build.
@@ -867,10 +865,10 @@ impl Realiser {
                     .into(),
             });
         }
-        let mut spec = sandbox::SandboxSpec::new(drv.builder_path(), self.store_dir.as_str(), scratch.path(), build_dir.path());
+        let mut spec = drv_sandbox::SandboxSpec::new(drv.builder_path(), self.store_dir.as_str(), scratch.path(), build_dir.path());
         spec.inputs = closure
             .iter()
-            .map(|p| sandbox::Input { physical: store.real_path(p), logical: PathBuf::from(store.display(p)) })
+            .map(|p| drv_sandbox::Input { physical: store.real_path(p), logical: PathBuf::from(store.display(p)) })
             .collect();
         spec.outputs = outputs.values().map(|o| PathBuf::from(store.display(&o.path))).collect();
         spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
@@ -882,7 +880,7 @@ impl Realiser {
         // host's (docs/reproducibility.md).
         spec.conditions = circumstances.conditions.clone();
         if self.settings.keep_failed {
-            spec.conditions.build_dir_fs = sandbox::BuildDirFs::Host;
+            spec.conditions.build_dir_fs = drv_sandbox::BuildDirFs::Host;
         }
         let inside_build_dir = spec.conditions.build_dir.to_string_lossy().into_owned();
 
@@ -914,7 +912,7 @@ impl Realiser {
         if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
             env.push(("SOURCE_DATE_EPOCH".into(), "1".into()));
         }
-        if isolation == sandbox::Isolation::None {
+        if isolation == drv_sandbox::Isolation::None {
             // Unsandboxed, the builder sees host paths: outputs are written
             // to the scratch store and the build directory is physical.
             for (_, v) in env.iter_mut() {
@@ -934,7 +932,7 @@ impl Realiser {
             (Ok(status), tail) => (status, tail),
             // Nothing was registered: the scratch store and build
             // directory go with their guards, as for any failed build.
-            (Err(sandbox::SandboxError::LimitExceeded { hit, .. }), tail) => {
+            (Err(drv_sandbox::SandboxError::LimitExceeded { hit, .. }), tail) => {
                 return Err(BuildError::LimitExceeded {
                     drv: shown,
                     hit,
@@ -1098,9 +1096,9 @@ impl Realiser {
     fn run_logged(
         &self,
         drv_path: &StorePath,
-        spec: &sandbox::SandboxSpec,
+        spec: &drv_sandbox::SandboxSpec,
         log_path: &Path,
-    ) -> Result<(Result<std::process::ExitStatus, sandbox::SandboxError>, Vec<String>), BuildError> {
+    ) -> Result<(Result<std::process::ExitStatus, drv_sandbox::SandboxError>, Vec<String>), BuildError> {
         if let Some(dir) = log_path.parent() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -1133,7 +1131,7 @@ impl Realiser {
                 live.finish();
                 Ok(tail.into())
             });
-            let status = sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
+            let status = drv_sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
             let tail = logger.join().expect("log thread panicked").map_err(|e| StoreError::io(log_path, e))?;
             Ok((status, tail))
         })
@@ -1207,7 +1205,7 @@ impl WantedOutputs {
         &mut self,
         drv: &StorePath,
         outputs: Option<BTreeSet<String>>,
-        all: &BTreeMap<String, crate::formats::derivation::DerivationOutput>,
+        all: &BTreeMap<String, drv_formats::DerivationOutput>,
     ) -> Option<BTreeSet<String>> {
         let requested = outputs.unwrap_or_else(|| all.keys().cloned().collect());
         let entry = self.0.entry(drv.clone()).or_default();

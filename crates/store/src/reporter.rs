@@ -3,7 +3,7 @@
 //! otherwise). Every method has a no-op default, so a reporter implements
 //! only what it shows.
 
-use crate::StorePath;
+use drv_formats::StorePath;
 
 /// Receives progress events. Implementations must be cheap and must not
 /// block: they are called from download and build threads.

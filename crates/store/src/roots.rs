@@ -38,8 +38,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::formats::hash::Sha256;
-use crate::formats::path::StorePath;
+use drv_formats::{Sha256, StorePath};
+
 use crate::local::LocalStore;
 use crate::lock::FileLock;
 use crate::StoreError;
@@ -277,7 +277,7 @@ impl LocalStore {
     pub fn add_indirect_root(&self, link: &Path) -> Result<(), StoreError> {
         let link = std::path::absolute(link).map_err(|e| StoreError::io(link, e))?;
         let digest = Sha256::digest(link.as_os_str().as_encoded_bytes());
-        let name = crate::nixbase32::encode(&digest.0[..20]);
+        let name = drv_formats::nixbase32::encode(&digest.0[..20]);
         let entry = self.gc_roots_dir().join(AUTO_DIR).join(name);
         if fs::read_link(&entry).is_ok_and(|t| t == link) {
             return Ok(());

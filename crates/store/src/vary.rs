@@ -14,9 +14,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use drv_sandbox::{BuildDirFs, Conditions};
 use serde::Serialize;
-
-use crate::sandbox::{BuildDirFs, Conditions};
 
 /// One circumstance of a build that `--vary` changes. Names (for the
 /// command line, the text and the JSON reports) are those of [`Variation::name`].

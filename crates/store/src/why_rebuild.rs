@@ -10,10 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use drv_formats::{ContentAddress, Derivation, StorePath};
 use serde::Serialize;
 
-use crate::formats::derivation::Derivation;
-use crate::formats::path::{ContentAddress, StorePath};
 use crate::local::LocalStore;
 use crate::StoreError;
 
@@ -97,7 +96,7 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
             renames.push((store.display(&o.path), store.display(&n.path)));
         }
     }
-    let keys = |o: &BTreeMap<String, crate::DerivationOutput>| o.keys().cloned().collect::<Vec<_>>();
+    let keys = |o: &BTreeMap<String, drv_formats::DerivationOutput>| o.keys().cloned().collect::<Vec<_>>();
     if keys(&oa) != keys(&ob) {
         diff.changes.push(Change::Outputs { old: keys(&oa), new: keys(&ob) });
     }

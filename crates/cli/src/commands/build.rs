@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use drv_formats::StorePath;
+use drv_store::LocalStore;
 use drv_store::realise::{self, BuildSettings, Realiser};
-use drv_store::{LocalStore, StorePath};
 
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
@@ -246,8 +247,8 @@ impl BuildArgs {
     }
 }
 
-fn parse_size(text: &str) -> Result<u64, drv_store::sandbox::SizeError> {
-    drv_store::sandbox::parse_size(text)
+fn parse_size(text: &str) -> Result<u64, drv_sandbox::SizeError> {
+    drv_sandbox::parse_size(text)
 }
 
 /// Point `link` at `path` and register it as an indirect GC root.

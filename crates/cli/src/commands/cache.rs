@@ -9,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
-use drv_store::cache::server::{self, ServeCompression, ServerOptions};
+use drv_formats::{PublicKey, StoreDir, StorePath};
+use drv_store::{Config, LocalStore, Reporter, Substituter};
 use drv_store::cache::{CacheUrl, PushOptions};
-use drv_store::{Config, LocalStore, PublicKey, Reporter, StoreDir, StorePath, Substituter};
+use drv_store::cache::server::{self, ServeCompression, ServerOptions};
 
 use super::key::read_secret_key;
 use crate::reporter::TerminalReporter;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use drv_eval::Evaluation;
-use drv_store::{LocalStore, StorePath};
+use drv_formats::StorePath;
+use drv_store::LocalStore;
 use serde_json::json;
 
 use crate::Cli;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use drv_store::{formats::nar, hash_file, HashEncoding};
+use drv_formats::{nar, HashEncoding};
+use drv_store::hash_file;
 
 #[derive(Subcommand)]
 #[command(defer = true)]

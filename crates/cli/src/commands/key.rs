@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use drv_store::SecretKey;
+use drv_formats::SecretKey;
 
 #[derive(Subcommand)]
 #[command(defer = true)]

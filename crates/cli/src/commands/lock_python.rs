@@ -48,7 +48,7 @@ pub fn pinned_now(w: &Wanted, lock_dir: &Path) -> anyhow::Result<PinnedLock> {
     let rel = w.file.strip_prefix(lock_dir).map_err(|_| anyhow!("{} is not in or below {}, where drv.lock is", w.file.display(), lock_dir.display()))?;
     Ok(PinnedLock {
         file: rel.to_string_lossy().into_owned(),
-        sha256: drv_store::Sha256::digest(&bytes).to_hex(),
+        sha256: drv_formats::Sha256::digest(&bytes).to_hex(),
         python: format!("{}.{}", w.target.python.0, w.target.python.1),
         glibc: format!("{}.{}", w.target.glibc.0, w.target.glibc.1),
         arch: w.target.arch.clone(),

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Args;
-use drv_store::{LocalStore, StorePath};
+use drv_formats::StorePath;
+use drv_store::LocalStore;
 use serde_json::json;
 
 use crate::Cli;

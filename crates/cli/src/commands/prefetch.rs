@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use drv_store::{hash_file, Config, FetchSource, Fetcher, Ingestion, Reporter, Sha256, StorePath};
+use drv_formats::{Sha256, StorePath};
+use drv_store::{hash_file, Config, FetchSource, Fetcher, Ingestion, Reporter};
 
 use crate::Cli;
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
-use drv_store::{formats::nar, Ingestion, Sha256};
+use drv_formats::{nar, Sha256};
+use drv_store::Ingestion;
 
 use crate::Cli;
 
@@ -206,7 +207,7 @@ pub fn package_version(store_name: &str) -> (&str, &str) {
 /// Per package name, per version, the total NAR size of its paths.
 type Grouped = BTreeMap<String, BTreeMap<String, u64>>;
 
-fn group_closure(store: &drv_store::LocalStore, top: &drv_store::StorePath) -> anyhow::Result<Grouped> {
+fn group_closure(store: &drv_store::LocalStore, top: &drv_formats::StorePath) -> anyhow::Result<Grouped> {
     let mut out = Grouped::new();
     for p in store.closure(&BTreeSet::from([top.clone()]))? {
         let size = store.require_path_info(&p)?.nar_size;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use drv_store::{realise, LocalStore, StorePath};
+use drv_formats::StorePath;
+use drv_store::{realise, LocalStore};
 use serde_json::json;
 
 use crate::Cli;

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_eval::NodeKind;
+use drv_formats::StorePath;
+use drv_store::LocalStore;
 use drv_store::why_rebuild::{self, Change, DrvDiff};
-use drv_store::{LocalStore, StorePath};
 use serde_json::{json, Value};
 
 use crate::Cli;
@@ -100,7 +101,7 @@ fn cache_miss(
         known.insert(p.clone(), found);
         Ok(found)
     };
-    let has_outputs = |drv: &drv_store::Derivation, has: &mut dyn FnMut(&StorePath) -> anyhow::Result<bool>| -> anyhow::Result<bool> {
+    let has_outputs = |drv: &drv_formats::Derivation, has: &mut dyn FnMut(&StorePath) -> anyhow::Result<bool>| -> anyhow::Result<bool> {
         for o in drv.outputs()?.values() {
             if !has(&o.path)? {
                 return Ok(false);

@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use drv_formats::{Derivation, DerivationBuilder, StorePath};
 use drv_python::{Pin, WheelName};
-use drv_store::{Derivation, DerivationBuilder, StorePath};
 
 use super::{store_name, Lowering, SYSTEM};
 use crate::error::EvalError;
@@ -87,7 +87,7 @@ impl Lowering<'_> {
         if let Some(done) = self.python_packages.get(&key) {
             return Ok(done.clone());
         }
-        let sha256 = drv_store::Sha256::parse(&pin.sha256).map_err(drv_store::StoreError::from)?;
+        let sha256 = drv_formats::Sha256::parse(&pin.sha256).map_err(drv_store::StoreError::from)?;
         let fetch_env =
             [("pythonIndexProject", pin.name.as_str()), ("pythonIndexVersion", pin.version.as_str()), ("pythonIndexFile", pin.file.as_str())];
         let (fetch_drv, src) = self.fetch(&store_name(&pin.file), sha256, &fetch_env, lock_file)?;

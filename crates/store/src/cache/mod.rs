@@ -33,19 +33,16 @@ pub use push::{push, Compression, PushOptions, PushReport};
 pub use s3::S3Cache;
 pub use substitute::{Substitutable, SubstituteReport, Substituter, SubstituterOptions};
 
-use crate::formats::hash::{Sha256, Sha256Writer};
-use crate::formats::nar;
-use crate::formats::narinfo::NarInfo;
-use crate::formats::path::{StoreDir, StorePath};
+use drv_formats::{nar, FormatError, NarInfo, Sha256, Sha256Writer, StoreDir, StorePath};
+
 use crate::local::Staging;
-use crate::{FormatError, StoreError};
+use crate::StoreError;
 
 /// The file every cache has at its root.
 pub const CACHE_INFO_FILE: &str = "nix-cache-info";
 
-/// The largest narinfo drv reads: `nix-narinfo`'s limit (a narinfo of a
-/// path with thousands of references is a few hundred KiB).
-pub const NARINFO_LIMIT: u64 = nix_narinfo::MAX_NARINFO_SIZE as u64;
+/// The largest narinfo drv reads: [`drv_formats::MAX_NARINFO_SIZE`].
+pub const NARINFO_LIMIT: u64 = drv_formats::MAX_NARINFO_SIZE as u64;
 /// The largest `nix-cache-info` drv reads: three short lines in practice.
 pub const CACHE_INFO_LIMIT: u64 = 64 * 1024;
 

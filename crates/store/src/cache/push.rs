@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
+use drv_formats::{nar, NarInfo, SecretKey, StoreDir, StorePath};
+
 use super::{nar_extension, parallel_map, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
-use crate::formats::nar;
-use crate::formats::narinfo::{NarInfo, SecretKey};
-use crate::formats::path::{StoreDir, StorePath};
 use crate::local::LocalStore;
 use crate::reporter::Reporter;
 use crate::PathInfo;

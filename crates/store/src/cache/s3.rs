@@ -668,8 +668,8 @@ mod retry_tests {
             .with_retry(RetryPolicy { attempts, first_delay: Duration::from_millis(10) })
     }
 
-    fn a_path() -> crate::StorePath {
-        crate::StorePath::from_basename("7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x").unwrap()
+    fn a_path() -> drv_formats::StorePath {
+        drv_formats::StorePath::from_basename("7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x").unwrap()
     }
 
     #[test]

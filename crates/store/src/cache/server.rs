@@ -26,10 +26,9 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt as _;
 
+use drv_formats::{nar, NarInfo, PublicKey, SecretKey, StoreDir};
+
 use super::{nar_extension, parse_narinfo, restore_verified, CacheError, CacheInfo};
-use crate::formats::nar;
-use crate::formats::narinfo::{NarInfo, PublicKey, SecretKey};
-use crate::formats::path::StoreDir;
 use crate::local::{LocalStore, PathVersion};
 use crate::PathInfo;
 
@@ -229,7 +228,7 @@ fn not_found() -> Failure {
 /// The hash part of `<hash>.narinfo`, if `file` is one.
 fn narinfo_hash(file: &str) -> Option<&str> {
     let hash = file.strip_suffix(".narinfo")?;
-    (hash.len() == 32 && crate::nixbase32::decode(hash).is_ok()).then_some(hash)
+    (hash.len() == 32 && drv_formats::nixbase32::decode(hash).is_ok()).then_some(hash)
 }
 
 async fn get_narinfo(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Result<Response, Failure> {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use drv_formats::{NarInfo, PublicKey, StoreDir, StorePath};
+
 use super::{open_cache, parallel_map, restore_verified, BinaryCache, CacheError, CacheUrl, Result};
-use crate::formats::narinfo::{NarInfo, PublicKey};
-use crate::formats::path::{StoreDir, StorePath};
 use crate::local::{LocalStore, Staging};
 use crate::reporter::Reporter;
 use crate::PathInfo;

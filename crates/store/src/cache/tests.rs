@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 use std::fs;
 
+use drv_formats::SecretKey;
+
 use super::server::{RunningServer, ServeCompression, ServerOptions};
 use super::*;
-use crate::formats::narinfo::SecretKey;
 use crate::{Ingestion, LocalStore, SilentReporter};
 
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +77,7 @@ fn substituter(urls: &[&str], keys: Vec<PublicKey>) -> Substituter {
     Substituter::from_urls(&urls, keys, true, StoreDir::default()).unwrap()
 }
 
-use crate::formats::narinfo::PublicKey;
+use drv_formats::PublicKey;
 
 fn round_trip(kind: Backend) {
     let (_t, src, top) = source_store();
@@ -395,7 +396,7 @@ fn hand_made_cache(
     fs::create_dir_all(dir.path().join("nar")).unwrap();
     fs::write(dir.path().join(CACHE_INFO_FILE), b"StoreDir: /store\n").unwrap();
     let mut nar = Vec::new();
-    crate::formats::nar::dump_path(&src.real_path(path), &mut nar).unwrap();
+    drv_formats::nar::dump_path(&src.real_path(path), &mut nar).unwrap();
     let file = compress(&nar);
     let name = format!("x{}", nar_extension(compression.unwrap_or("bzip2")));
     fs::write(dir.path().join("nar").join(&name), &file).unwrap();
@@ -404,7 +405,7 @@ fn hand_made_cache(
         store_path: path.clone(),
         url: url.replace("{file}", &name),
         compression: compression.unwrap_or("none").to_owned(),
-        file_hash: Some(crate::Sha256::digest(&file)),
+        file_hash: Some(drv_formats::Sha256::digest(&file)),
         file_size: Some(file.len() as u64),
         nar_hash: pi.nar_hash,
         nar_size: pi.nar_size,
@@ -622,7 +623,7 @@ fn a_nar_being_served_is_not_collected_under_the_client() {
     first.extend(rest);
     let body_at = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let nar = &first[body_at..];
-    assert_eq!(crate::formats::hash::Sha256::digest(nar), info.nar_hash, "the NAR arrived whole");
+    assert_eq!(drv_formats::Sha256::digest(nar), info.nar_hash, "the NAR arrived whole");
     // Then the collection runs (this process's own temporary root keeps
     // the path; what matters is that it waited).
     rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap().unwrap();

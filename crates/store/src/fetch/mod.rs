@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drv_formats::{Sha256, Sha256Writer};
+use reqwest::{StatusCode, Url};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
-use reqwest::{StatusCode, Url};
 
 use crate::config::Config;
-use crate::formats::hash::{Sha256, Sha256Writer};
 use crate::mirrors::{join_url, MirrorError, Mirrors, SystemSources};
 use crate::reporter::Reporter;
 

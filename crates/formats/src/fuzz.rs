@@ -1,4 +1,4 @@
-//! Fuzz targets, one per parser of drv-store: each runs the parser's
+//! Fuzz targets, one per parser of drv-formats: each runs the parser's
 //! property test (anything parsed renders to bytes that parse to the same
 //! value, or it is refused; nothing panics) on fresh random inputs for
 //! `DRV_FUZZ_SECONDS` seconds. Without that variable they return at once,
@@ -33,24 +33,24 @@ pub(crate) fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value
 
 #[test]
 fn fuzz_narinfo() {
-    use crate::formats::narinfo::proptests::{check_narinfo_round_trip, narinfo_text};
+    use crate::narinfo::proptests::{check_narinfo_round_trip, narinfo_text};
     fuzz("narinfo", narinfo_text(), |t| check_narinfo_round_trip(&t));
 }
 
 #[test]
 fn fuzz_aterm() {
-    use crate::formats::derivation::proptests::{check_aterm_round_trip, mutated_aterm};
+    use crate::derivation::proptests::{check_aterm_round_trip, mutated_aterm};
     fuzz("aterm", mutated_aterm(), |t| check_aterm_round_trip(&t));
 }
 
 #[test]
 fn fuzz_nar() {
-    use crate::formats::nar::proptests::{check_nar_round_trip, mutated_nar};
+    use crate::nar::proptests::{check_nar_round_trip, mutated_nar};
     fuzz("nar", mutated_nar(), |n| check_nar_round_trip(&n));
 }
 
 #[test]
 fn fuzz_store_path() {
-    use crate::formats::path::tests::{check_store_path_round_trip, mutated_store_path};
+    use crate::path::tests::{check_store_path_round_trip, mutated_store_path};
     fuzz("store-path", mutated_store_path(), |t| check_store_path_round_trip(&t));
 }

@@ -11,6 +11,10 @@ use super::hash::Sha256;
 use super::path::{ContentAddress, StoreDir, StorePath};
 use super::FormatError;
 
+/// The most bytes of a narinfo worth reading: `nix-narinfo`'s limit (a
+/// narinfo of a path with thousands of references is a few hundred KiB).
+pub const MAX_NARINFO_SIZE: usize = nix_narinfo::MAX_NARINFO_SIZE;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Binary-cache metadata for one store path.
@@ -419,7 +423,7 @@ pub(crate) mod proptests {
 
     fn store_path() -> impl Strategy<Value = StorePath> {
         (proptest::array::uniform20(any::<u8>()), "[a-z0-9][a-z0-9.+_-]{0,20}")
-            .prop_map(|(d, n)| format!("{}-{n}", crate::formats::hash::nixbase32::encode(&d)).parse().unwrap())
+            .prop_map(|(d, n)| format!("{}-{n}", crate::nixbase32::encode(&d)).parse().unwrap())
     }
 
     proptest! {

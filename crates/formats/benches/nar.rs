@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use drv_store::formats::nar;
+use drv_formats::nar;
 
 fn make_tree(root: &Path) -> u64 {
     let mut total = 0;

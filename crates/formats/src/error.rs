@@ -1,14 +1,6 @@
-//! Nix's data formats, pure (no I/O beyond the trees being archived).
-//!
-//! This is the only module that touches cachix's `nix-derivation`,
-//! `nix-archive` and `nix-narinfo` crates: everything else in drv speaks the
-//! types defined here, so a change of those crates stays local.
+//! What is not valid in one of Nix's formats: [`FormatError`].
 
-pub mod derivation;
-pub mod hash;
-pub mod nar;
-pub mod narinfo;
-pub mod path;
+use crate::path::NameProblem;
 
 /// A value that is not valid in one of Nix's formats.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +11,7 @@ pub enum FormatError {
     StorePath { path: String, reason: String },
     /// A store path name that breaks one of Nix's rules, with the rule.
     #[error("invalid store path name {name:?}: {problem}")]
-    Name { name: String, problem: path::NameProblem },
+    Name { name: String, problem: NameProblem },
     #[error("NAR {path}: {reason}")]
     Nar { path: String, reason: String },
     #[error("derivation {name:?}: {reason}")]
@@ -33,8 +25,8 @@ pub enum FormatError {
 impl FormatError {
     /// An error of computing a path named `name`: the broken rule when it
     /// is the name that is wrong.
-    fn name(name: &str, e: impl std::fmt::Display) -> Self {
-        match path::NameProblem::of(name) {
+    pub(crate) fn name(name: &str, e: impl std::fmt::Display) -> Self {
+        match NameProblem::of(name) {
             Some(problem) => FormatError::Name { name: name.to_owned(), problem },
             None => FormatError::StorePath { path: name.to_owned(), reason: e.to_string() },
         }

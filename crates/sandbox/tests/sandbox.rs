@@ -20,8 +20,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use drv_store::sandbox::{
-    self, BuildDirFs, Conditions, Input, Isolation, LimitHit, Limits, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID,
+use drv_sandbox::{
+    BuildDirFs, Conditions, Input, Isolation, LimitHit, Limits, SandboxError, SandboxSpec, BUILD_GID, BUILD_UID,
 };
 
 const STORE: &str = "/store";
@@ -197,7 +197,7 @@ impl Fixture {
         fs::create_dir(self.scratch()).unwrap();
         let log_path = self.root.join("log");
         let log = fs::File::create(&log_path).unwrap();
-        let result = sandbox::run(spec, log.into());
+        let result = drv_sandbox::run(spec, log.into());
         (result, fs::read_to_string(&log_path).unwrap())
     }
 
@@ -315,7 +315,7 @@ impl Drop for RemoveOnDrop {
 
 #[test]
 fn namespaces_are_available_here() {
-    sandbox::check_namespaces().unwrap();
+    drv_sandbox::check_namespaces().unwrap();
 }
 
 /// Build a file output with the toolchain's shell; it must succeed and
@@ -666,7 +666,7 @@ fn a_log_pipe_reaches_end_of_file_when_the_build_ends() {
         reader.read_to_string(&mut text).unwrap();
         text
     });
-    assert!(sandbox::run(&spec, writer).unwrap().success());
+    assert!(drv_sandbox::run(&spec, writer).unwrap().success());
     assert_eq!(reading.join().unwrap(), "one\ntwo\n");
 }
 
@@ -705,7 +705,7 @@ fn nix_is_root() -> bool {
 
 fn unprivileged_checks() {
     assert!(!nix_is_root());
-    sandbox::check_namespaces().unwrap();
+    drv_sandbox::check_namespaces().unwrap();
     let fx = Fixture::new();
     build_file_output(&fx);
     let r = fx.probe(&format!("status; read /proc/sys/kernel/hostname; write {INPUT}/data; read {INPUT}/data"));
@@ -716,7 +716,7 @@ fn unprivileged_checks() {
     // Without a cgroup, RLIMIT_NPROC stops a fork bomb: it counts the
     // processes of the build's user namespace only.
     let limits = small_limits(Some(32), None, Some(4));
-    let notes = sandbox::limit_notes(&limits);
+    let notes = drv_sandbox::limit_notes(&limits);
     if notes.iter().any(|n| n.contains("RLIMIT_NPROC")) {
         let mut spec = fx.shell_spec("while :; do sleep 30 & done");
         spec.limits = limits;
@@ -734,7 +734,7 @@ fn unprivileged_checks() {
 #[test]
 fn refused_namespaces_give_a_specific_error() {
     if std::env::var_os("DRV_SANDBOX_NO_USERNS").is_some() {
-        let err = sandbox::check_namespaces().unwrap_err();
+        let err = drv_sandbox::check_namespaces().unwrap_err();
         assert!(matches!(err, SandboxError::NamespacesUnavailable { .. }), "{err:?}");
         let message = err.to_string();
         for expected in ["--no-sandbox", "user.max_user_namespaces", "kernel.unprivileged_userns_clone"] {
@@ -785,7 +785,7 @@ fn concurrent_builds_do_not_hold_each_others_logs() {
     let slow = std::thread::spawn(move || other.run(&other.probe_spec("sleep 5", &slow_marker)).0.map(|s| s.success()));
     wait_until("the slow build to start", Duration::from_secs(30), || !processes_with(&marker).is_empty());
     let start = Instant::now();
-    assert!(sandbox::run(&fx.shell_spec("echo quick"), writer).unwrap().success());
+    assert!(drv_sandbox::run(&fx.shell_spec("echo quick"), writer).unwrap().success());
     let mut text = String::new();
     fs::File::from(reader).read_to_string(&mut text).unwrap();
     assert_eq!(text, "quick\n");
@@ -804,7 +804,7 @@ fn small_limits(processes: Option<u64>, memory_mib: Option<u64>, tmp_mib: Option
 /// Whether `limits` hold through a cgroup here (root with a writable
 /// cgroup tree, or a delegated one); the notes say otherwise.
 fn enforced_by_cgroup(limits: &Limits, what: &str) -> bool {
-    let notes = sandbox::limit_notes(limits);
+    let notes = drv_sandbox::limit_notes(limits);
     if notes.iter().any(|n| n.contains(what)) {
         eprintln!("skipped: {notes:?}");
         return false;
