@@ -5,18 +5,25 @@
 /// and `FLASK` name one project; so do `zope.interface` and
 /// `zope_interface`.
 pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut separator = false;
-    for c in name.chars() {
+    collapse_separators(name, '-')
+}
+
+/// `s` in lower case with every run of `-`, `_` and `.` replaced by one
+/// `sep`: with `-`, PEP 503's normal form of a project name; with `_`, the
+/// escaped name that wheel and sdist file names carry (PEP 427, PEP 625).
+pub fn collapse_separators(s: &str, sep: char) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_run = false;
+    for c in s.chars() {
         if matches!(c, '-' | '_' | '.') {
-            separator = true;
-            continue;
+            if !in_run {
+                out.push(sep);
+            }
+            in_run = true;
+        } else {
+            out.extend(c.to_lowercase());
+            in_run = false;
         }
-        if separator && !out.is_empty() {
-            out.push('-');
-        }
-        separator = false;
-        out.push(c.to_ascii_lowercase());
     }
     out
 }

@@ -120,21 +120,7 @@ pub fn canonical_file_name(file: &str) -> String {
         file.find('-')
     };
     let Some(at) = split else { return file.to_owned() };
-    let mut out = String::with_capacity(file.len());
-    let mut in_run = false;
-    for c in file[..at].chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !in_run {
-                out.push('_');
-            }
-            in_run = true;
-        } else {
-            out.extend(c.to_lowercase());
-            in_run = false;
-        }
-    }
-    out.push_str(&file[at..]);
-    out
+    crate::name::collapse_separators(&file[..at], '_') + &file[at..]
 }
 
 #[cfg(test)]

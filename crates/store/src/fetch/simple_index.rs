@@ -26,44 +26,15 @@ pub struct IndexFile {
 
 /// PEP 503 normalisation: lower case, every run of `-`, `_` and `.`
 /// replaced by one `-`.
-pub fn normalize_project_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut in_separator_run = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !in_separator_run {
-                out.push('-');
-            }
-            in_separator_run = true;
-        } else {
-            out.extend(c.to_lowercase());
-            in_separator_run = false;
-        }
-    }
-    out
-}
+pub use drv_python::normalize as normalize_project_name;
 
-/// A distribution's file name as the binary distribution format
-/// normalizes the name part (PEP 427, PEP 491): lower case, every run of
-/// `-`, `_` and `.` as one `_`. Applied to the whole name, so that
+/// A distribution's file name with every run of `-`, `_` and `.` one `_`,
+/// in lower case (PEP 427's escaping, applied to the whole name), so that
 /// `PyYAML-6.0.2-cp311-….whl` and `pyyaml-6.0.2-cp311-….whl`, or
 /// `zope.interface-6.0.tar.gz` and `zope_interface-6.0.tar.gz`, compare
 /// equal; what it makes is only compared, never used as a name.
 pub fn normalize_file_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut in_run = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !in_run {
-                out.push('_');
-            }
-            in_run = true;
-        } else {
-            out.extend(c.to_lowercase());
-            in_run = false;
-        }
-    }
-    out
+    drv_python::name::collapse_separators(name, '_')
 }
 
 #[derive(Deserialize)]
