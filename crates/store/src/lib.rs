@@ -55,7 +55,14 @@ pub mod why_rebuild;
 
 use std::path::{Path, PathBuf};
 
-use drv_formats::FormatError;
+// The formats' types that drv-store's own API takes and returns, so that
+// a user of the store names them without depending on drv-formats (as a
+// crate re-exports the types of its public API). Everything else of the
+// formats is drv_formats' alone.
+pub use drv_formats::{
+    nixbase32, ContentAddress, Derivation, DerivationBuilder, DerivationHash, DerivationOutput, FormatError, HashEncoding, NameProblem,
+    NarHash, NarInfo, PublicKey, SecretKey, Sha256, StoreDir, StorePath, DEFAULT_STORE_DIR,
+};
 
 pub use cache::{open_cache, BinaryCache, CacheError, CacheUrl, SubstituteReport, Substitutable, Substituter, SubstituterOptions};
 pub use config::{Config, ConfigError};
