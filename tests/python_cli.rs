@@ -367,8 +367,17 @@ fn changing_one_pin_rebuilds_that_package_and_the_environment_only(p: &Project) 
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("requirements.txt changed since `drv lock` resolved it"), "{}", text(&out.stderr));
 
-    p.lock_ok(&["env.toml"]);
+    let out = p.lock_ok(&["env.toml"]);
+    assert!(out.contains("requirements.txt: 5 packages"), "{out}");
     check(0);
+    assert_eq!(p.pinned_files("requirements.txt")["beta"], beta_2_1.filename);
+    // Current now: a plain `drv lock` resolves nothing; `--update NAME`
+    // resolves the lock file holding that project again (and only the
+    // Python part: the Debian archive is not asked).
+    let out = p.lock_ok(&["env.toml"]);
+    assert!(out.contains("Python lock files are up to date") && !out.contains("packages for Python"), "{out}");
+    let out = p.lock_ok(&["--update", "beta", "env.toml"]);
+    assert!(out.contains("requirements.txt: 5 packages for Python 3.11"), "{out}");
     assert_eq!(p.pinned_files("requirements.txt")["beta"], beta_2_1.filename);
     let (env, progress) = p.build("env.toml");
     let expected = BTreeSet::from([beta_2_1.filename.clone(), "python3.11-beta-2.1".to_owned(), "env-1".to_owned()]);

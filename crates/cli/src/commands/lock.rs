@@ -191,7 +191,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         }
         let mut stale = Vec::new();
         for w in python_targets(&lock)? {
-            if let Some(why) = lock_python::stale(&old_python, &w, &lock_dir)? {
+            if let Some(why) = lock_python::stale(&old_python, &lock_python::pinned_now(&w, &lock_dir)?) {
                 stale.push(format!("{}: {why}", shown(&w.recipe).display()));
             }
         }
@@ -218,7 +218,10 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let mut python = old_python.clone();
     if let Some(d) = &debian {
         let targets = python_targets(d)?;
-        let needed = python_update.is_some() || targets.iter().any(|w| lock_python::stale(&old_python, w, &lock_dir).ok().flatten().is_some());
+        let mut needed = python_update.is_some();
+        for w in &targets {
+            needed |= lock_python::stale(&old_python, &lock_python::pinned_now(w, &lock_dir)?).is_some();
+        }
         if needed {
             let fetcher = Fetcher::new(&Config::load()?, Arc::new(StderrReporter))?;
             python = lock_python::resolve(&fetcher, &targets, &old_python, &lock_dir, python_update.as_deref())?;

@@ -55,10 +55,10 @@ pub fn pinned_now(w: &Wanted, lock_dir: &Path) -> anyhow::Result<PinnedLock> {
     })
 }
 
-/// Why `old` no longer serves `w` (`None`: it does).
-pub fn stale(old: &PythonPins, w: &Wanted, lock_dir: &Path) -> anyhow::Result<Option<String>> {
-    let now = pinned_now(w, lock_dir)?;
-    Ok(match old.lock(&now.file) {
+/// Why `old` no longer serves the lock file as it is `now` (`None`: it
+/// does).
+pub fn stale(old: &PythonPins, now: &PinnedLock) -> Option<String> {
+    match old.lock(&now.file) {
         None => Some(format!("{} is not resolved", now.file)),
         Some(p) if p.sha256 != now.sha256 => Some(format!("{} changed since it was resolved", now.file)),
         Some(p) if (&p.python, &p.glibc, &p.arch) != (&now.python, &now.glibc, &now.arch) => Some(format!(
@@ -66,7 +66,7 @@ pub fn stale(old: &PythonPins, w: &Wanted, lock_dir: &Path) -> anyhow::Result<Op
             now.file, p.python, p.glibc, p.arch, now.python, now.glibc, now.arch
         )),
         Some(_) => None,
-    })
+    }
 }
 
 /// `old` with every lock of `wanted` resolved again where it is stale or
@@ -77,7 +77,7 @@ pub fn resolve(fetcher: &Fetcher, wanted: &[Wanted], old: &PythonPins, lock_dir:
     for w in wanted {
         let now = pinned_now(w, lock_dir)?;
         let named = |p: &Pin| update.is_some_and(|u| u.is_empty() || u.iter().any(|n| drv_python::normalize(n) == p.name));
-        let keep = stale(old, w, lock_dir)?.is_none() && !old.packages.iter().any(|p| p.lock == now.file && named(p));
+        let keep = stale(old, &now).is_none() && !old.packages.iter().any(|p| p.lock == now.file && named(p));
         if keep {
             out.locks.push(old.lock(&now.file).expect("not stale").clone());
             out.packages.extend(old.packages.iter().filter(|p| p.lock == now.file).cloned());
