@@ -28,8 +28,8 @@ pub struct RecipeSet {
 #[derive(Debug, Clone)]
 pub struct PythonLockPins {
     pub pinned: drv_python::PinnedLock,
-    /// Every package pinned for it, by name.
-    pub pins: drv_python::PythonPins,
+    /// The Python pins of `drv.lock` (every lock file's: shared by all).
+    pub pins: std::sync::Arc<drv_python::PythonPins>,
 }
 
 /// The glibc version (`(2, 36)`) of a Debian lock's C library (`libc6`).
@@ -165,6 +165,7 @@ fn python_pins(
     debian: &DebianLock,
 ) -> Result<BTreeMap<PathBuf, PythonLockPins>, EvalError> {
     let mut out = BTreeMap::new();
+    let pins = std::sync::Arc::new(pins);
     let lock_dir = lock_file.parent().unwrap_or(Path::new("/"));
     for (path, recipe) in &loader.recipes {
         let Some(py) = &recipe.python else { continue };
@@ -215,7 +216,7 @@ fn python_pins(
                 return Err(Diagnostic::spanning(path, text, pspan.clone(), format!("{rel} has no package {name:?} for Python {} on {}", pinned.python, pinned.arch)).into());
             }
         }
-        out.insert(py.lock.clone(), PythonLockPins { pinned, pins: pins.clone() });
+        out.insert(py.lock.clone(), PythonLockPins { pinned, pins: std::sync::Arc::clone(&pins) });
     }
     Ok(out)
 }
