@@ -310,8 +310,8 @@ Examples:
 
 impl Cli {
     /// drv's configuration (files, then environment).
-    fn config(&self) -> anyhow::Result<drv_store::Config> {
-        Ok(drv_store::Config::load()?)
+    fn config(&self) -> anyhow::Result<drv_realise::Config> {
+        Ok(drv_realise::Config::load()?)
     }
 
     fn open_store(&self) -> anyhow::Result<drv_store::LocalStore> {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use drv_formats::StorePath;
-use drv_store::Reporter;
+use drv_realise::Reporter;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How `drv` shows progress (`--log-format`).

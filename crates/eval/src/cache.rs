@@ -20,7 +20,7 @@ use drv_store::LocalStore;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::NodeKind;
-use crate::EvalError;
+use crate::error::EvalError;
 
 /// What `drv build`, `drv test` and `drv run` need of an evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn evaluate_cached(
     for (path, r) in &set.recipes {
         stamps.push((path.clone(), stamp(path)));
         for s in &r.sources {
-            if let crate::Source::Local { path, .. } = s {
+            if let crate::recipe::Source::Local { path, .. } = s {
                 stamp_tree(path, &mut stamps);
             }
         }

@@ -18,7 +18,7 @@ pub use error::{shown as shown_path, Diagnostic, EvalError};
 pub use graph::{Evaluation, Node, NodeKind};
 pub use load::{glibc_version, load, load_unlocked, python_minor, PythonLockPins, RecipeSet};
 pub use load::{lock_file_for, BUILTIN_LOCK, BUILTIN_LOCK_NAME};
-pub use lower::{implied_packages, lower, FETCH_BUILDER, LIBCXX_PACKAGES, LIBC_PACKAGES, LINKS_C, LINKS_CXX, PREBUILT_TOOLCHAIN, ROOTFS_BUILDER, SYSTEM, TOOLCHAIN_ENV};
+pub use lower::{implied_packages, lower, LIBCXX_PACKAGES, LIBC_PACKAGES, LINKS_C, LINKS_CXX, PREBUILT_TOOLCHAIN, SYSTEM};
 pub use recipe::{Recipe, Source};
 
 use std::path::Path;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use drv_formats::{ContentAddress, Derivation, DerivationHash, StorePath};
+use drv_realise::builtins::{Download, FETCH_BUILDER, ROOTFS_BUILDER, TOOLCHAIN_ENV};
 use drv_store::{Ingestion, LocalStore};
 
 use crate::error::EvalError;
@@ -19,16 +20,6 @@ pub const SYSTEM: &str = "x86_64-linux";
 /// The store name of a build script passed as a file (see
 /// `Lowering::builder_args`).
 pub const BUILDER_SCRIPT_NAME: &str = "builder.sh";
-
-/// The builder of fixed-output downloads, realised by drv itself.
-pub const FETCH_BUILDER: &str = "builtin:fetchurl";
-
-/// Environment variable naming the toolchain root file system of a build.
-pub const TOOLCHAIN_ENV: &str = "drvToolchain";
-
-/// The builder of toolchain root file systems, realised by drv itself
-/// from the `.deb`s named by `debs` (see `drv_debian::rootfs`).
-pub const ROOTFS_BUILDER: &str = drv_store::realise::ROOTFS_BUILDER;
 
 /// Debian packages of the C library store path that builds linking C code
 /// run on: glibc's loader and libraries (`libc6`), and `libgcc_s`, which
@@ -168,13 +159,13 @@ impl Lowering<'_> {
                     p
                 }
                 Source::Url { url, sha256, name } => {
-                    let (drv, out) = self.fetch(name, *sha256, &[("url", url.as_str())], &recipe.file)?;
+                    let (drv, out) = self.fetch(name, *sha256, Download::Url(url), &recipe.file)?;
                     input_drvs.insert(drv);
                     out
                 }
                 Source::PythonIndex { project, version, file, sha256 } => {
-                    let env = [("pythonIndexProject", project.as_str()), ("pythonIndexVersion", version.as_str()), ("pythonIndexFile", file.as_str())];
-                    let (drv, out) = self.fetch(file, *sha256, &env, &recipe.file)?;
+                    let download = Download::PythonIndexFile { project, version, file };
+                    let (drv, out) = self.fetch(file, *sha256, download, &recipe.file)?;
                     input_drvs.insert(drv);
                     out
                 }
@@ -388,7 +379,7 @@ impl Lowering<'_> {
         let file = store_name(p.path.rsplit('/').next().unwrap_or(&p.path));
         let url = format!("mirror://{}/{}", repository.mirror, p.path);
         let lock_file = lock_file.clone();
-        self.fetch(&file, sha256, &[("url", url.as_str())], &lock_file)
+        self.fetch(&file, sha256, Download::Url(&url), &lock_file)
     }
 
     /// The toolchain of the Debian package `names` (of the recipe at
@@ -568,7 +559,7 @@ impl Lowering<'_> {
         &mut self,
         name: &str,
         sha256: drv_formats::Sha256,
-        env: &[(&str, &str)],
+        download: Download,
         recipe: &std::path::Path,
     ) -> Result<(StorePath, StorePath), EvalError> {
         let mut b = Derivation::builder(self.store.store_dir(), name, "builtin", FETCH_BUILDER)
@@ -576,8 +567,8 @@ impl Lowering<'_> {
             .env("builder", FETCH_BUILDER)
             .env("name", name)
             .env("system", "builtin");
-        for (k, v) in env {
-            b = b.env(*k, *v);
+        for (k, v) in download.env() {
+            b = b.env(k, v);
         }
         let drv = b.build(|_| None)?;
         let out = drv.outputs()?["out"].path.clone();

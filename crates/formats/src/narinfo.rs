@@ -423,7 +423,7 @@ pub(crate) mod proptests {
 
     fn store_path() -> impl Strategy<Value = StorePath> {
         (proptest::array::uniform20(any::<u8>()), "[a-z0-9][a-z0-9.+_-]{0,20}")
-            .prop_map(|(d, n)| format!("{}-{n}", crate::nixbase32::encode(&d)).parse().unwrap())
+            .prop_map(|(d, n)| format!("{}-{n}", crate::hash::nixbase32::encode(&d)).parse().unwrap())
     }
 
     proptest! {

@@ -19,7 +19,7 @@ use drv_formats::StorePath;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::local::LocalStore;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// How often a follower looks for more of a live log.
 const POLL: Duration = Duration::from_millis(100);
@@ -38,7 +38,7 @@ pub fn live_log_file(store: &LocalStore, drv_path: &StorePath) -> PathBuf {
 }
 
 /// The live log that goes with the finished log `finished`.
-pub(crate) fn live_of(finished: &Path) -> PathBuf {
+pub fn live_of(finished: &Path) -> PathBuf {
     finished.with_extension("")
 }
 

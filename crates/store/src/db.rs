@@ -11,7 +11,7 @@ use drv_formats::{ContentAddress, Sha256, StoreDir, StorePath};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::lock::FileLock;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// Schema of version 1: Nix 2.8's tables.
 const SCHEMA_V1: &str = r#"

@@ -35,7 +35,7 @@ use drv_formats::{nar, StorePath};
 use crate::local::LocalStore;
 use crate::lock::FileLock;
 use crate::roots::{GcRoot, RootKind};
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// What can go wrong collecting garbage.
 #[derive(Debug, thiserror::Error)]
@@ -519,10 +519,10 @@ mod tests {
         fs::create_dir_all(src.join("sub/deeper")).unwrap();
         fs::write(src.join("sub/deeper/file"), b"x").unwrap();
         std::os::unix::fs::symlink("sub", src.join("link")).unwrap();
-        let tree = s.add_path(&src, "tree", crate::Ingestion::Recursive).unwrap();
+        let tree = s.add_path(&src, "tree", crate::local::Ingestion::Recursive).unwrap();
         let link = t.path().join("link");
         std::os::unix::fs::symlink("/nowhere", &link).unwrap();
-        let symlink = s.add_path(&link, "symlink", crate::Ingestion::Recursive).unwrap();
+        let symlink = s.add_path(&link, "symlink", crate::local::Ingestion::Recursive).unwrap();
         let file = chain(&mut s, "file", 1);
         // Canonical store paths are read-only, directories too.
         assert!(fs::metadata(s.real_path(&tree)).unwrap().permissions().readonly());
@@ -568,7 +568,7 @@ mod tests {
         fs::write(staging.path(), b"old").unwrap();
         let old = s.store_dir().text_path("old", b"old", &BTreeSet::new()).unwrap();
         let hash = nar::hash_regular(b"old", false);
-        let info = crate::PathInfo {
+        let info = crate::db::PathInfo {
             path: old.clone(),
             nar_hash: hash.sha256,
             nar_size: hash.size,

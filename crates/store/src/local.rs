@@ -16,7 +16,7 @@ use drv_formats::{nar, ContentAddress, NarHash, Sha256, Sha256Writer, StoreDir, 
 
 use crate::db::{Db, PathInfo};
 use crate::lock::FileLock;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// How a file system object is hashed when it is added by content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// An exclusive lock on a lock file.
 #[derive(Debug)]

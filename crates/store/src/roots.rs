@@ -42,7 +42,7 @@ use drv_formats::{Sha256, StorePath};
 
 use crate::local::LocalStore;
 use crate::lock::FileLock;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// What can go wrong managing named roots.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,17 @@ impl LocalStore {
 
     pub(crate) fn gc_lock_file(&self) -> PathBuf {
         self.state_dir().join(GC_LOCK)
+    }
+
+    /// Hold garbage collection off until the returned lock is dropped: a
+    /// collection waits for it, and paths found valid meanwhile stay.
+    /// For a reader that cannot take temporary roots (a long-running
+    /// server, whose roots would only go when it exits).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] if the lock file cannot be opened.
+    pub fn pause_collection(&self) -> Result<FileLock, StoreError> {
+        FileLock::shared(&self.gc_lock_file())
     }
 
     /// Protect `path` from garbage collection until this process exits

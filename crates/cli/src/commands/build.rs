@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_store::realise::{self, BuildSettings, Realiser};
+use drv_realise::realise::{self, BuildSettings, Realiser};
 
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
@@ -169,7 +169,7 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     if let Some(n) = args.tmp_size {
         limits.tmp_size = flag(n);
     }
-    let vary = args.vary.as_deref().map(drv_store::vary::parse_list).transpose()?;
+    let vary = args.vary.as_deref().map(drv_realise::vary::parse_list).transpose()?;
     if vary.is_some() && args.no_sandbox {
         bail!("--vary needs the sandbox: it is what varies the build's circumstances");
     }
@@ -303,9 +303,9 @@ pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
 
 /// `--vary`'s report of one derivation, for a terminal: what it depends
 /// on, each cause with the files that differ.
-fn render_vary_report(report: &drv_store::vary::VaryReport) -> String {
+fn render_vary_report(report: &drv_realise::vary::VaryReport) -> String {
     use std::fmt::Write as _;
-    let names = |vs: &[drv_store::vary::Variation]| vs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ");
+    let names = |vs: &[drv_realise::vary::Variation]| vs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ");
     let mut out = String::new();
     let varied: Vec<_> = report.varied.iter().filter(|v| !report.not_varied.iter().any(|n| n.variation == **v)).copied().collect();
     if report.reproducible {
@@ -313,7 +313,7 @@ fn render_vary_report(report: &drv_store::vary::VaryReport) -> String {
     } else {
         let _ = writeln!(out, "{}: NOT reproducible ({} builds; their logs in {})", report.drv, report.builds, report.logs.join(", "));
     }
-    let outputs = |out: &mut String, diffs: &[drv_store::vary::OutputDifference]| {
+    let outputs = |out: &mut String, diffs: &[drv_realise::vary::OutputDifference]| {
         for d in diffs {
             let _ = writeln!(out, "    output {}:", d.output);
             for line in &d.differences {
@@ -333,7 +333,7 @@ fn render_vary_report(report: &drv_store::vary::VaryReport) -> String {
     }
     for cause in &report.causes {
         let what = match cause.variations.as_slice() {
-            [drv_store::vary::Variation::Time] => "time (the registered output was built at another time)".to_owned(),
+            [drv_realise::vary::Variation::Time] => "time (the registered output was built at another time)".to_owned(),
             [one] => format!("{} ({})", one.name(), one.describe()),
             many => format!("{} (only together)", names(many)),
         };

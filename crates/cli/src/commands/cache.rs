@@ -10,9 +10,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use drv_formats::{PublicKey, StoreDir, StorePath};
-use drv_store::{Config, LocalStore, Reporter, Substituter};
-use drv_store::cache::{CacheUrl, PushOptions};
-use drv_store::cache::server::{self, ServeCompression, ServerOptions};
+use drv_store::LocalStore;
+use drv_realise::{Config, Reporter, Substituter};
+use drv_realise::cache::{CacheUrl, PushOptions};
+use drv_realise::cache::server::{self, ServeCompression, ServerOptions};
 
 use super::key::read_secret_key;
 use crate::reporter::TerminalReporter;
@@ -133,7 +134,7 @@ pub struct SubstituteArgs {
     #[arg(long)]
     pub no_substitute: bool,
     /// How many NARs to download and unpack at once.
-    #[arg(long, value_name = "N", default_value_t = drv_store::SubstituterOptions::default().downloads)]
+    #[arg(long, value_name = "N", default_value_t = drv_realise::SubstituterOptions::default().downloads)]
     pub max_downloads: usize,
 }
 
@@ -149,7 +150,7 @@ impl SubstituteArgs {
             return Ok(None);
         }
         let keys = parse_keys(config.trusted_public_keys.iter().chain(&self.trusted_public_keys))?;
-        let options = drv_store::SubstituterOptions { downloads: self.max_downloads.max(1), ..Default::default() };
+        let options = drv_realise::SubstituterOptions { downloads: self.max_downloads.max(1), ..Default::default() };
         Ok(Some(Substituter::from_urls(&urls, keys, !self.no_check_sigs, store_dir.clone())?.with_options(options)))
     }
 }
@@ -231,13 +232,13 @@ fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let to = CacheUrl::parse(&args.to)?;
     let key = args.key.as_deref().or(to.secret_key.as_deref()).map(read_secret_key).transpose()?;
     let paths = paths_to_push(&mut store, &args.paths)?;
-    let cache = drv_store::open_cache(&to.url)?;
+    let cache = drv_realise::open_cache(&to.url)?;
     let reporter = transfer_reporter(cli);
     let mut options = PushOptions { compression: to.compression.unwrap_or_default(), level: to.compression_level, ..PushOptions::default() };
     if let Some(jobs) = args.jobs {
         options.uploads = jobs.max(1);
     }
-    let report = drv_store::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
+    let report = drv_realise::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
         .with_context(|| format!("cannot push to {}", cache.url()))?;
     drop(reporter);
     eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), cache.url(), report.skipped.len());

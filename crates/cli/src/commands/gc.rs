@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use drv_store::{collect_garbage, parse_size, Config, GcOptions, GcReport};
+use drv_store::{collect_garbage, parse_size, GcOptions, GcReport};
+use drv_realise::Config;
 use serde_json::json;
 
 use crate::Cli;

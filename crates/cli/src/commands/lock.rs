@@ -10,8 +10,8 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_debian::lock::{DebianLock, Lock, LockError, LockedPackage, Repository};
 use drv_debian::resolve::Index;
-use drv_store::archive::{fetch_suite_index, Verification};
-use drv_store::{Config, Fetcher, Reporter};
+use drv_realise::archive::{fetch_suite_index, Verification};
+use drv_realise::{Config, Fetcher, Reporter};
 
 use super::lock_python;
 use crate::Cli;

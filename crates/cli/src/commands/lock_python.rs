@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use drv_debian::lock::DebianLock;
 use drv_python::{Choice, DistFile, LockFormat, Pin, PinnedLock, PythonLock, PythonPins, Target};
-use drv_store::{FetchSource, Fetcher};
+use drv_realise::{FetchSource, Fetcher};
 
 /// A Python lock file and the target its recipes want.
 pub struct Wanted {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::{Sha256, StorePath};
-use drv_store::{hash_file, Config, FetchSource, Fetcher, Ingestion, Reporter};
+use drv_store::{hash_file, Ingestion};
+use drv_realise::{Config, FetchSource, Fetcher, Reporter};
 
 use crate::Cli;
 

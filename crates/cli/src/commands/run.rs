@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_store::realise::read_derivation;
+use drv_realise::realise::read_derivation;
 
 use super::build::{realise, resolve_targets, BuildArgs};
 use crate::store_view::{self, ClosurePath};

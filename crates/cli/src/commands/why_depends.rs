@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
-use drv_store::{realise, LocalStore};
+use drv_store::LocalStore;
+use drv_realise::realise;
 use serde_json::json;
 
 use crate::Cli;

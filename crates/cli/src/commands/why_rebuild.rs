@@ -11,7 +11,7 @@ use clap::Args;
 use drv_eval::NodeKind;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_store::why_rebuild::{self, Change, DrvDiff};
+use drv_realise::why_rebuild::{self, Change, DrvDiff};
 use serde_json::{json, Value};
 
 use crate::Cli;
@@ -84,7 +84,7 @@ fn cache_miss(
     json: bool,
     locate: &impl Fn(&DrvDiff, &Change) -> Option<(PathBuf, usize)>,
 ) -> anyhow::Result<ExitCode> {
-    let caches = urls.iter().map(|u| drv_store::open_cache(u).with_context(|| format!("cannot open cache {u}"))).collect::<anyhow::Result<Vec<_>>>()?;
+    let caches = urls.iter().map(|u| drv_realise::open_cache(u).with_context(|| format!("cannot open cache {u}"))).collect::<anyhow::Result<Vec<_>>>()?;
     // Presence of a narinfo; signatures are the substituter's business.
     let mut known: BTreeMap<StorePath, bool> = BTreeMap::new();
     let mut has = |p: &StorePath| -> anyhow::Result<bool> {
@@ -117,13 +117,13 @@ fn cache_miss(
         if !visited.insert(p.clone()) {
             continue;
         }
-        let drv = drv_store::realise::read_derivation(store, &p)?;
+        let drv = drv_realise::realise::read_derivation(store, &p)?;
         if has_outputs(&drv, &mut has)? {
             continue;
         }
         let mut lacks_input = false;
         for input in drv.input_derivations().into_keys() {
-            let d = drv_store::realise::read_derivation(store, &input)?;
+            let d = drv_realise::realise::read_derivation(store, &input)?;
             if !has_outputs(&d, &mut has)? {
                 lacks_input = true;
                 queue.push(input);
@@ -138,7 +138,7 @@ fn cache_miss(
     for p in first.iter().take(EXPLAINED) {
         let mut candidates = Vec::new();
         for q in all_drvs.iter().filter(|q| q.name() == p.name() && q != p) {
-            let Ok(d) = drv_store::realise::read_derivation(store, q) else { continue };
+            let Ok(d) = drv_realise::realise::read_derivation(store, q) else { continue };
             if has_outputs(&d, &mut has)? {
                 let time = store.path_info(q)?.map_or(0, |i| i.registration_time);
                 candidates.push((time, q.clone()));

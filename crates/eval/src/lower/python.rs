@@ -10,6 +10,7 @@ use std::path::Path;
 
 use drv_formats::{Derivation, DerivationBuilder, StorePath};
 use drv_python::{Pin, WheelName};
+use drv_realise::builtins::{Download, TOOLCHAIN_ENV};
 
 use super::{store_name, Lowering, SYSTEM};
 use crate::error::EvalError;
@@ -88,9 +89,8 @@ impl Lowering<'_> {
             return Ok(done.clone());
         }
         let sha256 = drv_formats::Sha256::parse(&pin.sha256).map_err(drv_store::StoreError::from)?;
-        let fetch_env =
-            [("pythonIndexProject", pin.name.as_str()), ("pythonIndexVersion", pin.version.as_str()), ("pythonIndexFile", pin.file.as_str())];
-        let (fetch_drv, src) = self.fetch(&store_name(&pin.file), sha256, &fetch_env, lock_file)?;
+        let download = Download::PythonIndexFile { project: &pin.name, version: &pin.version, file: &pin.file };
+        let (fetch_drv, src) = self.fetch(&store_name(&pin.file), sha256, download, lock_file)?;
         let mut inputs = BTreeSet::from([fetch_drv, self.packages[&interpreter.file].0.clone()]);
         let interp_out = self.store.display(&self.packages[&interpreter.file].1);
         let minor = python_minor(&interpreter.version).unwrap_or_else(|| interpreter.version.clone());
@@ -138,7 +138,7 @@ impl Lowering<'_> {
             inputs.insert(toolchain.drv.clone());
             inputs.insert(libc_drv);
             b = b
-                .env(super::TOOLCHAIN_ENV, self.store.display(&toolchain.out))
+                .env(TOOLCHAIN_ENV, self.store.display(&toolchain.out))
                 .env(drv_debian::rootfs::LIBC_ENV, self.store.display(&libc_out))
                 .env("PATH", "/usr/bin:/bin");
         }

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use drv_formats::{NarInfo, PublicKey, StoreDir, StorePath};
 
 use super::{open_cache, parallel_map, restore_verified, BinaryCache, CacheError, CacheUrl, Result};
-use crate::local::{LocalStore, Staging};
+use drv_store::{LocalStore, Staging};
 use crate::reporter::Reporter;
-use crate::PathInfo;
+use drv_store::PathInfo;
 
 /// How a [`Substituter`] works.
 #[derive(Clone, Debug)]
@@ -226,7 +226,7 @@ impl Substituter {
     ///   error is `Err` only when the local store itself fails;
     /// - every path of the closures is a temporary root of this process
     ///   from before its validity is checked, so what was found valid stays
-    ///   valid for the rest of the process (see [`crate::roots`]);
+    ///   valid for the rest of the process (see [`drv_store::roots`]);
     /// - staging directories left by killed processes are removed first.
     pub fn substitute(
         &self,

@@ -8,7 +8,7 @@
 //! references to the build's inputs, and registered together, with the
 //! derivation as deriver. Each build's log is kept (zstd) under
 //! `ROOT/var/drv/log/`, and written uncompressed as it comes while the
-//! build runs ([`crate::build_log`]).
+//! build runs ([`drv_store::build_log`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -19,28 +19,18 @@ use std::sync::Arc;
 
 use drv_formats::{nar, ContentAddress, Derivation, StoreDir, StorePath};
 
-use crate::db::PathInfo;
+use drv_store::PathInfo;
+use crate::builtins::{self, FETCH_BUILDER, ROOTFS_BUILDER, TOOLCHAIN_ENV};
 use crate::fetch::{FetchSource, Fetcher};
-use crate::local::{LocalStore, Staging};
+use drv_store::{LocalStore, Staging};
 use crate::reporter::Reporter;
 use crate::vary::{Cause, Circumstances, NotVaried, OutputDifference, Variation, VaryReport};
-use crate::StoreError;
+use drv_store::StoreError;
 
-pub use crate::build_log::{copy_log, live_log_file, log_file};
+pub use drv_store::build_log::{copy_log, live_log_file, log_file};
 
 /// How many lines of a failed build's log are shown.
 pub const LOG_TAIL_LINES: usize = 25;
-
-/// The environment variable naming a build's toolchain root file system.
-pub const TOOLCHAIN_ENV: &str = "drvToolchain";
-
-/// The builder of downloads that drv performs itself.
-pub const FETCH_BUILDER: &str = "builtin:fetchurl";
-
-/// The builder of toolchain root file systems, which drv performs itself:
-/// the `.deb`s named by the derivation's `debs` (store paths of its
-/// inputs) unpacked and checked by [`drv_debian::rootfs::assemble`].
-pub const ROOTFS_BUILDER: &str = "builtin:debian-rootfs";
 
 /// Downloads at once, besides `max_jobs` builds: they wait on the
 /// network, not on the cores.
@@ -121,7 +111,7 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Cache(#[from] crate::CacheError),
+    Cache(#[from] crate::cache::CacheError),
     #[error(transparent)]
     Rootfs(#[from] drv_debian::rootfs::RootfsError),
     #[error(
@@ -181,12 +171,12 @@ pub struct Realiser {
     store_dir: StoreDir,
     settings: BuildSettings,
     reporter: Arc<dyn Reporter>,
-    config: crate::Config,
+    config: crate::config::Config,
     /// Made on first use: an HTTP client loads the platform's certificates,
     /// which a build with nothing to download should not pay for.
     fetcher: std::sync::Mutex<Option<Arc<Fetcher>>>,
     /// Binary caches asked before building.
-    substituter: Option<crate::Substituter>,
+    substituter: Option<crate::cache::Substituter>,
     /// `--vary`'s reports, filled by the builds' threads.
     vary_reports: std::sync::Mutex<Vec<VaryReport>>,
 }
@@ -229,7 +219,7 @@ impl Trials<'_> {
         let mut outputs = BTreeMap::new();
         for (name, _, staging) in built.staged {
             let at = staging.path();
-            crate::local::canonicalise(&at)?;
+            drv_store::canonicalise(&at)?;
             let hash = nar::hash_path(&at).map_err(StoreError::from)?;
             outputs.insert(name, (staging, hash.sha256));
         }
@@ -328,7 +318,7 @@ struct Job {
 }
 
 impl Realiser {
-    pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, config: crate::Config) -> Self {
+    pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, config: crate::config::Config) -> Self {
         Self {
             root: store.root().to_owned(),
             store_dir: store.store_dir().clone(),
@@ -342,7 +332,7 @@ impl Realiser {
     }
 
     /// Ask these binary caches for outputs before building them.
-    pub fn with_substituter(mut self, substituter: Option<crate::Substituter>) -> Self {
+    pub fn with_substituter(mut self, substituter: Option<crate::cache::Substituter>) -> Self {
         self.substituter = substituter;
         self
     }
@@ -619,10 +609,8 @@ impl Realiser {
             return Err(unsupported("only flat sha256 downloads are supported"));
         };
         let env = |k: &str| drv.env().get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-        let source = match (env("url"), env("pythonIndexProject"), env("pythonIndexFile")) {
-            (Some(url), _, _) => FetchSource::Url(url),
-            (None, Some(project), Some(filename)) => FetchSource::PythonIndexFile { project, filename },
-            _ => return Err(unsupported("a download names a `url` or a Python index file")),
+        let Some(source) = builtins::fetch_source(env) else {
+            return Err(unsupported("a download names a `url` or a Python index file"));
         };
         let staging = store.staging()?;
         if let Err(e) = self.fetcher()?.fetch_to(&source, expected, &staging.path()) {
@@ -991,7 +979,7 @@ impl Realiser {
         let mut infos = Vec::new();
         for (name, path, staging) in staged {
             let at = staging.path();
-            crate::local::canonicalise(&at)?;
+            drv_store::canonicalise(&at)?;
             let (nar_hash, references) = nar::scan_references(&at, candidates).map_err(StoreError::from)?;
             let info = PathInfo {
                 path: path.clone(),
@@ -1104,7 +1092,7 @@ impl Realiser {
         }
         let (reader, writer) = std::io::pipe().map_err(|e| StoreError::io(log_path, e))?;
         // The live log first: a reader that finds none reads the `.zst`.
-        let mut live = crate::build_log::LiveLog::create(&crate::build_log::live_of(log_path))?;
+        let mut live = drv_store::build_log::LiveLog::create(&drv_store::build_log::live_of(log_path))?;
         let log_file = fs::File::create(log_path).map_err(|e| StoreError::io(log_path, e))?;
         let reporter = self.reporter.clone();
         std::thread::scope(|s| {

@@ -8,7 +8,8 @@ use drv_formats::SecretKey;
 
 use super::server::{RunningServer, ServeCompression, ServerOptions};
 use super::*;
-use crate::{Ingestion, LocalStore, SilentReporter};
+use crate::reporter::SilentReporter;
+use drv_store::{Ingestion, LocalStore};
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -273,7 +274,7 @@ impl BinaryCache for CollectingWhenOpened {
     fn open_file(&self, relative: &str) -> Result<Box<dyn std::io::Read + Send>> {
         // Another connection, as a `drv gc` in another process would have.
         let mut store = LocalStore::open(&self.client_root, StoreDir::default()).unwrap();
-        crate::collect_garbage(&mut store, &crate::GcOptions::default()).unwrap();
+        drv_store::collect_garbage(&mut store, &drv_store::GcOptions::default()).unwrap();
         self.collections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.open_file(relative)
     }
@@ -614,7 +615,7 @@ fn a_nar_being_served_is_not_collected_under_the_client() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut s = LocalStore::open(&root, StoreDir::default()).unwrap();
-        let _ = tx.send(crate::collect_garbage(&mut s, &crate::GcOptions::default()).map(|r| r.deleted.len()));
+        let _ = tx.send(drv_store::collect_garbage(&mut s, &drv_store::GcOptions::default()).map(|r| r.deleted.len()));
     });
     assert!(rx.recv_timeout(std::time::Duration::from_millis(700)).is_err(), "the collection did not wait for the transfer");
 

@@ -35,8 +35,8 @@ pub use substitute::{Substitutable, SubstituteReport, Substituter, SubstituterOp
 
 use drv_formats::{nar, FormatError, NarInfo, Sha256, Sha256Writer, StoreDir, StorePath};
 
-use crate::local::Staging;
-use crate::StoreError;
+use drv_store::Staging;
+use drv_store::StoreError;
 
 /// The file every cache has at its root.
 pub const CACHE_INFO_FILE: &str = "nix-cache-info";

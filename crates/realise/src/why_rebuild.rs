@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use drv_formats::{ContentAddress, Derivation, StorePath};
 use serde::Serialize;
 
-use crate::local::LocalStore;
-use crate::StoreError;
+use drv_store::LocalStore;
+use drv_store::StoreError;
 
 /// How one derivation differs from its earlier self.
 #[derive(Clone, Debug, Serialize)]

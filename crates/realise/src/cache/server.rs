@@ -29,8 +29,8 @@ use futures_util::StreamExt as _;
 use drv_formats::{nar, NarInfo, PublicKey, SecretKey, StoreDir};
 
 use super::{nar_extension, parse_narinfo, restore_verified, CacheError, CacheInfo};
-use crate::local::{LocalStore, PathVersion};
-use crate::PathInfo;
+use drv_store::{LocalStore, PathVersion};
+use drv_store::PathInfo;
 
 /// zstd level for NARs compressed on the fly: level 1 keeps up with a
 /// loopback link on one core; the client's decompression costs the same
@@ -310,7 +310,7 @@ async fn get_nar(State(state): State<AppState>, UrlPath(file): UrlPath<String>) 
             // under a client mid-transfer. A long-running server cannot
             // hold temporary roots per request instead: they would only go
             // when it exits.
-            let hold = crate::lock::FileLock::shared(&store.gc_lock_file())
+            let hold = store.pause_collection()
                 .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = store.path_from_hash_part(&hash).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = path.ok_or_else(not_found)?;
@@ -414,7 +414,7 @@ fn accept_upload(store: &mut LocalStore, options: &ServerOptions, hash: &str, te
     if !options.trusted_keys.is_empty() && !info.has_valid_signature(&options.store_dir, &options.trusted_keys) {
         return Err(Failure(StatusCode::FORBIDDEN, format!("{display}: no signature by a trusted key")));
     }
-    let internal = |e: crate::StoreError| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let internal = |e: drv_store::StoreError| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     // Each path is rooted before its validity is read, so a collection
     // cannot take a reference away between this check and the install.
     store.add_temp_root(&info.store_path).map_err(internal)?;

@@ -6,9 +6,9 @@ use std::io::{self, Write};
 use drv_formats::{nar, NarInfo, SecretKey, StoreDir, StorePath};
 
 use super::{nar_extension, parallel_map, BinaryCache, CacheError, CacheInfo, Result, CACHE_INFO_FILE};
-use crate::local::LocalStore;
+use drv_store::LocalStore;
 use crate::reporter::Reporter;
-use crate::PathInfo;
+use drv_store::PathInfo;
 
 /// zstd level of pushed NARs: 3 is zstd's default, most of the ratio of
 /// the high levels at a fraction of their time.

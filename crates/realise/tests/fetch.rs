@@ -11,9 +11,9 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, Response};
 use drv_formats::Sha256;
-use drv_store::Reporter;
-use drv_store::fetch::{FetchError, FetchOptions, FetchSource, Fetcher};
-use drv_store::mirrors::{Mirrors, SystemSources};
+use drv_realise::Reporter;
+use drv_realise::fetch::{FetchError, FetchOptions, FetchSource, Fetcher};
+use drv_realise::mirrors::{Mirrors, SystemSources};
 
 /// What the server saw of one request.
 #[derive(Clone, Debug)]
