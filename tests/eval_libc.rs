@@ -100,7 +100,7 @@ impl Evaluated {
     }
 
     fn out(&self, drv: &Derivation) -> String {
-        self.store.display(&drv.outputs().unwrap()["out"].path)
+        self.store.display(&drv.outputs()["out"].path)
     }
 
     /// The derivations whose names start with `glibc-`.
@@ -114,7 +114,7 @@ fn env<'a>(drv: &'a Derivation, key: &str) -> Option<&'a str> {
 }
 
 fn outputs(drv: &Derivation) -> Vec<String> {
-    drv.outputs().unwrap().into_keys().collect()
+    drv.outputs().keys().cloned().collect()
 }
 
 /// The script the builder runs (`/bin/sh -e -c SCRIPT`).

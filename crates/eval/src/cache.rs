@@ -72,7 +72,7 @@ fn stamp_tree(path: &Path, out: &mut Vec<(PathBuf, Option<Stamp>)>) {
 fn entry_file(store: &LocalStore, recipe: &Path) -> PathBuf {
     let key = format!("{FORMAT}\n{}\n{}", store.store_dir(), recipe.display());
     let digest = Sha256::digest(key.as_bytes()).to_nix32();
-    store.state_dir().join("eval-cache").join(&digest[..32])
+    store.layout().eval_cache_dir().join(&digest[..32])
 }
 
 fn exe_stamp() -> (PathBuf, Option<Stamp>) {

@@ -112,7 +112,7 @@ impl Evaluation {
         for p in self.build_order() {
             let (drv, node) = &self.derivations[&p];
             let outputs: BTreeMap<String, String> =
-                drv.outputs()?.into_iter().map(|(k, o)| (k, store.display(&o.path))).collect();
+                drv.outputs().into_iter().map(|(k, o)| (k.clone(), store.display(&o.path))).collect();
             let kind = match &node.kind {
                 NodeKind::Package => json!("package"),
                 NodeKind::Test(t) => json!({ "test": t }),

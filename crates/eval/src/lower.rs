@@ -227,7 +227,7 @@ impl Lowering<'_> {
             b = b.input_source(s.clone());
         }
         let drv = b.build(|p| self.hashes.get(p).copied())?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Package, main: recipe.main.clone() };
         let drv_path = self.add(drv, node)?;
         self.packages.insert(recipe.file.clone(), (drv_path.clone(), out.clone()));
@@ -410,7 +410,7 @@ impl Lowering<'_> {
             .env("debs", debs.join(" "))
             .env("rootfsFormat", drv_debian::rootfs::FORMAT_VERSION.to_string());
         let drv = b.build(|p| self.hashes.get(p).copied())?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let node = Node { recipe: lock_file, kind: NodeKind::Toolchain, main: None };
         let drv_path = self.add(drv, node)?;
         let t = Toolchain { drv: drv_path, out, packages: key.clone() };
@@ -549,7 +549,7 @@ impl Lowering<'_> {
             b = b.input_derivation(d.clone(), ["out".to_owned()]);
         }
         let drv = b.build(|p| self.hashes.get(p).copied())?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let drv_path = self.add(drv, node)?;
         Ok((drv_path, out))
     }
@@ -571,7 +571,7 @@ impl Lowering<'_> {
             b = b.env(k, v);
         }
         let drv = b.build(|_| None)?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let node = Node { recipe: recipe.to_owned(), kind: NodeKind::Fetch, main: None };
         let p = self.add(drv, node)?;
         Ok((p, out))

@@ -24,10 +24,14 @@ pub struct DerivationOutput {
     pub fixed: Option<ContentAddress>,
 }
 
-/// A validated derivation with all output paths computed.
+/// A validated derivation with all output paths computed: made only by
+/// [`Derivation::parse`] and [`DerivationBuilder::build`], which refuse a
+/// derivation whose outputs cannot be resolved, so [`Derivation::outputs`]
+/// cannot fail and is computed once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Derivation {
     inner: nix_derivation::Derivation,
+    outputs: BTreeMap<String, DerivationOutput>,
 }
 
 fn drv_error(name: &str, e: impl std::fmt::Display) -> FormatError {
@@ -57,8 +61,7 @@ impl Derivation {
         let inner = nix_derivation::Derivation::from_aterm_bytes_in(aterm, name, store_dir.to_nix())
             .map_err(|e| drv_error(name, e))?;
         // Every output must have its path; drv supports no floating outputs.
-        let me = Self { inner };
-        me.outputs()?;
+        let me = Self::validated(inner)?;
         // What is accepted must render to ATerm that means the same: the
         // writer leaves some fields unescaped (the platform, output names),
         // where the parser takes escapes, so `"x86_64\"-linux"` would render
@@ -128,18 +131,27 @@ impl Derivation {
         self.inner.environment()
     }
 
-    pub fn outputs(&self) -> Result<BTreeMap<String, DerivationOutput>, FormatError> {
-        let resolved = self.inner.resolved_outputs().map_err(|e| drv_error(self.name(), e))?;
-        resolved
+    /// The outputs by name, each with its store path.
+    pub fn outputs(&self) -> &BTreeMap<String, DerivationOutput> {
+        &self.outputs
+    }
+
+    /// `inner` with its outputs resolved, or why they cannot be (an output
+    /// without a path: drv supports no floating outputs).
+    fn validated(inner: nix_derivation::Derivation) -> Result<Self, FormatError> {
+        let name = inner.name();
+        let resolved = inner.resolved_outputs().map_err(|e| drv_error(name, e))?;
+        let outputs = resolved
             .into_iter()
-            .map(|(name, o)| {
+            .map(|(output, o)| {
                 let path = o.path.ok_or_else(|| {
-                    drv_error(self.name(), format!("output {name:?} has no path (floating outputs are not supported)"))
+                    drv_error(name, format!("output {output:?} has no path (floating outputs are not supported)"))
                 })?;
                 let fixed = o.ca_hash.as_ref().map(ContentAddress::from_nix).transpose()?;
-                Ok((name, DerivationOutput { path: StorePath(path), fixed }))
+                Ok((output, DerivationOutput { path: StorePath(path), fixed }))
             })
-            .collect()
+            .collect::<Result<_, FormatError>>()?;
+        Ok(Self { inner, outputs })
     }
 
     /// Input derivations and the outputs used of each.
@@ -176,7 +188,7 @@ impl Derivation {
     /// `nix show-derivation`'s JSON for this derivation (Nix 2.8 layout).
     pub fn to_show_json(&self, store_dir: &StoreDir) -> Result<Value, FormatError> {
         let mut outputs = serde_json::Map::new();
-        for (name, o) in self.outputs()? {
+        for (name, o) in self.outputs() {
             let mut v = json!({ "path": store_dir.display(&o.path) });
             if let Some(ca) = o.fixed {
                 let algo = match ca {
@@ -187,7 +199,7 @@ impl Derivation {
                 v["hashAlgo"] = json!(algo);
                 v["hash"] = json!(ca.hash().to_hex());
             }
-            outputs.insert(name, v);
+            outputs.insert(name.clone(), v);
         }
         let input_drvs: serde_json::Map<String, Value> = self
             .input_derivations()
@@ -304,9 +316,7 @@ impl DerivationBuilder {
             })
             .map_err(|e| resolution_error(&name, e))?
             .into_derivation();
-        let drv = Derivation { inner };
-        drv.outputs()?;
-        Ok(drv)
+        Derivation::validated(inner)
     }
 }
 
@@ -333,7 +343,7 @@ mod tests {
             let drv = Derivation::parse_file(&dir, &drv_path, &aterm).unwrap();
             assert_eq!(drv.to_aterm(), aterm, "{name}: ATerm round trip");
             assert_eq!(drv.drv_path(), drv_path, "{name}: .drv path");
-            for (out, o) in drv.outputs().unwrap() {
+            for (out, o) in drv.outputs() {
                 assert_eq!(
                     dir.display(&o.path),
                     json["show_derivation"]["outputs"][&out]["path"].as_str().unwrap(),
@@ -355,7 +365,7 @@ mod tests {
             let (json, aterm) = vector(name);
             let drv_path = dir.parse_path(json["drv_path"].as_str().unwrap()).unwrap();
             let original = Derivation::parse_file(&dir, &drv_path, &aterm).unwrap();
-            let outputs = original.outputs().unwrap();
+            let outputs = original.outputs();
             let mut b = Derivation::builder(&dir, original.name(), original.system(), original.builder_path());
             for a in original.args() {
                 b = b.arg(a.clone());
@@ -373,7 +383,7 @@ mod tests {
             for p in original.input_sources() {
                 b = b.input_source(p);
             }
-            for (out, o) in &outputs {
+            for (out, o) in outputs {
                 b = match o.fixed {
                     Some(ca) => b.fixed_output(ca),
                     None => b.output(out.clone()),
@@ -386,7 +396,7 @@ mod tests {
             };
             // Nix spells outputHash as the user wrote it; ours is SRI, so
             // compare fixed-output derivations by output path only.
-            assert_eq!(rebuilt.outputs().unwrap(), outputs, "{name}");
+            assert_eq!(rebuilt.outputs(), outputs, "{name}");
             if !original.is_fixed_output() {
                 assert_eq!(rebuilt.to_aterm(), aterm, "{name}");
                 assert_eq!(rebuilt.drv_path(), drv_path, "{name}");
@@ -436,7 +446,7 @@ pub(crate) mod proptests {
             let back = Derivation::parse_file(&dir, &drv.drv_path(), &aterm).unwrap();
             prop_assert_eq!(back.to_aterm(), aterm);
             prop_assert_eq!(back.drv_path(), drv.drv_path());
-            prop_assert_eq!(back.outputs().unwrap(), drv.outputs().unwrap());
+            prop_assert_eq!(back.outputs(), drv.outputs());
         }
     }
 

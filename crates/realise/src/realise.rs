@@ -288,7 +288,7 @@ fn differences(a: &Path, b: &Path) -> Vec<String> {
 /// Where diffoscope's report on a differing output goes, and the line
 /// that says so; `None` when diffoscope is not installed.
 fn diffoscope_line(store: &LocalStore, registered: &Path, kept: &Path, path: &StorePath) -> Option<String> {
-    let report = store.state_dir().join("check").join(format!("{}.diffoscope.txt", path.to_basename()));
+    let report = store.layout().check_report(path);
     let written = crate::output_diff::diffoscope(registered, kept, &report)?;
     Some(format!("  diffoscope's report: {}", written.display()))
 }
@@ -355,7 +355,7 @@ impl Realiser {
                     continue;
                 }
                 let drv = read_derivation(&store, &drv_path)?;
-                let all = drv.outputs()?;
+                let all = drv.outputs();
                 let Some(names) = wanted_by_drv.add(&drv_path, outputs, &all) else { continue };
                 store.add_temp_root(&drv_path)?;
                 let mut missing = false;
@@ -382,11 +382,11 @@ impl Realiser {
                 self.reporter.message(&format!("warning: {problem}"));
             }
             for (drv_path, drv, names) in drvs {
-                let outs = drv.outputs()?;
+                let outs = drv.outputs();
                 let mut valid = BTreeMap::new();
                 for (n, o) in outs {
                     if store.is_valid(&o.path)? {
-                        valid.insert(n, o.path);
+                        valid.insert(n.clone(), o.path.clone());
                     }
                 }
                 if !valid.is_empty() {
@@ -468,7 +468,7 @@ impl Realiser {
                 continue;
             }
             let drv = read_derivation(store, &drv_path)?;
-            let all = drv.outputs()?;
+            let all = drv.outputs();
             if wanted.add(&drv_path, outputs, &all).is_none() {
                 continue;
             }
@@ -565,7 +565,7 @@ impl Realiser {
 
     fn realise_one(&self, job: &Job) -> Result<(), BuildError> {
         let mut store = self.open()?;
-        let outputs = job.drv.outputs()?;
+        let outputs = job.drv.outputs();
         // Another drv process may be building the same outputs: wait for
         // it, then reuse what it made.
         let mut locks = Vec::new();
@@ -604,7 +604,7 @@ impl Realiser {
         if drv.builder_path() != FETCH_BUILDER {
             return Err(unsupported("fixed-output derivations must use the builtin:fetchurl builder"));
         }
-        let out = &drv.outputs()?["out"];
+        let out = &drv.outputs()["out"];
         let Some(ContentAddress::Flat(expected)) = out.fixed else {
             return Err(unsupported("only flat sha256 downloads are supported"));
         };
@@ -661,11 +661,11 @@ impl Realiser {
     fn check_varied(&self, store: &mut LocalStore, job: &Job, variations: &[Variation]) -> Result<(), BuildError> {
         let shown = store.display(&job.drv_path);
         let mut registered = BTreeMap::new();
-        for (name, o) in job.drv.outputs()? {
+        for (name, o) in job.drv.outputs() {
             let info = store.require_path_info(&o.path)?;
-            registered.insert(name, (store.real_path(&o.path), info.nar_hash, o.path));
+            registered.insert(name, (store.real_path(&o.path), info.nar_hash, o.path.clone()));
         }
-        let logs = store.state_dir().join("log").join("vary").join(job.drv_path.to_basename());
+        let logs = store.layout().vary_log_dir(&job.drv_path);
         let mut report = VaryReport { drv: shown.clone(), varied: variations.to_vec(), ..Default::default() };
         report.logs.push(logs.display().to_string());
         let mut others = Vec::new();
@@ -691,8 +691,8 @@ impl Realiser {
             let against_registered: Vec<OutputDifference> = registered
                 .iter()
                 .filter_map(|(name, (real, hash, _))| {
-                    let (staging, got) = c1.get(name)?;
-                    (got != hash).then(|| OutputDifference { output: name.clone(), differences: differences(real, &staging.path()) })
+                    let (staging, got) = c1.get(name.as_str())?;
+                    (got != hash).then(|| OutputDifference { output: name.to_string(), differences: differences(real, &staging.path()) })
                 })
                 .collect();
             let time_matters = !against_registered.is_empty();
@@ -767,7 +767,7 @@ impl Realiser {
         if self.settings.keep_failed {
             return Some("with --keep-failed every build directory is on the store's file system already".into());
         }
-        let builds = store.state_dir().join("builds");
+        let builds = store.layout().builds_dir();
         let _ = fs::create_dir_all(&builds);
         match nix::sys::statfs::statfs(&builds) {
             Ok(fs) if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC => {
@@ -789,13 +789,13 @@ impl Realiser {
     ) -> Result<Built, BuildError> {
         let drv = &job.drv;
         let shown = store.display(&job.drv_path);
-        let outputs = drv.outputs()?;
+        let outputs = drv.outputs();
 
         // What the build may see: the closure of its inputs.
         let mut inputs: BTreeSet<StorePath> = drv.input_sources();
         for (input, wanted) in drv.input_derivations() {
             let input_drv = read_derivation(store, &input)?;
-            let outs = input_drv.outputs()?;
+            let outs = input_drv.outputs();
             for w in wanted {
                 if let Some(o) = outs.get(&w) {
                     inputs.insert(o.path.clone());
@@ -812,7 +812,7 @@ impl Realiser {
             store.add_temp_root(p)?;
         }
 
-        let builds = store.state_dir().join("builds");
+        let builds = store.layout().builds_dir();
         fs::create_dir_all(&builds).map_err(|e| StoreError::io(&builds, e))?;
         // Both directories the builder sees get fixed modes, whatever the
         // caller's umask (tempfile and `create_dir` apply it): a build that
@@ -948,7 +948,7 @@ impl Realiser {
         // Each output moves from the scratch store to a staging place of
         // its own, which `install` renames into the store.
         let mut staged: Vec<(String, StorePath, Staging)> = Vec::new();
-        for (name, o) in &outputs {
+        for (name, o) in outputs {
             let built = spec.host_path(Path::new(&store.display(&o.path)));
             if fs::symlink_metadata(&built).is_err() {
                 return Err(BuildError::MissingOutput { drv: shown, output: name.clone(), path: store.display(&o.path) });
@@ -1027,12 +1027,13 @@ impl Realiser {
         let drv = &job.drv;
         let shown = store.display(&job.drv_path);
         let unsupported = |reason: String| BuildError::Unsupported { drv: shown.clone(), reason };
-        let outputs = drv.outputs()?;
+        let outputs = drv.outputs();
         let out = outputs.get("out").filter(|_| outputs.len() == 1).ok_or_else(|| unsupported(format!("{ROOTFS_BUILDER} makes exactly one output, `out`")))?;
         // Only the outputs of declared inputs may be read.
         let mut inputs = BTreeSet::new();
         for (input, wanted) in drv.input_derivations() {
-            let outs = read_derivation(store, &input)?.outputs()?;
+            let input_drv = read_derivation(store, &input)?;
+            let outs = input_drv.outputs();
             inputs.extend(wanted.iter().filter_map(|w| outs.get(w)).map(|o| o.path.clone()));
         }
         let listed = drv.env().get("debs").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();

@@ -90,8 +90,8 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
     // Old paths → new paths of everything matched by name, so that a
     // variable naming a changed input is not itself a difference.
     let mut renames: Vec<(String, String)> = Vec::new();
-    let (oa, ob) = (a.outputs().map_err(StoreError::from)?, b.outputs().map_err(StoreError::from)?);
-    for (name, o) in &oa {
+    let (oa, ob) = (a.outputs(), b.outputs());
+    for (name, o) in oa {
         if let Some(n) = ob.get(name) {
             renames.push((store.display(&o.path), store.display(&n.path)));
         }
@@ -100,7 +100,7 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
     if keys(&oa) != keys(&ob) {
         diff.changes.push(Change::Outputs { old: keys(&oa), new: keys(&ob) });
     }
-    for (name, o) in &oa {
+    for (name, o) in oa {
         if let (Some(ContentAddress::Flat(x)), Some(n)) = (&o.fixed, ob.get(name)) {
             if let Some(ContentAddress::Flat(y)) = &n.fixed {
                 if x != y {
@@ -122,8 +122,8 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
         match ib.get(name) {
             Some(q) => {
                 let (x, y) = (read(store, p)?, read(store, q)?);
-                let (xo, yo) = (x.outputs().map_err(StoreError::from)?, y.outputs().map_err(StoreError::from)?);
-                for (o, xp) in &xo {
+                let (xo, yo) = (x.outputs(), y.outputs());
+                for (o, xp) in xo {
                     if let Some(yp) = yo.get(o) {
                         renames.push((store.display(&xp.path), store.display(&yp.path)));
                     }
@@ -157,7 +157,7 @@ fn walk(store: &LocalStore, old: &StorePath, new: &StorePath, seen: &mut BTreeSe
         // The downloads' outputs appear in `debs`: map them too.
         if let (Some((_, p)), Some((_, q))) = (old, new) {
             let (x, y) = (read(store, p)?, read(store, q)?);
-            if let (Some(xo), Some(yo)) = (x.outputs().ok().and_then(|o| o.get("out").cloned()), y.outputs().ok().and_then(|o| o.get("out").cloned())) {
+            if let (Some(xo), Some(yo)) = (x.outputs().get("out").cloned(), y.outputs().get("out").cloned()) {
                 renames.push((store.display(&xo.path), store.display(&yo.path)));
             }
         }

@@ -26,8 +26,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Where the finished log of `drv_path` is kept: `ROOT/var/drv/log/<2>/<rest>.zst`.
 pub fn log_file(store: &LocalStore, drv_path: &StorePath) -> PathBuf {
-    let base = drv_path.to_basename();
-    store.state_dir().join("log").join(&base[..2]).join(format!("{}.zst", &base[2..]))
+    store.layout().log_file(drv_path)
 }
 
 /// Where the uncompressed log of a build of `drv_path` in progress is

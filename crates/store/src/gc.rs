@@ -96,7 +96,7 @@ const MAX_BATCH: usize = 8192;
 /// Collect garbage in `store` (see the module documentation). Blocks while
 /// another collection runs.
 pub fn collect_garbage(store: &mut LocalStore, options: &GcOptions) -> Result<GcReport> {
-    let _gc = FileLock::exclusive(&store.gc_lock_file())?;
+    let _gc = FileLock::exclusive(&store.layout().gc_lock_file())?;
     let prune = !options.dry_run;
     let mut roots = store.find_roots(prune)?;
     roots.extend(store.read_temp_roots(prune)?);
@@ -312,7 +312,7 @@ fn find_leftovers(
             continue;
         }
         let lock_file = if name.starts_with(".tmp-") {
-            let file = store.staging_lock_file(&name);
+            let file = store.layout().staging_lock_file(&name);
             if FileLock::try_exclusive(&file)?.is_none() {
                 continue;
             }
@@ -322,7 +322,7 @@ fn find_leftovers(
             if temp_roots.contains(&path) {
                 continue;
             }
-            Some(store.path_lock_file(&path))
+            Some(store.layout().path_lock_file(&path))
         } else {
             None
         };
@@ -487,7 +487,7 @@ mod tests {
         s.pause_collections().unwrap();
         s.add_temp_root(&a[1]).unwrap();
         s.add_temp_root(&b[0]).unwrap();
-        let temproots = s.state_dir().join("temproots");
+        let temproots = s.layout().temp_roots_dir();
         let written = || -> u64 { fs::read_dir(&temproots).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
         assert_eq!(written(), 0, "a pause writes no temporary roots");
         let root = t.path().join("root");

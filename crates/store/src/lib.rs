@@ -8,6 +8,9 @@
 //! above it (`tests/layers.rs` checks). Its public API speaks the formats'
 //! types, re-exported below.
 //!
+//! - [`StoreLayout`]: where every file of a store is (store directory,
+//!   physical root, database, locks, roots, logs, build directories),
+//!   and from which connections are opened; the one place that spells it.
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
@@ -21,6 +24,7 @@ pub mod build_log;
 mod db;
 mod error;
 pub mod gc;
+mod layout;
 mod local;
 mod lock;
 pub mod roots;
@@ -36,6 +40,7 @@ pub use drv_formats::{
 
 pub use db::{PathInfo, SCHEMA_VERSION};
 pub use error::{Result, StoreError};
+pub use layout::StoreLayout;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
 pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;

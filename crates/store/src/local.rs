@@ -1,9 +1,5 @@
 //! The local store: files under a physical root, metadata in SQLite.
-//!
-//! A store has a *logical* store directory (`/store`), which every hash
-//! depends on, and a *physical root* under which its files live: `ROOT/store`
-//! holds what is logically `/store`, `ROOT/var/drv` the database, locks,
-//! roots and logs. With root `/` the two coincide.
+//! Where each file is: [`StoreLayout`](crate::layout::StoreLayout).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -15,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use drv_formats::{nar, ContentAddress, NarHash, Sha256, Sha256Writer, StoreDir, StorePath};
 
 use crate::db::{Db, PathInfo};
+use crate::layout::StoreLayout;
 use crate::lock::FileLock;
 use crate::error::StoreError;
 
@@ -62,13 +59,11 @@ pub struct PathVersion {
     nar_hash: String,
 }
 
-/// A store on local disk. One SQLite connection per value; open one per
-/// thread that needs it.
+/// A store on local disk: its [`StoreLayout`] and one SQLite connection.
+/// Not shared between threads: clone the layout into a worker and open a
+/// connection there.
 pub struct LocalStore {
-    store_dir: StoreDir,
-    root: PathBuf,
-    real_store: PathBuf,
-    state_dir: PathBuf,
+    layout: StoreLayout,
     db: Db,
 }
 
@@ -77,47 +72,39 @@ pub const CANONICAL_MTIME: i64 = 1;
 
 impl LocalStore {
     /// Open (creating if needed) the store under physical root `root` for
-    /// the logical store directory `store_dir`.
+    /// the logical store directory `store_dir`: [`StoreLayout::open`].
     pub fn open(root: &Path, store_dir: StoreDir) -> Result<Self, StoreError> {
-        let root = if root.as_os_str().is_empty() { Path::new("/") } else { root };
-        let real_store = root.join(store_dir.as_str().trim_start_matches('/'));
-        let state_dir = root.join("var/drv");
-        let dirs = [
-            &real_store,
-            &state_dir.join("db"),
-            &state_dir.join("locks"),
-            &state_dir.join("gcroots/auto"),
-            &state_dir.join("temproots"),
-        ];
-        for dir in dirs {
-            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        }
-        let db = Db::open(&state_dir.join("db/db.sqlite"), store_dir.clone())?;
-        Ok(Self { store_dir, root: root.to_owned(), real_store, state_dir, db })
+        StoreLayout::new(root, store_dir).open()
+    }
+
+    /// A connection to the store at `layout`, whose directories exist.
+    pub(crate) fn with_layout(layout: StoreLayout) -> Result<Self, StoreError> {
+        let db = Db::open(&layout.database(), layout.store_dir().clone())?;
+        Ok(Self { layout, db })
+    }
+
+    /// Where this store's files are.
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
     }
 
     pub fn store_dir(&self) -> &StoreDir {
-        &self.store_dir
+        self.layout.store_dir()
     }
 
     /// The physical root (`/` for the system store).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
     }
 
     /// Where `/store` physically is.
     pub fn real_store_dir(&self) -> &Path {
-        &self.real_store
-    }
-
-    /// `ROOT/var/drv`: database, locks, roots, logs.
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        self.layout.real_store_dir()
     }
 
     /// The file system location of a store path's files.
     pub fn real_path(&self, path: &StorePath) -> PathBuf {
-        self.real_store.join(path.to_basename())
+        self.layout.real_path(path)
     }
 
     /// Parse a store path given as an absolute logical path (`/store/…`),
@@ -125,7 +112,7 @@ impl LocalStore {
     /// subpath is not allowed. Symlinks outside the store (a `result` link)
     /// are followed once.
     pub fn parse_path_arg(&self, arg: &str) -> Result<StorePath, StoreError> {
-        if let Ok(p) = self.store_dir.parse_path(arg.trim_end_matches('/')) {
+        if let Ok(p) = self.store_dir().parse_path(arg.trim_end_matches('/')) {
             return Ok(p);
         }
         let as_path = Path::new(arg);
@@ -138,7 +125,7 @@ impl LocalStore {
                 }
             }
         }
-        if let (Ok(abs), Ok(real_store)) = (fs::canonicalize(as_path), fs::canonicalize(&self.real_store)) {
+        if let (Ok(abs), Ok(real_store)) = (fs::canonicalize(as_path), fs::canonicalize(self.real_store_dir())) {
             if let Ok(rest) = abs.strip_prefix(&real_store) {
                 if let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) {
                     return Ok(StorePath::from_basename(first)?);
@@ -147,12 +134,12 @@ impl LocalStore {
         }
         StorePath::from_basename(arg).map_err(|_| StoreError::NotAStorePath {
             arg: arg.to_owned(),
-            store_dir: self.store_dir.to_string(),
+            store_dir: self.store_dir().to_string(),
         })
     }
 
     pub fn display(&self, path: &StorePath) -> String {
-        self.store_dir.display(path)
+        self.store_dir().display(path)
     }
 
     pub fn is_valid(&self, path: &StorePath) -> Result<bool, StoreError> {
@@ -233,16 +220,7 @@ impl LocalStore {
     /// Lock a store path against concurrent creation (and against the
     /// garbage collector, which leaves locked paths alone).
     pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
-        FileLock::exclusive(&self.path_lock_file(path))
-    }
-
-    pub(crate) fn path_lock_file(&self, path: &StorePath) -> PathBuf {
-        self.state_dir.join("locks").join(format!("{}.lock", path.hash_part()))
-    }
-
-    /// The lock a live staging directory `name` (`.tmp-*`) is held under.
-    pub(crate) fn staging_lock_file(&self, name: &str) -> PathBuf {
-        self.state_dir.join("locks").join(format!("{name}.lock"))
+        FileLock::exclusive(&self.layout.path_lock_file(path))
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -264,10 +242,10 @@ impl LocalStore {
     pub fn staging(&self) -> Result<Staging, StoreError> {
         self.remove_dead_leftovers_once();
         let mut random = [0u8; 8];
-        getrandom::getrandom(&mut random).map_err(|e| StoreError::io(&self.real_store, io::Error::other(e.to_string())))?;
+        getrandom::getrandom(&mut random).map_err(|e| StoreError::io(self.real_store_dir(), io::Error::other(e.to_string())))?;
         let name = format!(".tmp-{}-{}", std::process::id(), drv_formats::nixbase32::encode(&random));
-        let lock = FileLock::exclusive(&self.staging_lock_file(&name))?;
-        let dir = self.real_store.join(&name);
+        let lock = FileLock::exclusive(&self.layout.staging_lock_file(&name))?;
+        let dir = self.real_store_dir().join(&name);
         fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
         Ok(Staging { dir: Some(dir), _lock: Some(lock) })
     }
@@ -292,7 +270,7 @@ impl LocalStore {
             Ingestion::Recursive => ContentAddress::Recursive(nar_hash.sha256),
             Ingestion::Flat => ContentAddress::Flat(hash_file(&staged)?),
         };
-        let path = self.store_dir.fixed_output_path(name, &ca)?;
+        let path = self.store_dir().fixed_output_path(name, &ca)?;
         self.commit(staging, &path, nar_hash, BTreeSet::new(), None, Some(ca))?;
         Ok(path)
     }
@@ -306,7 +284,7 @@ impl LocalStore {
         contents: &[u8],
         references: &BTreeSet<StorePath>,
     ) -> Result<StorePath, StoreError> {
-        let path = self.store_dir.text_path(name, contents, references)?;
+        let path = self.store_dir().text_path(name, contents, references)?;
         self.add_temp_root(&path)?;
         if self.is_valid(&path)? {
             return Ok(path);
@@ -412,10 +390,10 @@ impl LocalStore {
         static CLEANED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
         {
             let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
-            if cleaned.iter().any(|d| d == &self.state_dir) {
+            if cleaned.iter().any(|d| d == self.layout.state_dir()) {
                 return;
             }
-            cleaned.push(self.state_dir.clone());
+            cleaned.push(self.layout.state_dir().to_owned());
         }
         let _ = self.remove_dead_leftovers();
     }
@@ -426,15 +404,16 @@ impl LocalStore {
     /// lock is taken before it is created and held until it is gone.
     pub fn remove_stale_staging(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
-        let entries = fs::read_dir(&self.real_store).map_err(|e| StoreError::io(&self.real_store, e))?;
+        let real_store = self.real_store_dir();
+        let entries = fs::read_dir(real_store).map_err(|e| StoreError::io(real_store, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io(&self.real_store, e))?;
+            let entry = entry.map_err(|e| StoreError::io(real_store, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if !name.starts_with(".tmp-") {
                 continue;
             }
-            let lock_file = self.staging_lock_file(name);
+            let lock_file = self.layout.staging_lock_file(name);
             if let Some(_lock) = FileLock::try_exclusive(&lock_file)? {
                 nar::remove_tree(&entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
                 let _ = fs::remove_file(&lock_file);
@@ -458,7 +437,7 @@ impl LocalStore {
     /// does): a path deleted by a collection between reading the database
     /// and looking at the files would otherwise be reported missing.
     pub fn verify(&self, check_contents: bool) -> Result<Vec<VerifyProblem>, StoreError> {
-        let _no_collection = FileLock::shared(&self.gc_lock_file())?;
+        let _no_collection = self.pause_collection()?;
         let mut problems = Vec::new();
         let graph = self.db.reference_graph()?;
         let mut missing = BTreeSet::new();

@@ -41,6 +41,7 @@ use std::sync::Mutex;
 use drv_formats::{Sha256, StorePath};
 
 use crate::local::LocalStore;
+use crate::layout::AUTO_ROOTS;
 use crate::lock::FileLock;
 use crate::error::StoreError;
 
@@ -114,19 +115,11 @@ fn temp_roots_of<'a>(all: &'a mut Vec<(PathBuf, TempRoots)>, key: &Path) -> &'a 
     &mut all[index].1
 }
 
-pub(crate) const GC_LOCK: &str = "gc.lock";
-const TEMP_ROOTS_DIR: &str = "temproots";
-const ROOTS_DIR: &str = "gcroots";
-const AUTO_DIR: &str = "auto";
 
 impl LocalStore {
-    /// `ROOT/var/drv/gcroots`.
+    /// `ROOT/var/drv/gcroots` ([`StoreLayout::gc_roots_dir`](crate::StoreLayout::gc_roots_dir)).
     pub fn gc_roots_dir(&self) -> PathBuf {
-        self.state_dir().join(ROOTS_DIR)
-    }
-
-    pub(crate) fn gc_lock_file(&self) -> PathBuf {
-        self.state_dir().join(GC_LOCK)
+        self.layout().gc_roots_dir()
     }
 
     /// Hold garbage collection off until the returned lock is dropped: a
@@ -137,7 +130,7 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::Io`] if the lock file cannot be opened.
     pub fn pause_collection(&self) -> Result<FileLock, StoreError> {
-        FileLock::shared(&self.gc_lock_file())
+        FileLock::shared(&self.layout().gc_lock_file())
     }
 
     /// Protect `path` from garbage collection until this process exits
@@ -152,7 +145,7 @@ impl LocalStore {
     /// `gc.lock` (the collector does not).
     pub fn add_temp_root(&self, path: &StorePath) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let roots = temp_roots_of(&mut all, self.state_dir());
+        let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if roots.rooted.contains(path) {
             return Ok(());
         }
@@ -160,7 +153,7 @@ impl LocalStore {
             // No collection can start before we write it or exit.
             roots.unwritten.push(path.clone());
         } else {
-            let _gc = FileLock::shared(&self.gc_lock_file())?;
+            let _gc = FileLock::shared(&self.layout().gc_lock_file())?;
             self.write_temp_roots(roots, std::slice::from_ref(path))?;
         }
         roots.rooted.insert(path.clone());
@@ -174,9 +167,9 @@ impl LocalStore {
     /// Call it only before short work: a collection waits for it.
     pub fn pause_collections(&self) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let roots = temp_roots_of(&mut all, self.state_dir());
+        let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if roots.pause.is_none() {
-            roots.pause = Some(FileLock::shared(&self.gc_lock_file())?);
+            roots.pause = Some(FileLock::shared(&self.layout().gc_lock_file())?);
         }
         Ok(())
     }
@@ -186,7 +179,7 @@ impl LocalStore {
     /// unless collections are paused. Call it before long work.
     pub fn resume_collections(&self) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let roots = temp_roots_of(&mut all, self.state_dir());
+        let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if roots.pause.is_none() {
             return Ok(());
         }
@@ -207,7 +200,7 @@ impl LocalStore {
     /// made is kept by its result links, if any).
     pub fn end_pause_dropping_temp_roots(&self) {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let roots = temp_roots_of(&mut all, self.state_dir());
+        let roots = temp_roots_of(&mut all, self.layout().state_dir());
         for path in std::mem::take(&mut roots.unwritten) {
             roots.rooted.remove(&path);
         }
@@ -221,7 +214,7 @@ impl LocalStore {
             // Created under the shared gc.lock: the collector, which
             // deletes the files of dead processes under the exclusive
             // one, cannot delete it between our open and our lock.
-            let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+            let dir = self.layout().temp_roots_dir();
             fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
             let file = dir.join(std::process::id().to_string());
             let lock = FileLock::exclusive(&file)?;
@@ -245,9 +238,9 @@ impl LocalStore {
     /// between jobs, and for tests that build a store and then collect it).
     pub fn clear_temp_roots(&self) -> Result<(), StoreError> {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let roots = temp_roots_of(&mut all, self.state_dir());
+        let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if let Some(lock) = &roots.file {
-            let _gc = FileLock::shared(&self.gc_lock_file())?;
+            let _gc = FileLock::shared(&self.layout().gc_lock_file())?;
             lock.file().set_len(0).map_err(|e| StoreError::io(lock.path(), e))?;
         }
         roots.rooted.clear();
@@ -289,7 +282,7 @@ impl LocalStore {
         let link = std::path::absolute(link).map_err(|e| StoreError::io(link, e))?;
         let digest = Sha256::digest(link.as_os_str().as_encoded_bytes());
         let name = drv_formats::nixbase32::encode(&digest.0[..20]);
-        let entry = self.gc_roots_dir().join(AUTO_DIR).join(name);
+        let entry = self.layout().auto_roots_dir().join(name);
         if fs::read_link(&entry).is_ok_and(|t| t == link) {
             return Ok(());
         }
@@ -312,7 +305,7 @@ impl LocalStore {
         let mut roots = Vec::new();
         let dir = self.gc_roots_dir();
         self.find_roots_in(&dir, "", &mut roots)?;
-        let auto = dir.join(AUTO_DIR);
+        let auto = dir.join(AUTO_ROOTS);
         for entry in fs::read_dir(&auto).map_err(|e| StoreError::io(&auto, e))? {
             let entry = entry.map_err(|e| StoreError::io(&auto, e))?;
             let Ok(link) = fs::read_link(entry.path()) else { continue };
@@ -331,7 +324,7 @@ impl LocalStore {
         for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
             let entry = entry.map_err(|e| StoreError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if prefix.is_empty() && name == AUTO_DIR || name.starts_with('.') {
+            if prefix.is_empty() && name == AUTO_ROOTS || name.starts_with('.') {
                 continue;
             }
             let full_name = format!("{prefix}{name}");
@@ -380,8 +373,8 @@ impl LocalStore {
     /// When `gc.lock` is busy (a collection, which prunes them itself, or
     /// paused collections, including this process's own) nothing is done.
     pub fn remove_dead_temp_roots(&self) -> Result<usize, StoreError> {
-        let Some(_gc) = FileLock::try_exclusive(&self.gc_lock_file())? else { return Ok(0) };
-        let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+        let Some(_gc) = FileLock::try_exclusive(&self.layout().gc_lock_file())? else { return Ok(0) };
+        let dir = self.layout().temp_roots_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -405,7 +398,7 @@ impl LocalStore {
     /// files of processes that are gone. The collector calls this holding
     /// `gc.lock` exclusively, so no file is being written or created.
     pub(crate) fn read_temp_roots(&self, prune: bool) -> Result<Vec<GcRoot>, StoreError> {
-        let dir = self.state_dir().join(TEMP_ROOTS_DIR);
+        let dir = self.layout().temp_roots_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
@@ -523,7 +516,7 @@ fn scan_store_paths(text: &[u8], prefixes: &[String], found: &mut BTreeSet<Store
 }
 
 fn validate_root_name(name: &str) -> Result<(), RootError> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') || name == AUTO_DIR || name.contains('\0') {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name == AUTO_ROOTS || name.contains('\0') {
         return Err(RootError::InvalidName { name: name.to_owned() });
     }
     Ok(())
@@ -576,7 +569,7 @@ mod tests {
         assert!(found.contains(&GcRoot { kind: RootKind::Indirect(result.clone()), path: b.clone() }));
         fs::remove_file(&result).unwrap();
         assert_eq!(s.find_roots(true).unwrap().len(), 1);
-        assert_eq!(fs::read_dir(s.gc_roots_dir().join(AUTO_DIR)).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(s.layout().auto_roots_dir()).unwrap().count(), 0);
         s.remove_root("keep-a").unwrap();
         assert!(matches!(s.remove_root("keep-a"), Err(RootError::NoSuchRoot { .. })));
     }
@@ -585,7 +578,7 @@ mod tests {
     fn temp_roots_files_of_exited_processes_are_removed_outside_collections() {
         let (_t, mut s) = LocalStore::temporary();
         let a = s.add_text("a", b"a", &BTreeSet::new()).unwrap();
-        let dir = s.state_dir().join(TEMP_ROOTS_DIR);
+        let dir = s.layout().temp_roots_dir();
         let ours = dir.join(std::process::id().to_string());
         let dead = dir.join("999999998");
         fs::write(&dead, format!("{}\n", s.display(&a))).unwrap();
@@ -632,7 +625,7 @@ mod tests {
         s.add_temp_root(&a).unwrap();
         assert_eq!(s.read_temp_roots(true).unwrap().len(), 1);
         // a dead process's file is ignored and pruned
-        let stale = s.state_dir().join(TEMP_ROOTS_DIR).join("999999999");
+        let stale = s.layout().temp_roots_dir().join("999999999");
         fs::write(&stale, format!("{}\n", s.display(&a))).unwrap();
         assert_eq!(s.read_temp_roots(true).unwrap().len(), 1);
         assert!(!stale.exists());

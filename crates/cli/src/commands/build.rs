@@ -133,7 +133,7 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
             let state = if cached.contains(drv_path) { "cached" } else { "passed" };
             eprintln!("test {}: {state}", drv.name());
         }
-        for (name, o) in drv.outputs()? {
+        for (name, o) in drv.outputs() {
             writeln!(stdout, "{}", store.display(&o.path))?;
             if !args.no_link {
                 let mut link = args.out_link.clone().into_os_string();

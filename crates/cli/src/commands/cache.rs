@@ -210,11 +210,11 @@ fn paths_to_push(store: &mut LocalStore, args: &[String]) -> anyhow::Result<BTre
             let eval = super::eval::evaluate(store, Path::new(recipe))?;
             let mut out = BTreeSet::new();
             for (drv, _) in eval.derivations.values() {
-                for o in drv.outputs()?.into_values() {
+                for o in drv.outputs().values() {
                     // Held before it is found valid (see drv_store::roots).
                     store.add_temp_root(&o.path)?;
                     if store.is_valid(&o.path)? {
-                        out.insert(o.path);
+                        out.insert(o.path.clone());
                     }
                 }
             }

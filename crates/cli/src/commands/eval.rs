@@ -65,7 +65,7 @@ pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         for p in eval.build_order() {
             let (drv, node) = &eval.derivations[&p];
             let outputs: serde_json::Map<String, serde_json::Value> =
-                drv.outputs()?.into_iter().map(|(k, o)| (k, json!(store.display(&o.path)))).collect();
+                drv.outputs().iter().map(|(k, o)| (k.clone(), json!(store.display(&o.path)))).collect();
             all.insert(store.display(&p), json!({ "name": drv.name(), "recipe": node.recipe, "outputs": outputs }));
         }
         println!("{}", serde_json::to_string_pretty(&json!({

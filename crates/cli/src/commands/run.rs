@@ -54,7 +54,7 @@ fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String]) -> anyho
     realise(cli, store, &targets, &args)?;
     targets
         .iter()
-        .map(|d| Ok(read_derivation(store, d)?.outputs()?["out"].path.clone()))
+        .map(|d| Ok(read_derivation(store, d)?.outputs()["out"].path.clone()))
         .collect()
 }
 

@@ -41,15 +41,15 @@ pub fn resolve_path_arg(store: &mut LocalStore, arg: &str) -> anyhow::Result<Sto
     let p = if arg.ends_with(".toml") {
         let drv_path = super::eval::evaluate_summary(store, Path::new(arg))?.root;
         let drv = realise::read_derivation(store, &drv_path)?;
-        let mut outputs = drv.outputs()?;
-        let out = match outputs.remove("out") {
+        let outputs = drv.outputs();
+        let out = match outputs.get("out") {
             Some(o) => o,
-            None => outputs.into_values().next().with_context(|| format!("{arg} has no outputs"))?,
+            None => outputs.values().next().with_context(|| format!("{arg} has no outputs"))?,
         };
         if !store.is_valid(&out.path)? {
             bail!("{} (of {arg}) is not built; run `drv build {arg}` first", store.display(&out.path));
         }
-        out.path
+        out.path.clone()
     } else {
         store.parse_path_arg(arg)?
     };

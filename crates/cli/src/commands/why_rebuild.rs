@@ -102,7 +102,7 @@ fn cache_miss(
         Ok(found)
     };
     let has_outputs = |drv: &drv_formats::Derivation, has: &mut dyn FnMut(&StorePath) -> anyhow::Result<bool>| -> anyhow::Result<bool> {
-        for o in drv.outputs()?.values() {
+        for o in drv.outputs().values() {
             if !has(&o.path)? {
                 return Ok(false);
             }

@@ -64,7 +64,7 @@ impl Lowering<'_> {
             b = b.input_derivation(d.clone(), ["out".to_owned()]);
         }
         let drv = b.build(|p| self.hashes.get(p).copied())?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let node = Node { recipe: recipe.file.clone(), kind: NodeKind::Package, main: recipe.main.clone() };
         let drv_path = self.add(drv, node)?;
         self.packages.insert(recipe.file.clone(), (drv_path, out));
@@ -146,7 +146,7 @@ impl Lowering<'_> {
             b = b.input_derivation(d.clone(), ["out".to_owned()]);
         }
         let drv = b.build(|p| self.hashes.get(p).copied())?;
-        let out = drv.outputs()?["out"].path.clone();
+        let out = drv.outputs()["out"].path.clone();
         let node = Node { recipe: lock_file.to_owned(), kind: NodeKind::Package, main: None };
         let drv_path = self.add(drv, node)?;
         self.python_packages.insert(key, (drv_path.clone(), out.clone()));

@@ -357,7 +357,7 @@ async fn get_nar(State(state): State<AppState>, UrlPath(file): UrlPath<String>) 
 
 /// Where uploaded NARs wait for their narinfo.
 fn upload_dir(store: &LocalStore) -> PathBuf {
-    store.state_dir().join("cache-uploads")
+    store.layout().cache_uploads_dir()
 }
 
 /// An uploaded file's name, if it is a plain one (no way out of the

@@ -318,7 +318,7 @@ fn a_substitution_removes_what_killed_processes_left() {
     let dead_staging = dst.real_store_dir().join(".tmp-999999-0000000000000");
     fs::create_dir_all(dead_staging.join("object/part")).unwrap();
     fs::write(dead_staging.join("object/part/blob"), vec![1u8; 1000]).unwrap();
-    let dead_roots = dst.state_dir().join("temproots/999999");
+    let dead_roots = dst.layout().temp_roots_dir().join("999999");
     fs::write(&dead_roots, format!("{}\n", dst.display(&top))).unwrap();
     let sub = Substituter::new(vec![(cache.open(), true)], vec![], StoreDir::default());
     let report = sub.substitute(&mut dst, &BTreeSet::from([top.clone()]), &SilentReporter).unwrap();
