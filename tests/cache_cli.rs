@@ -377,7 +377,8 @@ fn push_of_a_recipe_uploads_its_valid_outputs() {
     let staging = store.staging().unwrap();
     fs::write(staging.path(), "built").unwrap();
     let nar_hash = drv_formats::nar::hash_path(&staging.path()).unwrap();
-    store.commit(staging, &out_path, nar_hash, BTreeSet::new(), None, None).unwrap();
+    let locks = store.lock_paths([out_path.clone()]).unwrap();
+    store.add_valid(&locks, vec![drv_store::NewPath::new(out_path.clone(), staging, nar_hash)], None).unwrap();
     drop(store);
     s.ok(&["cache", "push", "--to", &url, &recipe]);
     assert!(narinfo_file(&dir, &out).exists());

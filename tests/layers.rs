@@ -261,6 +261,10 @@ fn modules_do_not_import_through_their_crate_root() {
             }
             let text = fs::read_to_string(&path).unwrap();
             for (i, line) in text.lines().enumerate() {
+                // Documentation links name items by their public path.
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
                 for name in &reexported {
                     let direct = format!("crate::{name}");
                     let at = line.find(&direct);

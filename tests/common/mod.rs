@@ -252,7 +252,10 @@ pub fn populate(s: &TestStore) -> String {
     let staging = store.staging().unwrap();
     fs::write(staging.path(), &contents).unwrap();
     let nar_hash = drv_formats::nar::hash_path(&staging.path()).unwrap();
-    store.commit(staging, &d, nar_hash, BTreeSet::from([c]), None, None).unwrap();
+    let locks = store.lock_paths([d.clone()]).unwrap();
+    let mut new = drv_store::NewPath::new(d.clone(), staging, nar_hash);
+    new.references = BTreeSet::from([c]);
+    store.add_valid(&locks, vec![new], None).unwrap();
     store.display(&d)
 }
 

@@ -34,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let digest = Sha256::digest(format!("bench-{i}-{}", nar_hash.sha256).as_bytes());
         let name = drv_formats::nixbase32::encode(&digest.0[..20]);
         let path = StorePath::from_basename(&format!("{name}-part{i}"))?;
-        store.commit(staging, &path, nar_hash, refs, None, None)?;
+        let locks = store.lock_paths([path.clone()])?;
+        let mut new = drv_store::NewPath::new(path.clone(), staging, nar_hash);
+        new.references = refs;
+        store.add_valid(&locks, vec![new], None)?;
         println!("{}", store.display(&path));
         previous = Some(path);
     }

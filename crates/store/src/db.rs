@@ -63,6 +63,24 @@ fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)
 }
 
+/// Record `outputs` as the output paths of the valid derivation `drv`.
+fn insert_derivation_outputs(
+    tx: &rusqlite::Transaction,
+    store_dir: &StoreDir,
+    drv: &StorePath,
+    outputs: &BTreeMap<String, StorePath>,
+) -> Result<(), StoreError> {
+    let id: i64 = tx
+        .query_row("SELECT id FROM ValidPaths WHERE path = ?1", [store_dir.display(drv)], |r| r.get(0))
+        .map_err(db_err)?;
+    let mut insert =
+        tx.prepare_cached("INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)").map_err(db_err)?;
+    for (name, path) in outputs {
+        insert.execute(params![id, name, store_dir.display(path)]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Everything the store knows about one valid path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathInfo {
@@ -315,9 +333,15 @@ impl Db {
         }))
     }
 
-    /// Register paths in one transaction. References must be valid already
-    /// or among `infos`; re-registering a valid path updates its metadata.
-    pub(crate) fn register(&mut self, infos: &[PathInfo]) -> Result<(), StoreError> {
+    /// Register paths in one transaction, with the derivation outputs
+    /// `outputs` (a `.drv` path, valid already, and output name → path)
+    /// in the same one. References must be valid already or among
+    /// `infos`; re-registering a valid path updates its metadata.
+    pub(crate) fn register(
+        &mut self,
+        infos: &[PathInfo],
+        outputs: Option<(&StorePath, &BTreeMap<String, StorePath>)>,
+    ) -> Result<(), StoreError> {
         let store_dir = self.store_dir.clone();
         let tx = self
             .conn
@@ -373,6 +397,9 @@ impl Db {
                 }
             }
         }
+        if let Some((drv, outputs)) = outputs {
+            insert_derivation_outputs(&tx, &store_dir, drv, outputs)?;
+        }
         tx.commit().map_err(db_err)
     }
 
@@ -384,16 +411,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         // Immediate: a read that later writes could not wait for another writer.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-        let id: i64 = tx
-            .query_row("SELECT id FROM ValidPaths WHERE path = ?1", [self.store_dir.display(drv)], |r| r.get(0))
-            .map_err(db_err)?;
-        for (name, path) in outputs {
-            tx.execute(
-                "INSERT OR REPLACE INTO DerivationOutputs (drv, id, path) VALUES (?1, ?2, ?3)",
-                params![id, name, self.store_dir.display(path)],
-            )
-            .map_err(db_err)?;
-        }
+        insert_derivation_outputs(&tx, &self.store_dir, drv, outputs)?;
         tx.commit().map_err(db_err)
     }
 
@@ -599,7 +617,7 @@ mod tests {
         let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
         let a = info(A, &[A]);
         let b = info(B, &[A]);
-        db.register(&[b.clone(), a.clone()]).unwrap();
+        db.register(&[b.clone(), a.clone()], None).unwrap();
         assert_eq!(db.path_info(&a.path).unwrap().unwrap(), a);
         assert_eq!(db.path_info(&b.path).unwrap().unwrap(), b);
         assert_eq!(db.referrers(&a.path).unwrap().len(), 2);
@@ -610,7 +628,7 @@ mod tests {
     #[test]
     fn a_dangling_reference_rolls_back_the_whole_batch() {
         let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
-        let err = db.register(&[info(A, &[]), info(B, &["zwx6xaxcggwglfv7x2x1xblw5w2w6877-c"])]).unwrap_err();
+        let err = db.register(&[info(A, &[]), info(B, &["zwx6xaxcggwglfv7x2x1xblw5w2w6877-c"])], None).unwrap_err();
         assert!(matches!(err, StoreError::InvalidReference { .. }), "{err}");
         assert!(db.all_valid_paths().unwrap().is_empty());
     }
@@ -629,7 +647,7 @@ mod tests {
     fn unregister_refuses_paths_still_referred_to() {
         const C: &str = "0wx6xaxcggwglfv7x2x1xblw5w2w6877-c";
         let mut db = Db::open_in_memory(StoreDir::default()).unwrap();
-        db.register(&[info(A, &[A]), info(B, &[A]), info(C, &[A])]).unwrap();
+        db.register(&[info(A, &[A]), info(B, &[A]), info(C, &[A])], None).unwrap();
         let g = db.gc_graph().unwrap();
         let id = |p: &str| g.nodes.iter().find(|n| n.path.ends_with(p)).unwrap().id;
         let (a, b, c) = (id(A), id(B), id(C));

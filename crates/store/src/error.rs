@@ -19,6 +19,10 @@ pub enum StoreError {
     NotAStorePath { arg: String, store_dir: String },
     #[error("cannot register {path}: its reference {reference} is not valid")]
     InvalidReference { path: String, reference: String },
+    /// A path was handed to [`LocalStore::add_valid`](crate::LocalStore::add_valid)
+    /// without its lock (see [`LocalStore::lock_paths`](crate::LocalStore::lock_paths)).
+    #[error("{0} cannot be made valid: its lock is not held")]
+    NotLocked(String),
     /// A symlink was asked for at a path that names no file (`""`, `dir/..`).
     #[error("{link:?} cannot be a link: it names no file in a directory")]
     LinkName { link: PathBuf },

@@ -564,9 +564,9 @@ mod tests {
         let (_t, mut s) = LocalStore::temporary();
         let newer = chain(&mut s, "q", 1);
         // registered later, but with an older registration time
-        let staging = s.staging().unwrap();
-        fs::write(staging.path(), b"old").unwrap();
         let old = s.store_dir().text_path("old", b"old", &BTreeSet::new()).unwrap();
+        fs::write(s.real_path(&old), b"old").unwrap();
+        crate::local::canonicalise(&s.real_path(&old)).unwrap();
         let hash = nar::hash_regular(b"old", false);
         let info = crate::db::PathInfo {
             path: old.clone(),
@@ -578,7 +578,7 @@ mod tests {
             ca: None,
             signatures: vec![],
         };
-        s.install(vec![(staging, info)]).unwrap();
+        s.register(&[info]).unwrap();
         s.clear_temp_roots().unwrap();
         let r = collect_garbage(&mut s, &GcOptions { max_freed: Some(1), ..Default::default() }).unwrap();
         assert_eq!(r.deleted, vec![s.display(&old)]);

@@ -14,6 +14,10 @@
 //! - [`LocalStore`]: the local store — files under a physical root, SQLite
 //!   metadata, atomic and idempotent adds, canonical permissions and
 //!   timestamps, verification.
+//! - The one door to validity: [`LocalStore::add_valid`] makes staged
+//!   [`NewPath`]s valid under the [`PathLocks`] of
+//!   [`LocalStore::lock_paths`], with the derivation outputs they are
+//!   ([`OutputsOf`]), in one transaction.
 //! - [`gc`]: the garbage collector ([`collect_garbage`]) and, in
 //!   [`roots`], what keeps paths alive: explicit, indirect (`result` links)
 //!   and temporary roots ([`LocalStore::add_temp_root`]).
@@ -28,6 +32,7 @@ mod layout;
 mod local;
 mod lock;
 pub mod roots;
+mod valid;
 
 // The formats' types that drv-store's own API takes and returns, so that
 // a user of the store names them without depending on drv-formats (as a
@@ -42,6 +47,7 @@ pub use db::{PathInfo, SCHEMA_VERSION};
 pub use error::{Result, StoreError};
 pub use layout::StoreLayout;
 pub use gc::{collect_garbage, parse_size, GcError, GcOptions, GcReport};
-pub use local::{canonicalise, copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
+pub use local::{copy_as_nar, hash_file, Ingestion, LocalStore, PathVersion, Staging, VerifyProblem, CANONICAL_MTIME};
 pub use lock::FileLock;
+pub use valid::{NewPath, OutputsOf, PathLocks};
 pub use roots::{replace_symlink, GcRoot, RootError, RootKind};

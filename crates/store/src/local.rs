@@ -6,13 +6,13 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use drv_formats::{nar, ContentAddress, NarHash, Sha256, Sha256Writer, StoreDir, StorePath};
 
 use crate::db::{Db, PathInfo};
 use crate::layout::StoreLayout;
 use crate::lock::FileLock;
+use crate::valid::NewPath;
 use crate::error::StoreError;
 
 /// How a file system object is hashed when it is added by content.
@@ -204,23 +204,22 @@ impl LocalStore {
     }
 
     /// Register paths whose files are complete and canonical, in one
-    /// transaction.
-    pub fn register(&mut self, infos: &[PathInfo]) -> Result<(), StoreError> {
-        self.db.register(infos)
+    /// transaction (tests set up stores with it; everything else goes
+    /// through [`Self::add_valid`]).
+    #[cfg(test)]
+    pub(crate) fn register(&mut self, infos: &[PathInfo]) -> Result<(), StoreError> {
+        self.db.register(infos, None)
     }
 
+    /// Record which output paths the valid derivation `drv` has (for
+    /// outputs valid already, e.g. substituted; [`Self::add_valid`]
+    /// records those it makes valid itself).
     pub fn register_derivation_outputs(
         &mut self,
         drv: &StorePath,
         outputs: &BTreeMap<String, StorePath>,
     ) -> Result<(), StoreError> {
         self.db.register_derivation_outputs(drv, outputs)
-    }
-
-    /// Lock a store path against concurrent creation (and against the
-    /// garbage collector, which leaves locked paths alone).
-    pub fn lock_path(&self, path: &StorePath) -> Result<FileLock, StoreError> {
-        FileLock::exclusive(&self.layout.path_lock_file(path))
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -247,7 +246,7 @@ impl LocalStore {
         let lock = FileLock::exclusive(&self.layout.staging_lock_file(&name))?;
         let dir = self.real_store_dir().join(&name);
         fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        Ok(Staging { dir: Some(dir), _lock: Some(lock) })
+        Ok(Staging { dir: Some(dir), _lock: Some(lock), canonical: false })
     }
 
     /// Add a file system object by content, as `nix-store --add` (recursive)
@@ -271,7 +270,10 @@ impl LocalStore {
             Ingestion::Flat => ContentAddress::Flat(hash_file(&staged)?),
         };
         let path = self.store_dir().fixed_output_path(name, &ca)?;
-        self.commit(staging, &path, nar_hash, BTreeSet::new(), None, Some(ca))?;
+        let locks = self.lock_paths([path.clone()])?;
+        let mut new = NewPath::new(path.clone(), staging, nar_hash);
+        new.ca = Some(ca);
+        self.add_valid(&locks, vec![new], None)?;
         Ok(path)
     }
 
@@ -293,86 +295,12 @@ impl LocalStore {
         let staged = staging.path();
         fs::write(&staged, contents).map_err(|e| StoreError::io(&staged, e))?;
         let nar_hash = nar::hash_regular(contents, false);
-        let ca = ContentAddress::Text(Sha256::digest(contents));
-        self.commit(staging, &path, nar_hash, references.clone(), None, Some(ca))?;
+        let locks = self.lock_paths([path.clone()])?;
+        let mut new = NewPath::new(path.clone(), staging, nar_hash);
+        new.references = references.clone();
+        new.ca = Some(ContentAddress::Text(Sha256::digest(contents)));
+        self.add_valid(&locks, vec![new], None)?;
         Ok(path)
-    }
-
-    /// Move a staged object into place as `path` and register it, under
-    /// the path's lock. If `path` is already valid the staged copy is
-    /// discarded. Either way `path` is a temporary root of this process
-    /// (so it survives until the caller has linked or used it).
-    pub fn commit(
-        &mut self,
-        staging: Staging,
-        path: &StorePath,
-        nar_hash: NarHash,
-        references: BTreeSet<StorePath>,
-        deriver: Option<StorePath>,
-        ca: Option<ContentAddress>,
-    ) -> Result<(), StoreError> {
-        self.add_temp_root(path)?;
-        if self.is_valid(path)? {
-            return Ok(());
-        }
-        let lock = self.lock_path(path)?;
-        let info = PathInfo {
-            path: path.clone(),
-            nar_hash: nar_hash.sha256,
-            nar_size: nar_hash.size,
-            references,
-            deriver,
-            registration_time: now(),
-            ca,
-            signatures: vec![],
-        };
-        let result = self.install(vec![(staging, info)]);
-        // Lock files would pile up for every path ever added.
-        lock.remove();
-        result
-    }
-
-    /// Make staged objects valid together: the one way anything becomes
-    /// valid. Each is canonicalised and renamed to its path, then all are
-    /// registered in one transaction (so outputs that refer to each other
-    /// appear at once). Objects whose path is valid already are discarded.
-    /// The caller holds the paths' locks ([`Self::lock_path`]), and should
-    /// have made them temporary roots before taking them; they are made
-    /// temporary roots here in any case, so they survive this process's
-    /// next steps.
-    pub fn install(&mut self, items: Vec<(Staging, PathInfo)>) -> Result<(), StoreError> {
-        let mut todo = Vec::new();
-        for (staging, mut info) in items {
-            self.add_temp_root(&info.path)?;
-            if self.is_valid(&info.path)? {
-                continue;
-            }
-            if info.registration_time == 0 {
-                info.registration_time = now();
-            }
-            todo.push((staging, info));
-        }
-        let mut placed = Vec::new();
-        let result = (|| {
-            for (staging, info) in &todo {
-                let staged = staging.path();
-                canonicalise(&staged)?;
-                let dest = self.real_path(&info.path);
-                // A leftover of an interrupted build or of a collection: not
-                // valid, so nobody's.
-                nar::remove_tree(&dest).map_err(|e| StoreError::io(&dest, e))?;
-                fs::rename(&staged, &dest).map_err(|e| StoreError::io(&dest, e))?;
-                placed.push(dest);
-            }
-            let infos: Vec<PathInfo> = todo.iter().map(|(_, i)| i.clone()).collect();
-            self.db.register(&infos)
-        })();
-        if result.is_err() {
-            for dest in placed {
-                let _ = nar::remove_tree(&dest);
-            }
-        }
-        result
     }
 
     /// Remove what dead processes left: their staging directories
@@ -468,15 +396,30 @@ impl LocalStore {
 
 /// A staging location in the store's file system. Dropping it removes
 /// whatever is there (read-only or not).
+#[derive(Debug)]
 pub struct Staging {
     dir: Option<PathBuf>,
     _lock: Option<FileLock>,
+    /// Made canonical by [`Staging::canonicalise`], so the door to
+    /// validity does not walk it again.
+    canonical: bool,
 }
 
 impl Staging {
     /// Where to put the object (does not exist until the caller creates it).
     pub fn path(&self) -> PathBuf {
         self.dir.as_ref().expect("staging is live").join("object")
+    }
+
+    /// Make the object what a store path must be ([`canonicalise`]); done
+    /// once, whoever asks first (a builder's outputs are canonicalised
+    /// before their NAR hash is taken, then pass the door).
+    pub fn canonicalise(&mut self) -> Result<(), StoreError> {
+        if !self.canonical {
+            canonicalise(&self.path())?;
+            self.canonical = true;
+        }
+        Ok(())
     }
 }
 
@@ -491,9 +434,6 @@ impl Drop for Staging {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// Copy `src` to `dest` through the NAR format (so exactly what a NAR can
 /// hold is kept: contents, the executable bit, symlinks) and return the
@@ -537,7 +477,7 @@ pub fn hash_file(path: &Path) -> Result<Sha256, StoreError> {
 /// Make a tree what a store path must be: no write bits, no setuid/setgid
 /// or sticky bits, files 0444 or 0555 (executable if the owner could execute it),
 /// directories 0555, every mtime 1, owned by us.
-pub fn canonicalise(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn canonicalise(path: &Path) -> Result<(), StoreError> {
     let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
     let uid = rustix::process::geteuid().as_raw();
     if meta.uid() != uid {

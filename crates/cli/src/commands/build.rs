@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::{self, BuildSettings, Realiser};
+use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, Realisation, Realiser};
 
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
@@ -120,7 +120,7 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     // The realiser lets collections run before it downloads or builds.
     store.pause_collections()?;
     let targets = resolve_targets(&mut store, &args.targets, tests)?;
-    let cached = realise(cli, &store, &targets, args)?;
+    let result = realise(cli, &store, &targets, args)?;
     // The JSON report is the whole of stdout.
     if args.json {
         store.end_pause_dropping_temp_roots();
@@ -128,13 +128,13 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     }
     let mut stdout = std::io::stdout().lock();
     for (i, drv_path) in targets.iter().enumerate() {
-        let drv = realise::read_derivation(&store, drv_path)?;
+        let target = result.result(drv_path).context("a target has no build result")?;
         if tests && !args.quiet {
-            let state = if cached.contains(drv_path) { "cached" } else { "passed" };
-            eprintln!("test {}: {state}", drv.name());
+            let state = if target.status == BuildStatus::Built { "passed" } else { "cached" };
+            eprintln!("test {}: {state}", drv_path.name().trim_end_matches(".drv"));
         }
-        for (name, o) in drv.outputs() {
-            writeln!(stdout, "{}", store.display(&o.path))?;
+        for (name, path) in &target.outputs {
+            writeln!(stdout, "{}", store.display(path))?;
             if !args.no_link {
                 let mut link = args.out_link.clone().into_os_string();
                 if i > 0 {
@@ -143,7 +143,7 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
                 if name != "out" {
                     link.push(format!("-{name}"));
                 }
-                make_result_link(&store, Path::new(&link), &o.path)?;
+                make_result_link(&store, Path::new(&link), path)?;
             }
         }
     }
@@ -152,9 +152,9 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Build `targets` (`.drv` paths) as `args` says; returns those that were
-/// valid already. Failing derivations are printed and make an error.
-pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &BuildArgs) -> anyhow::Result<Vec<StorePath>> {
+/// Build `targets` (`.drv` paths) as `args` says; what happened to each
+/// derivation. Failing derivations are printed and make an error.
+pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &BuildArgs) -> anyhow::Result<Realisation> {
     let config = cli.config()?;
     let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet, cli.log_format));
     let defaults = BuildSettings::default();
@@ -185,17 +185,18 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     };
     let substituter = args.substitute.substituter(&config, store.store_dir())?;
     let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
-    let result = match realiser.realise(store, targets) {
+    let result = match realiser.realise(store, targets, &Derivations::new()) {
         Err(realise::BuildError::Sandbox(e)) => {
             return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
         }
         r => r?,
     };
     let summary = Summary {
-        built: result.built.len(),
-        substituted: result.substituted,
-        already_valid: result.cached.len(),
-        failed: result.failed.len(),
+        built: result.count(BuildStatus::Built),
+        substituted: result.substituted_paths,
+        // Substituted derivations were not built: valid once their outputs came.
+        already_valid: result.count(BuildStatus::AlreadyValid) + result.count(BuildStatus::Substituted),
+        failed: result.failures().count(),
     };
     // `drv run` and `drv shell` say nothing when nothing was to be done.
     let idle = summary.built + summary.substituted + summary.failed == 0;
@@ -211,14 +212,16 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
             }
         }
     }
-    if !result.failed.is_empty() {
+    let failed = result.failures().count();
+    if failed > 0 {
         let mut err = std::io::stderr().lock();
-        for (drv, e) in &result.failed {
-            let _ = writeln!(err, "error: {}: {e}", store.display(drv));
+        for r in result.failures() {
+            let why = r.error.as_ref().map_or_else(|| r.status.to_string(), ToString::to_string);
+            let _ = writeln!(err, "error: {}: {why}", store.display(&r.drv_path));
         }
-        bail!("{} derivation(s) failed", result.failed.len());
+        bail!("{failed} derivation(s) failed");
     }
-    Ok(result.cached)
+    Ok(result)
 }
 
 impl BuildArgs {

@@ -8,7 +8,6 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::read_derivation;
 
 use super::build::{realise, resolve_targets, BuildArgs};
 use crate::store_view::{self, ClosurePath};
@@ -51,10 +50,13 @@ pub struct ShellArgs {
 fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String]) -> anyhow::Result<Vec<StorePath>> {
     let args = BuildArgs::quiet_for(recipes.to_vec());
     let targets = resolve_targets(store, recipes, false)?;
-    realise(cli, store, &targets, &args)?;
+    let result = realise(cli, store, &targets, &args)?;
     targets
         .iter()
-        .map(|d| Ok(read_derivation(store, d)?.outputs()["out"].path.clone()))
+        .map(|d| {
+            let outputs = &result.result(d).context("a target has no build result")?.outputs;
+            Ok(outputs.get("out").with_context(|| format!("{} has no output `out`", store.display(d)))?.clone())
+        })
         .collect()
 }
 

@@ -441,16 +441,6 @@ fn accept_upload(store: &mut LocalStore, options: &ServerOptions, hash: &str, te
     let staging = store.staging().map_err(internal)?;
     restore_verified(Box::new(file), &info, &options.store_dir, &staging).map_err(bad)?;
     let _ = std::fs::remove_file(&spooled);
-    let _lock = store.lock_path(&info.store_path).map_err(internal)?;
-    let path_info = PathInfo {
-        path: info.store_path.clone(),
-        nar_hash: info.nar_hash,
-        nar_size: info.nar_size,
-        references: info.references.clone(),
-        deriver: info.deriver.clone(),
-        registration_time: 0,
-        ca: info.ca,
-        signatures: info.signatures.clone(),
-    };
-    store.install(vec![(staging, path_info)]).map_err(internal)
+    let locks = store.lock_paths([info.store_path.clone()]).map_err(internal)?;
+    store.add_valid(&locks, vec![drv_store::NewPath::from_narinfo(staging, &info)], None).map_err(internal)
 }

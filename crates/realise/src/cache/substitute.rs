@@ -10,7 +10,7 @@ use drv_formats::{NarInfo, PublicKey, StoreDir, StorePath};
 use super::{open_cache, parallel_map, restore_verified, BinaryCache, CacheError, CacheUrl, Result};
 use drv_store::{LocalStore, Staging};
 use crate::reporter::Reporter;
-use drv_store::PathInfo;
+use drv_store::NewPath;
 
 /// How a [`Substituter`] works.
 #[derive(Clone, Debug)]
@@ -293,7 +293,7 @@ impl Substituter {
             let staging = staging.lock().unwrap().take().expect("each job runs once");
             self.fetch_nar(path, s, staging, reporter)
         });
-        let mut ready: BTreeMap<StorePath, (Staging, PathInfo)> = BTreeMap::new();
+        let mut ready: BTreeMap<StorePath, NewPath> = BTreeMap::new();
         let mut failed = BTreeSet::new();
         for ((path, _, _), result) in jobs.iter().zip(fetched) {
             match result {
@@ -316,9 +316,9 @@ impl Substituter {
 
         // Locks in sorted order (a `BTreeMap`), so two substituting
         // processes never wait for each other in a cycle.
-        let _locks = ready.keys().map(|p| store.lock_path(p)).collect::<Result<Vec<_>, _>>()?;
+        let locks = store.lock_paths(ready.keys().cloned())?;
         report.substituted = ready.keys().cloned().collect();
-        store.install(ready.into_values().collect())?;
+        store.add_valid(&locks, ready.into_values().collect(), None)?;
         Ok(report)
     }
 
@@ -329,7 +329,7 @@ impl Substituter {
         s: &Substitutable,
         staging: Staging,
         reporter: &dyn Reporter,
-    ) -> Result<(Staging, PathInfo)> {
+    ) -> Result<NewPath> {
         let cache = &self.caches[s.cache].cache;
         let what = path.to_basename();
         let location = cache.location(&s.info.url);
@@ -342,17 +342,7 @@ impl Substituter {
         reporter.download_finished(&what);
         reporter.substitution_finished(path, result.is_ok());
         result?;
-        let info = PathInfo {
-            path: path.clone(),
-            nar_hash: s.info.nar_hash,
-            nar_size: s.info.nar_size,
-            references: s.info.references.clone(),
-            deriver: s.info.deriver.clone(),
-            registration_time: 0,
-            ca: s.info.ca,
-            signatures: s.info.signatures.clone(),
-        };
-        Ok((staging, info))
+        Ok(NewPath::from_narinfo(staging, &s.info))
     }
 }
 

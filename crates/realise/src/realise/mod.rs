@@ -1,14 +1,30 @@
 //! Realisation: turning derivations into valid store paths.
 //!
-//! [`Realiser::realise`] reads the `.drv` files of the targets and,
-//! recursively, of every input whose outputs are not valid yet; builds them
-//! in dependency order, up to `max_jobs` at once; fixed-output downloads are
-//! done by drv itself ([`crate::fetch`]), everything else runs in the
-//! sandbox ([`drv_sandbox`]). Outputs are canonicalised, scanned for
-//! references to the build's inputs, and registered together, with the
-//! derivation as deriver. Each build's log is kept (zstd) under
+//! [`Realiser::realise`] takes the targets' derivations from
+//! [`Derivations`] (those evaluation made, or each `.drv` read once) and,
+//! recursively, every input whose outputs are not valid yet; substitutes
+//! what binary caches have; builds the rest in dependency order, up to
+//! `max_jobs` at once. Fixed-output downloads and toolchain root file
+//! systems are drv's own builders ([`crate::builtins`]); every other
+//! build is a [`BuildRequest`] (a pure function of the derivation, its
+//! inputs and the settings: [`build_request`]) run by an [`Executor`]
+//! (the local sandbox, [`LocalSandbox`]). Outputs are canonicalised,
+//! scanned for references to the build's inputs, and made valid together
+//! with the derivation as deriver through the store's one door
+//! ([`LocalStore::add_valid`]). Each build's log is kept (zstd) under
 //! `ROOT/var/drv/log/`, and written uncompressed as it comes while the
-//! build runs ([`drv_store::build_log`]).
+//! build runs ([`drv_store::build_log`]). What happened to each
+//! derivation is a [`BuildResult`] with Nix's [`BuildStatus`].
+
+mod derivations;
+mod executor;
+mod request;
+mod result;
+
+pub use derivations::{read_derivation, Derivations};
+pub use executor::{executor_for, Executor, LocalSandbox, UnknownExecutor};
+pub use request::{build_request, BuildDirs, BuildRequest};
+pub use result::{BuildResult, BuildStatus, Realisation};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -17,12 +33,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use drv_formats::{nar, ContentAddress, Derivation, StoreDir, StorePath};
+use drv_formats::{nar, ContentAddress, Derivation, StorePath};
 
-use drv_store::PathInfo;
-use crate::builtins::{self, FETCH_BUILDER, ROOTFS_BUILDER, TOOLCHAIN_ENV};
+use crate::builtins::{self, FETCH_BUILDER, ROOTFS_BUILDER};
 use crate::fetch::{FetchSource, Fetcher};
-use drv_store::{LocalStore, Staging};
+use drv_store::{LocalStore, NewPath, OutputsOf, PathLocks, Staging, StoreLayout};
 use crate::reporter::Reporter;
 use crate::vary::{Cause, Circumstances, NotVaried, OutputDifference, Variation, VaryReport};
 use drv_store::StoreError;
@@ -149,26 +164,14 @@ pub struct DebianMismatch {
     pub got: String,
 }
 
-/// The result of a realisation.
-#[derive(Debug, Default)]
-pub struct Realisation {
-    /// Derivations built (or fetched) by this run.
-    pub built: Vec<StorePath>,
-    /// Derivations whose outputs were all valid already.
-    pub cached: Vec<StorePath>,
-    /// Derivations that failed, with why.
-    pub failed: Vec<(StorePath, BuildError)>,
-    /// Store paths downloaded from binary caches before building.
-    pub substituted: usize,
-    /// With `check` and `vary`: what each rebuilt derivation depends on,
-    /// in the order of their derivation paths.
-    pub vary_reports: Vec<VaryReport>,
-}
-
 /// Builds derivations of one store.
 pub struct Realiser {
-    root: PathBuf,
-    store_dir: StoreDir,
+    layout: StoreLayout,
+    /// Connections to the store, reused by the builds' threads (opening
+    /// one costs more than a small build's registration).
+    stores: std::sync::Mutex<Vec<LocalStore>>,
+    /// What runs the builds.
+    executor: Arc<dyn Executor>,
     settings: BuildSettings,
     reporter: Arc<dyn Reporter>,
     config: crate::config::Config,
@@ -217,10 +220,9 @@ impl Trials<'_> {
             Err(e) => return Err(e),
         };
         let mut outputs = BTreeMap::new();
-        for (name, _, staging) in built.staged {
-            let at = staging.path();
-            drv_store::canonicalise(&at)?;
-            let hash = nar::hash_path(&at).map_err(StoreError::from)?;
+        for (name, _, mut staging) in built.staged {
+            staging.canonicalise()?;
+            let hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
             outputs.insert(name, (staging, hash.sha256));
         }
         Ok(Trial::Built(outputs))
@@ -241,9 +243,10 @@ impl Trials<'_> {
         let wait = start.saturating_sub(now);
         std::thread::scope(|scope| {
             let other = scope.spawn(|| -> Result<Trial, BuildError> {
-                let mut store = self.realiser.open()?;
-                std::thread::sleep(wait);
-                self.one(&mut store, a, label_a)
+                self.realiser.with_store(|store| {
+                    std::thread::sleep(wait);
+                    self.one(store, a, label_a)
+                })
             });
             std::thread::sleep(wait);
             let second = self.one(store, b, label_b);
@@ -310,9 +313,12 @@ fn report_summary(report: &VaryReport) -> String {
 /// A derivation to realise, read from its `.drv` file.
 struct Job {
     drv_path: StorePath,
-    drv: Derivation,
+    drv: Arc<Derivation>,
     /// Inputs that must be realised first.
     deps: BTreeSet<StorePath>,
+    /// The store paths the build may read: its input sources and the
+    /// outputs it uses of its input derivations.
+    inputs: BTreeSet<StorePath>,
     /// Rebuild although valid, and compare.
     check: bool,
 }
@@ -320,8 +326,9 @@ struct Job {
 impl Realiser {
     pub fn new(store: &LocalStore, settings: BuildSettings, reporter: Arc<dyn Reporter>, config: crate::config::Config) -> Self {
         Self {
-            root: store.root().to_owned(),
-            store_dir: store.store_dir().clone(),
+            layout: store.layout().clone(),
+            stores: std::sync::Mutex::new(Vec::new()),
+            executor: Arc::new(LocalSandbox),
             settings,
             reporter,
             config,
@@ -329,6 +336,12 @@ impl Realiser {
             substituter: None,
             vary_reports: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Run builds with `executor` instead of the local sandbox.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = executor;
+        self
     }
 
     /// Ask these binary caches for outputs before building them.
@@ -341,10 +354,22 @@ impl Realiser {
     /// first; only where a derivation's outputs are not to be had do its
     /// inputs' outputs matter. A cache failing is never an error here
     /// (what is missing is built).
-    fn substitute(&self, targets: &[StorePath]) -> Result<usize, BuildError> {
-        let Some(sub) = &self.substituter else { return Ok(0) };
-        let mut store = self.open()?;
+    /// Returns how many store paths were downloaded, and the derivations
+    /// whose wanted outputs they made valid.
+    fn substitute(&self, targets: &[StorePath], derivations: &Derivations) -> Result<(usize, BTreeSet<StorePath>), BuildError> {
+        let Some(sub) = &self.substituter else { return Ok((0, BTreeSet::new())) };
+        self.with_store(|store| self.substitute_with(store, sub, targets, derivations))
+    }
+
+    fn substitute_with(
+        &self,
+        store: &mut LocalStore,
+        sub: &crate::cache::Substituter,
+        targets: &[StorePath],
+        derivations: &Derivations,
+    ) -> Result<(usize, BTreeSet<StorePath>), BuildError> {
         let mut substituted = 0;
+        let mut done = BTreeSet::new();
         let mut level: Vec<(StorePath, Option<BTreeSet<String>>)> = targets.iter().map(|t| (t.clone(), None)).collect();
         let mut wanted_by_drv = WantedOutputs::default();
         while !level.is_empty() {
@@ -354,9 +379,9 @@ impl Realiser {
                 if wanted_by_drv.covers(&drv_path, outputs.as_ref()) {
                     continue;
                 }
-                let drv = read_derivation(&store, &drv_path)?;
+                let drv = derivations.get(store, &drv_path)?;
                 let all = drv.outputs();
-                let Some(names) = wanted_by_drv.add(&drv_path, outputs, &all) else { continue };
+                let Some(names) = wanted_by_drv.add(&drv_path, outputs, all) else { continue };
                 store.add_temp_root(&drv_path)?;
                 let mut missing = false;
                 for name in &names {
@@ -376,7 +401,7 @@ impl Realiser {
             }
             // Downloads take a while: let collections run meanwhile.
             store.resume_collections()?;
-            let report = sub.substitute(&mut store, &wanted, self.reporter.as_ref())?;
+            let report = sub.substitute(store, &wanted, self.reporter.as_ref())?;
             substituted += report.substituted.len();
             for problem in &report.problems {
                 self.reporter.message(&format!("warning: {problem}"));
@@ -393,12 +418,14 @@ impl Realiser {
                     // Derivers of substituted paths: keep `drv log`/GC options working.
                     store.register_derivation_outputs(&drv_path, &valid)?;
                 }
-                if !names.iter().all(|n| valid.contains_key(n)) {
+                if names.iter().all(|n| valid.contains_key(n)) {
+                    done.insert(drv_path);
+                } else {
                     level.extend(drv.input_derivations().into_iter().map(|(d, o)| (d, Some(o))));
                 }
             }
         }
-        Ok(substituted)
+        Ok((substituted, done))
     }
 
     fn fetcher(&self) -> Result<Arc<Fetcher>, BuildError> {
@@ -411,16 +438,31 @@ impl Realiser {
         Ok(f)
     }
 
-    fn open(&self) -> Result<LocalStore, StoreError> {
-        LocalStore::open(&self.root, self.store_dir.clone())
+    /// Run `f` with a connection to the store: one of the pool's, or a
+    /// new one, returned to the pool afterwards.
+    fn with_store<T>(&self, f: impl FnOnce(&mut LocalStore) -> Result<T, BuildError>) -> Result<T, BuildError> {
+        let pooled = self.stores.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut store = match pooled {
+            Some(s) => s,
+            None => self.layout.open()?,
+        };
+        let r = f(&mut store);
+        self.stores.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+        r
     }
 
-    /// Realise `targets` (`.drv` paths valid in the store). A failure of
-    /// one derivation stops the others from starting unless `keep_going`;
-    /// the returned [`Realisation`] lists what happened to each.
-    pub fn realise(&self, store: &LocalStore, targets: &[StorePath]) -> Result<Realisation, BuildError> {
-        let substituted = if self.settings.check { 0 } else { self.substitute(targets)? };
-        let (jobs, cached) = self.plan(store, targets)?;
+    /// Realise `targets` (`.drv` paths valid in the store), taking their
+    /// derivations from `derivations`. A failure of one derivation stops
+    /// the others from starting unless `keep_going`; the returned
+    /// [`Realisation`] has a [`BuildResult`] for each derivation looked at.
+    ///
+    /// # Errors
+    /// What keeps the realisation as a whole from going on (the store,
+    /// the sandbox refused); a derivation's failure is its result's.
+    pub fn realise(&self, store: &LocalStore, targets: &[StorePath], derivations: &Derivations) -> Result<Realisation, BuildError> {
+        let (substituted_paths, substituted) =
+            if self.settings.check { (0, BTreeSet::new()) } else { self.substitute(targets, derivations)? };
+        let (jobs, cached) = self.plan(store, targets, derivations)?;
         self.reporter.builds_planned(jobs.len(), cached.len());
         if !jobs.is_empty() {
             // Builds take a while: let collections run meanwhile.
@@ -439,7 +481,11 @@ impl Realiser {
                 self.reporter.message(&format!("note: {note}"));
             }
         }
-        let mut result = Realisation { cached, substituted, ..Default::default() };
+        let mut result = Realisation { substituted_paths, ..Default::default() };
+        for (drv_path, outputs) in cached {
+            let status = if substituted.contains(&drv_path) { BuildStatus::Substituted } else { BuildStatus::AlreadyValid };
+            result.results.push(BuildResult { drv_path, status, outputs, error: None });
+        }
         self.schedule(jobs, &mut result);
         let mut reports = std::mem::take(&mut *self.vary_reports.lock().unwrap_or_else(|p| p.into_inner()));
         reports.sort_by(|a, b| a.drv.cmp(&b.drv));
@@ -454,7 +500,13 @@ impl Realiser {
     /// A target needs all its outputs; an input only those its dependents
     /// name (Nix's wanted outputs), so a `debug` output nothing uses is
     /// neither built nor substituted for a dependent.
-    fn plan(&self, store: &LocalStore, targets: &[StorePath]) -> Result<(BTreeMap<StorePath, Job>, Vec<StorePath>), StoreError> {
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        store: &LocalStore,
+        targets: &[StorePath],
+        derivations: &Derivations,
+    ) -> Result<(BTreeMap<StorePath, Job>, Vec<(StorePath, BTreeMap<String, StorePath>)>), StoreError> {
         let mut jobs = BTreeMap::new();
         let mut cached = BTreeSet::new();
         let mut wanted = WantedOutputs::default();
@@ -467,9 +519,9 @@ impl Realiser {
             if wanted.covers(&drv_path, outputs.as_ref()) {
                 continue;
             }
-            let drv = read_derivation(store, &drv_path)?;
+            let drv = derivations.get(store, &drv_path)?;
             let all = drv.outputs();
-            if wanted.add(&drv_path, outputs, &all).is_none() {
+            if wanted.add(&drv_path, outputs, all).is_none() {
                 continue;
             }
             // Kept from the collector until this process exits.
@@ -486,22 +538,35 @@ impl Realiser {
                 continue;
             }
             cached.remove(&drv_path);
-            let inputs = drv.input_derivations();
-            queue.extend(inputs.iter().map(|(d, o)| (d.clone(), Some(o.clone()))));
-            let deps: BTreeSet<StorePath> = inputs.into_keys().collect();
-            jobs.insert(drv_path.clone(), Job { drv_path, drv, deps, check });
+            let input_drvs = drv.input_derivations();
+            let mut inputs = drv.input_sources();
+            for (input, used) in &input_drvs {
+                let outs = derivations.get(store, input)?;
+                inputs.extend(used.iter().filter_map(|o| outs.outputs().get(o)).map(|o| o.path.clone()));
+            }
+            queue.extend(input_drvs.iter().map(|(d, o)| (d.clone(), Some(o.clone()))));
+            let deps: BTreeSet<StorePath> = input_drvs.into_keys().collect();
+            jobs.insert(drv_path.clone(), Job { drv_path, drv, deps, inputs, check });
         }
         // Inputs that turned out valid are not waited for.
         let pending: BTreeSet<StorePath> = jobs.keys().cloned().collect();
         for job in jobs.values_mut() {
             job.deps.retain(|d| pending.contains(d));
         }
-        Ok((jobs, cached.into_iter().collect()))
+        let cached = cached
+            .into_iter()
+            .map(|drv_path| {
+                let all = derivations.get(store, &drv_path)?;
+                let outputs = wanted.0[&drv_path].iter().map(|n| (n.clone(), all.outputs()[n].path.clone())).collect();
+                Ok((drv_path, outputs))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((jobs, cached))
     }
 
     fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
         let max_jobs = if jobs.is_empty() { 1 } else { or_cores(self.settings.max_jobs) };
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(StorePath, bool, Result<(), BuildError>)>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(Arc<Job>, bool, Result<BuildStatus, BuildError>)>();
         // Builds and downloads are limited apart.
         let (mut building, mut downloading) = (0usize, 0usize);
         let mut stopping = false;
@@ -515,29 +580,31 @@ impl Realiser {
                         continue;
                     }
                     *slot += 1;
-                    let job = jobs.remove(&p).expect("ready job exists");
+                    let job = Arc::new(jobs.remove(&p).expect("ready job exists"));
                     let tx = done_tx.clone();
                     scope.spawn(move || {
                         let r = self.realise_one(&job);
-                        let _ = tx.send((job.drv_path, download, r));
+                        let _ = tx.send((job, download, r));
                     });
                 }
             }
             if building + downloading == 0 {
                 break;
             }
-            let (drv, download, r) = done_rx.recv().expect("a worker is running");
+            let (job, download, r) = done_rx.recv().expect("a worker is running");
+            let drv = job.drv_path.clone();
+            let outputs = |j: &Job| j.drv.outputs().iter().map(|(n, o)| (n.clone(), o.path.clone())).collect();
             if download {
                 downloading -= 1;
             } else {
                 building -= 1;
             }
             match r {
-                Ok(()) => {
+                Ok(status) => {
                     for j in jobs.values_mut() {
                         j.deps.remove(&drv);
                     }
-                    result.built.push(drv);
+                    result.results.push(BuildResult { drv_path: drv, status, outputs: outputs(&job), error: None });
                 }
                 Err(e) => {
                     // Everything that needs it cannot be built.
@@ -546,15 +613,19 @@ impl Realiser {
                         let dependents: Vec<StorePath> =
                             jobs.iter().filter(|(_, j)| j.deps.contains(&d)).map(|(p, _)| p.clone()).collect();
                         for p in dependents {
-                            jobs.remove(&p);
-                            result.failed.push((
-                                p.clone(),
-                                BuildError::DependencyFailed { drv: p.to_string(), dependency: drv.to_string() },
-                            ));
+                            let dependent = jobs.remove(&p).expect("a pending job");
+                            let error = BuildError::DependencyFailed { drv: p.to_string(), dependency: drv.to_string() };
+                            result.results.push(BuildResult {
+                                drv_path: p.clone(),
+                                status: BuildStatus::DependencyFailed,
+                                outputs: outputs(&dependent),
+                                error: Some(error),
+                            });
                             dead.push(p);
                         }
                     }
-                    result.failed.push((drv, e));
+                    let status = BuildStatus::of_error(&e);
+                    result.results.push(BuildResult { drv_path: drv, status, outputs: outputs(&job), error: Some(e) });
                     if !self.settings.keep_going {
                         stopping = true;
                     }
@@ -563,42 +634,38 @@ impl Realiser {
         });
     }
 
-    fn realise_one(&self, job: &Job) -> Result<(), BuildError> {
-        let mut store = self.open()?;
-        let outputs = job.drv.outputs();
-        // Another drv process may be building the same outputs: wait for
-        // it, then reuse what it made.
-        let mut locks = Vec::new();
-        for o in outputs.values() {
-            store.add_temp_root(&o.path)?;
-            locks.push(store.lock_path(&o.path)?);
-        }
-        if !job.check {
-            let mut all_valid = true;
-            for o in outputs.values() {
-                all_valid &= store.is_valid(&o.path)?;
+    /// Realise one job: wait for other processes making the same
+    /// outputs (their locks), then build it, unless they made it.
+    fn realise_one(&self, job: &Job) -> Result<BuildStatus, BuildError> {
+        self.with_store(|store| {
+            let outputs = job.drv.outputs();
+            // Another drv process may be building the same outputs: wait
+            // for it, then reuse what it made.
+            let locks = store.lock_paths(outputs.values().map(|o| o.path.clone()))?;
+            if !job.check {
+                let mut all_valid = true;
+                for o in outputs.values() {
+                    all_valid &= store.is_valid(&o.path)?;
+                }
+                if all_valid {
+                    return Ok(BuildStatus::AlreadyValid);
+                }
             }
-            if all_valid {
-                return Ok(());
-            }
-        }
-        self.reporter.build_started(&job.drv_path);
-        let r = if job.drv.is_fixed_output() {
-            self.fetch(&mut store, job)
-        } else if job.drv.builder_path() == ROOTFS_BUILDER {
-            self.assemble_rootfs(&mut store, job)
-        } else {
-            self.build(&mut store, job)
-        };
-        self.reporter.build_finished(&job.drv_path, r.is_ok());
-        for lock in locks {
-            lock.remove();
-        }
-        r
+            self.reporter.build_started(&job.drv_path);
+            let r = if job.drv.is_fixed_output() {
+                self.fetch(store, job, &locks)
+            } else if job.drv.builder_path() == ROOTFS_BUILDER {
+                self.assemble_rootfs(store, job, &locks)
+            } else {
+                self.build(store, job, &locks)
+            };
+            self.reporter.build_finished(&job.drv_path, r.is_ok());
+            r.map(|()| BuildStatus::Built)
+        })
     }
 
     /// A fixed-output derivation: download, verify, register.
-    fn fetch(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+    fn fetch(&self, store: &mut LocalStore, job: &Job, locks: &PathLocks) -> Result<(), BuildError> {
         let drv = &job.drv;
         let unsupported = |reason: &str| BuildError::Unsupported { drv: store.display(&job.drv_path), reason: reason.to_owned() };
         if drv.builder_path() != FETCH_BUILDER {
@@ -617,31 +684,24 @@ impl Realiser {
             return Err(debian_fetch_error(&source, &e).unwrap_or(BuildError::Fetch(e)));
         }
         let nar_hash = nar::hash_path(&staging.path()).map_err(StoreError::from)?;
-        let info = PathInfo {
-            path: out.path.clone(),
-            nar_hash: nar_hash.sha256,
-            nar_size: nar_hash.size,
-            references: BTreeSet::new(),
-            deriver: Some(job.drv_path.clone()),
-            registration_time: 0,
-            ca: Some(ContentAddress::Flat(expected)),
-            signatures: vec![],
-        };
-        store.install(vec![(staging, info)])?;
-        store.register_derivation_outputs(&job.drv_path, &BTreeMap::from([("out".to_owned(), out.path.clone())]))?;
+        let mut new = NewPath::new(out.path.clone(), staging, nar_hash);
+        new.deriver = Some(job.drv_path.clone());
+        new.ca = Some(ContentAddress::Flat(expected));
+        let outputs = BTreeMap::from([("out".to_owned(), out.path.clone())]);
+        store.add_valid(locks, vec![new], Some(OutputsOf { drv_path: &job.drv_path, outputs: &outputs }))?;
         Ok(())
     }
 
     /// Build in the sandbox, then register (or, checking, compare; with
     /// `vary`, find what the outputs depend on).
-    fn build(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+    fn build(&self, store: &mut LocalStore, job: &Job, locks: &PathLocks) -> Result<(), BuildError> {
         if job.check {
             if let Some(variations) = &self.settings.vary {
                 return self.check_varied(store, job, variations);
             }
         }
         let built = self.build_once(store, job, &Circumstances::default(), &log_file(store, &job.drv_path))?;
-        self.register_outputs(store, job, built.staged, &built.candidates)
+        self.register_outputs(store, job, built.staged, &built.candidates, locks)
     }
 
     /// `--check --vary`: rebuild `job` under drv's own circumstances twice
@@ -791,23 +851,13 @@ impl Realiser {
         let shown = store.display(&job.drv_path);
         let outputs = drv.outputs();
 
-        // What the build may see: the closure of its inputs.
-        let mut inputs: BTreeSet<StorePath> = drv.input_sources();
-        for (input, wanted) in drv.input_derivations() {
-            let input_drv = read_derivation(store, &input)?;
-            let outs = input_drv.outputs();
-            for w in wanted {
-                if let Some(o) = outs.get(&w) {
-                    inputs.insert(o.path.clone());
-                }
-            }
-        }
-        // Temporary roots first: the collector then either kept them or is
-        // done before they are used.
-        for p in &inputs {
+        // What the build may see: the closure of its inputs. Temporary
+        // roots first: the collector then either kept them or is done
+        // before they are used.
+        for p in &job.inputs {
             store.add_temp_root(p)?;
         }
-        let closure = store.closure(&inputs)?;
+        let closure = store.closure(&job.inputs)?;
         for p in &closure {
             store.add_temp_root(p)?;
         }
@@ -835,88 +885,11 @@ impl Realiser {
         fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o1775))
             .map_err(|e| StoreError::io(&scratch.path(), e))?;
 
-        let toolchain = drv
-            .env()
-            .get(TOOLCHAIN_ENV)
-            .map(|v| store.parse_path_arg(&String::from_utf8_lossy(v)))
-            .transpose()?;
-        let isolation = if self.settings.sandbox { drv_sandbox::Isolation::Namespaces } else { drv_sandbox::Isolation::None };
-        if toolchain.is_some() && isolation == drv_sandbox::Isolation::None {
-            // Without the sandbox the builder would run the host's tools,
-            // and the output would be registered under the path of the
-            // pinned toolchain's build.
-            return Err(BuildError::Unsupported {
-                drv: shown,
-                reason: "this derivation builds with a pinned toolchain, which only the sandbox provides: \
-                         without it the host's tools would stand in for it under the same output path; \
-                         build it without --no-sandbox"
-                    .into(),
-            });
-        }
-        let mut spec = drv_sandbox::SandboxSpec::new(drv.builder_path(), self.store_dir.as_str(), scratch.path(), build_dir.path());
-        spec.inputs = closure
-            .iter()
-            .map(|p| drv_sandbox::Input { physical: store.real_path(p), logical: PathBuf::from(store.display(p)) })
-            .collect();
-        spec.outputs = outputs.values().map(|o| PathBuf::from(store.display(&o.path))).collect();
-        spec.toolchain = toolchain.as_ref().map(|t| store.real_path(t));
-        spec.isolation = isolation;
-        spec.limits = self.settings.limits;
-        // The build directory is the sandbox's own tmpfs, so that listing
-        // a directory does not depend on the file system holding the root;
-        // a build whose directory is to be kept when it fails runs in the
-        // host's (docs/reproducibility.md).
-        spec.conditions = circumstances.conditions.clone();
-        if self.settings.keep_failed {
-            spec.conditions.build_dir_fs = drv_sandbox::BuildDirFs::Host;
-        }
-        let inside_build_dir = spec.conditions.build_dir.to_string_lossy().into_owned();
+        let dirs = BuildDirs { scratch_store: &scratch.path(), build_dir: build_dir.path() };
+        let request = build_request(&job.drv_path, drv, store.layout(), &closure, dirs, &self.settings, circumstances)?;
+        let spec = &request.spec;
 
-        let mut env: Vec<(String, String)> = drv
-            .env()
-            .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
-        for (k, v) in [
-            ("HOME", "/homeless-shelter".to_owned()),
-            ("TMPDIR", inside_build_dir.clone()),
-            ("TEMPDIR", inside_build_dir.clone()),
-            ("TMP", inside_build_dir.clone()),
-            ("TEMP", inside_build_dir.clone()),
-            ("TZ", "UTC".to_owned()),
-            ("LC_ALL", "C".to_owned()),
-            ("PYTHONHASHSEED", "0".to_owned()),
-            ("NIX_BUILD_CORES", or_cores(self.settings.cores).to_string()),
-            ("NIX_STORE", self.store_dir.to_string()),
-            ("TERM", "dumb".to_owned()),
-        ] {
-            env.retain(|(key, _)| key != k);
-            env.push((k.to_owned(), v));
-        }
-        for (k, v) in &circumstances.env {
-            env.retain(|(key, _)| key != k);
-            env.push((k.clone(), v.clone()));
-        }
-        if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
-            env.push(("SOURCE_DATE_EPOCH".into(), "1".into()));
-        }
-        if isolation == drv_sandbox::Isolation::None {
-            // Unsandboxed, the builder sees host paths: outputs are written
-            // to the scratch store and the build directory is physical.
-            for (_, v) in env.iter_mut() {
-                for o in &spec.outputs {
-                    let host = spec.host_path(o);
-                    *v = v.replace(&o.to_string_lossy().into_owned(), &host.to_string_lossy());
-                }
-                if *v == inside_build_dir {
-                    *v = build_dir.path().to_string_lossy().into_owned();
-                }
-            }
-        }
-        spec.env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        spec.args = drv.args().iter().map(Into::into).collect();
-
-        let (status, tail) = match self.run_logged(&job.drv_path, &spec, log_path)? {
+        let (status, tail) = match self.run_logged(&request, log_path)? {
             (Ok(status), tail) => (status, tail),
             // Nothing was registered: the scratch store and build
             // directory go with their guards, as for any failed build.
@@ -974,35 +947,29 @@ impl Realiser {
         job: &Job,
         staged: Vec<(String, StorePath, Staging)>,
         candidates: &BTreeSet<StorePath>,
+        locks: &PathLocks,
     ) -> Result<(), BuildError> {
         let shown = store.display(&job.drv_path);
-        let mut infos = Vec::new();
-        for (name, path, staging) in staged {
-            let at = staging.path();
-            drv_store::canonicalise(&at)?;
-            let (nar_hash, references) = nar::scan_references(&at, candidates).map_err(StoreError::from)?;
-            let info = PathInfo {
-                path: path.clone(),
-                nar_hash: nar_hash.sha256,
-                nar_size: nar_hash.size,
-                references,
-                deriver: Some(job.drv_path.clone()),
-                registration_time: 0,
-                ca: None,
-                signatures: vec![],
-            };
-            infos.push((name, staging, info));
+        let mut news = Vec::new();
+        for (name, path, mut staging) in staged {
+            staging.canonicalise()?;
+            let (nar_hash, references) = nar::scan_references(&staging.path(), candidates).map_err(StoreError::from)?;
+            let mut new = NewPath::new(path, staging, nar_hash);
+            new.references = references;
+            new.deriver = Some(job.drv_path.clone());
+            news.push((name, new));
         }
 
         if job.check {
-            for (name, staging, info) in infos {
-                let registered = store.require_path_info(&info.path)?;
-                if registered.nar_hash != info.nar_hash {
-                    let kept = store.real_store_dir().join(format!("{}.check", info.path.to_basename()));
+            for (name, new) in news {
+                let registered = store.require_path_info(&new.path)?;
+                if registered.nar_hash != new.nar_hash.sha256 {
+                    let (staging, path) = (new.staging, new.path);
+                    let kept = store.real_store_dir().join(format!("{}.check", path.to_basename()));
                     nar::remove_tree(&kept).map_err(|e| StoreError::io(&kept, e))?;
                     fs::rename(staging.path(), &kept).map_err(|e| StoreError::io(&kept, e))?;
-                    let mut differences = differences(&store.real_path(&info.path), &kept);
-                    differences.extend(diffoscope_line(store, &store.real_path(&info.path), &kept, &info.path));
+                    let mut differences = differences(&store.real_path(&path), &kept);
+                    differences.extend(diffoscope_line(store, &store.real_path(&path), &kept, &path));
                     return Err(BuildError::NotDeterministic {
                         drv: shown,
                         output: name,
@@ -1014,28 +981,23 @@ impl Realiser {
             return Ok(());
         }
 
-        let names: BTreeMap<String, StorePath> = infos.iter().map(|(n, _, i)| (n.clone(), i.path.clone())).collect();
-        store.install(infos.into_iter().map(|(_, s, i)| (s, i)).collect())?;
-        store.register_derivation_outputs(&job.drv_path, &names)?;
+        let names: BTreeMap<String, StorePath> = news.iter().map(|(n, new)| (n.clone(), new.path.clone())).collect();
+        let news = news.into_iter().map(|(_, new)| new).collect();
+        store.add_valid(locks, news, Some(OutputsOf { drv_path: &job.drv_path, outputs: &names }))?;
         Ok(())
     }
-
     /// A toolchain root file system: the `.deb`s named by `debs`, unpacked
     /// by drv itself (no host tool, no maintainer script) and checked.
     /// The log records the packages and what was made.
-    fn assemble_rootfs(&self, store: &mut LocalStore, job: &Job) -> Result<(), BuildError> {
+    fn assemble_rootfs(&self, store: &mut LocalStore, job: &Job, locks: &PathLocks) -> Result<(), BuildError> {
         let drv = &job.drv;
         let shown = store.display(&job.drv_path);
         let unsupported = |reason: String| BuildError::Unsupported { drv: shown.clone(), reason };
         let outputs = drv.outputs();
         let out = outputs.get("out").filter(|_| outputs.len() == 1).ok_or_else(|| unsupported(format!("{ROOTFS_BUILDER} makes exactly one output, `out`")))?;
-        // Only the outputs of declared inputs may be read.
-        let mut inputs = BTreeSet::new();
-        for (input, wanted) in drv.input_derivations() {
-            let input_drv = read_derivation(store, &input)?;
-            let outs = input_drv.outputs();
-            inputs.extend(wanted.iter().filter_map(|w| outs.get(w)).map(|o| o.path.clone()));
-        }
+        // Only the outputs of declared input derivations may be read.
+        let sources = drv.input_sources();
+        let inputs: BTreeSet<&StorePath> = job.inputs.iter().filter(|p| !sources.contains(*p)).collect();
         let listed = drv.env().get("debs").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
         let mut debs = Vec::new();
         for arg in listed.split_whitespace() {
@@ -1076,7 +1038,7 @@ impl Realiser {
         let compressed = zstd::encode_all(log.as_bytes(), 3).map_err(|e| StoreError::io(&log_path, e))?;
         fs::write(&log_path, compressed).map_err(|e| StoreError::io(&log_path, e))?;
         let staged = vec![("out".to_owned(), out.path.clone(), staging)];
-        self.register_outputs(store, job, staged, &BTreeSet::from([out.path.clone()]))
+        self.register_outputs(store, job, staged, &BTreeSet::from([out.path.clone()]), locks)
     }
 
     /// Run the builder with its output going to the log (zstd) and to the
@@ -1084,10 +1046,10 @@ impl Realiser {
     /// that a failure still has its log) and the log's tail.
     fn run_logged(
         &self,
-        drv_path: &StorePath,
-        spec: &drv_sandbox::SandboxSpec,
+        request: &BuildRequest,
         log_path: &Path,
     ) -> Result<(Result<std::process::ExitStatus, drv_sandbox::SandboxError>, Vec<String>), BuildError> {
+        let drv_path = &request.drv_path;
         if let Some(dir) = log_path.parent() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -1120,7 +1082,7 @@ impl Realiser {
                 live.finish();
                 Ok(tail.into())
             });
-            let status = drv_sandbox::run(spec, std::os::fd::OwnedFd::from(writer));
+            let status = self.executor.execute(request, std::os::fd::OwnedFd::from(writer));
             let tail = logger.join().expect("log thread panicked").map_err(|e| StoreError::io(log_path, e))?;
             Ok((status, tail))
         })
@@ -1161,13 +1123,6 @@ fn debian_fetch_error(source: &FetchSource, error: &crate::fetch::FetchError) ->
     }
 }
 
-/// Read a `.drv` that is valid in `store`.
-pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, StoreError> {
-    store.require_path_info(drv_path)?;
-    let real = store.real_path(drv_path);
-    let text = fs::read(&real).map_err(|e| StoreError::io(&real, e))?;
-    Ok(Derivation::parse_file(store.store_dir(), drv_path, &text)?)
-}
 
 pub use crate::output_diff::tree_differences;
 
