@@ -15,7 +15,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use drv_formats::{Sha256, StorePath};
+use drv_formats::{Derivation, Sha256, StorePath};
 use drv_store::LocalStore;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,10 @@ pub struct EvaluationSummary {
     pub tests: Vec<StorePath>,
     /// The recipe's `main` program.
     pub main: Option<String>,
+    /// The derivations this evaluation made, for realisation to use
+    /// instead of reading them back (empty when the evaluation was
+    /// remembered: realisation then reads each `.drv` once).
+    pub derivations: Vec<(StorePath, Derivation)>,
 }
 
 const FORMAT: u32 = 1;
@@ -96,7 +100,7 @@ fn lookup(store: &LocalStore, file: &Path) -> Option<EvaluationSummary> {
             return None;
         }
     }
-    Some(EvaluationSummary { root, tests, main: entry.main })
+    Some(EvaluationSummary { root, tests, main: entry.main, derivations: Vec::new() })
 }
 
 /// Evaluate `recipe` unless an unchanged evaluation of it is remembered.
@@ -134,7 +138,8 @@ pub fn evaluate_cached(
     }
     let eval = crate::lower(&set, store)?;
     let main = eval.get(&eval.root).and_then(|(_, n)| (n.kind == NodeKind::Package).then(|| n.main.clone()).flatten());
-    let summary = EvaluationSummary { root: eval.root.clone(), tests: eval.tests.clone(), main };
+    let derivations = eval.derivations.into_iter().map(|(p, (d, _))| (p, d)).collect();
+    let summary = EvaluationSummary { root: eval.root, tests: eval.tests, main, derivations };
     let entry = Entry {
         format: FORMAT,
         root: store.display(&summary.root),

@@ -50,5 +50,5 @@ pub use cache::{open_cache, BinaryCache, CacheError, CacheUrl, SubstituteReport,
 pub use config::{Config, ConfigError};
 pub use fetch::{FetchError, FetchOptions, FetchSource, Fetcher, Prefetched};
 pub use mirrors::{MirrorError, Mirrors, SystemSources};
-pub use realise::{BuildError, BuildSettings, Realisation, Realiser};
+pub use realise::{BuildError, BuildSettings, BuildResults, Realiser};
 pub use reporter::{Reporter, SilentReporter};

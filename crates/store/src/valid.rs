@@ -173,3 +173,85 @@ impl LocalStore {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// An output-like path (input-addressed: any name hash will do) with
+    /// `contents`, staged, and its NAR hash.
+    fn staged(s: &LocalStore, name: &str, contents: &str) -> (StorePath, Staging, NarHash) {
+        let digest = drv_formats::Sha256::digest(name.as_bytes());
+        let path = StorePath::from_basename(&format!("{}-{name}", drv_formats::nixbase32::encode(&digest.0[..20]))).unwrap();
+        let staging = s.staging().unwrap();
+        fs::write(staging.path(), contents).unwrap();
+        fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o664)).unwrap();
+        let hash = nar::hash_path(&staging.path()).unwrap();
+        (path, staging, hash)
+    }
+
+    #[test]
+    fn outputs_and_their_derivation_are_registered_together_and_canonical() {
+        let (_t, mut s) = LocalStore::temporary();
+        let drv = s.add_text("x.drv", b"Derive()", &BTreeSet::new()).unwrap();
+        let (out, staging, hash) = staged(&s, "x", "made");
+        let (dev, dev_staging, dev_hash) = staged(&s, "x-dev", "headers");
+        let locks = s.lock_paths([out.clone(), dev.clone()]).unwrap();
+        let mut a = NewPath::new(out.clone(), staging, hash);
+        a.references = BTreeSet::from([dev.clone()]);
+        a.deriver = Some(drv.clone());
+        let b = NewPath::new(dev.clone(), dev_staging, dev_hash);
+        let outputs = BTreeMap::from([("out".to_owned(), out.clone()), ("dev".to_owned(), dev.clone())]);
+        s.add_valid(&locks, vec![a, b], Some(OutputsOf { drv_path: &drv, outputs: &outputs })).unwrap();
+        assert_eq!(s.derivation_outputs(&drv).unwrap(), outputs);
+        let info = s.require_path_info(&out).unwrap();
+        assert_eq!(info.references, BTreeSet::from([dev.clone()]));
+        assert_eq!(info.deriver, Some(drv));
+        assert!(info.registration_time > 0, "the door sets the registration time");
+        let mode = fs::symlink_metadata(s.real_path(&out)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o444, "made canonical on the way in");
+        assert!(s.verify(true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_registration_leaves_no_path_and_no_derivation_output() {
+        let (_t, mut s) = LocalStore::temporary();
+        let drv = s.add_text("y.drv", b"Derive()", &BTreeSet::new()).unwrap();
+        let (out, staging, hash) = staged(&s, "y", "made");
+        let (missing, ..) = staged(&s, "not-there", "");
+        let locks = s.lock_paths([out.clone()]).unwrap();
+        let mut a = NewPath::new(out.clone(), staging, hash);
+        a.references = BTreeSet::from([missing]);
+        let outputs = BTreeMap::from([("out".to_owned(), out.clone())]);
+        let err = s.add_valid(&locks, vec![a], Some(OutputsOf { drv_path: &drv, outputs: &outputs })).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidReference { .. }), "{err}");
+        assert!(!s.is_valid(&out).unwrap());
+        assert!(s.derivation_outputs(&drv).unwrap().is_empty());
+        assert!(fs::symlink_metadata(s.real_path(&out)).is_err(), "the renamed object is removed again");
+    }
+
+    #[test]
+    fn a_path_needs_its_lock() {
+        let (_t, mut s) = LocalStore::temporary();
+        let (out, staging, hash) = staged(&s, "z", "made");
+        let (other, ..) = staged(&s, "w", "");
+        let locks = s.lock_paths([other]).unwrap();
+        let err = s.add_valid(&locks, vec![NewPath::new(out.clone(), staging, hash)], None).unwrap_err();
+        assert!(matches!(err, StoreError::NotLocked(_)), "{err}");
+        assert!(!s.is_valid(&out).unwrap());
+    }
+
+    #[test]
+    fn a_valid_path_is_left_alone() {
+        let (_t, mut s) = LocalStore::temporary();
+        let (out, staging, hash) = staged(&s, "v", "first");
+        let locks = s.lock_paths([out.clone()]).unwrap();
+        s.add_valid(&locks, vec![NewPath::new(out.clone(), staging, hash)], None).unwrap();
+        let (_, again, other_hash) = staged(&s, "v", "second");
+        s.add_valid(&locks, vec![NewPath::new(out.clone(), again, other_hash)], None).unwrap();
+        assert_eq!(fs::read_to_string(s.real_path(&out)).unwrap(), "first");
+        assert_eq!(s.require_path_info(&out).unwrap().nar_hash, hash.sha256);
+    }
+}

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, Realisation, Realiser};
+use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, BuildResults, Realiser};
 
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
@@ -84,12 +84,15 @@ pub struct BuildArgs {
 }
 
 /// Targets as `.drv` paths: recipes are evaluated (their package, or with
-/// `tests` their tests).
-pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> anyhow::Result<Vec<StorePath>> {
+/// `tests` their tests); with the derivations evaluation made, so that
+/// realisation does not read them back.
+pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) -> anyhow::Result<(Vec<StorePath>, Derivations)> {
     let mut out = Vec::new();
+    let mut evaluated = Vec::new();
     for t in targets {
         if t.ends_with(".toml") {
-            let eval = super::eval::evaluate_summary(store, Path::new(t))?;
+            let mut eval = super::eval::evaluate_summary(store, Path::new(t))?;
+            evaluated.append(&mut eval.derivations);
             if tests {
                 if eval.tests.is_empty() {
                     bail!("{t} declares no [[test]]");
@@ -106,7 +109,7 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
             out.push(p);
         }
     }
-    Ok(out)
+    Ok((out, Derivations::from_evaluated(evaluated)))
 }
 
 pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
@@ -119,8 +122,8 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     // off (a shared lock), no temporary-roots file is written for them.
     // The realiser lets collections run before it downloads or builds.
     store.pause_collections()?;
-    let targets = resolve_targets(&mut store, &args.targets, tests)?;
-    let result = realise(cli, &store, &targets, args)?;
+    let (targets, derivations) = resolve_targets(&mut store, &args.targets, tests)?;
+    let result = realise(cli, &store, &targets, &derivations, args)?;
     // The JSON report is the whole of stdout.
     if args.json {
         store.end_pause_dropping_temp_roots();
@@ -154,7 +157,13 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
 
 /// Build `targets` (`.drv` paths) as `args` says; what happened to each
 /// derivation. Failing derivations are printed and make an error.
-pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &BuildArgs) -> anyhow::Result<Realisation> {
+pub fn realise(
+    cli: &Cli,
+    store: &LocalStore,
+    targets: &[StorePath],
+    derivations: &Derivations,
+    args: &BuildArgs,
+) -> anyhow::Result<BuildResults> {
     let config = cli.config()?;
     let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet, cli.log_format));
     let defaults = BuildSettings::default();
@@ -185,7 +194,7 @@ pub fn realise(cli: &Cli, store: &LocalStore, targets: &[StorePath], args: &Buil
     };
     let substituter = args.substitute.substituter(&config, store.store_dir())?;
     let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
-    let result = match realiser.realise(store, targets, &Derivations::new()) {
+    let result = match realiser.realise(store, targets, derivations) {
         Err(realise::BuildError::Sandbox(e)) => {
             return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
         }

@@ -49,8 +49,8 @@ pub struct ShellArgs {
 /// each one's `out` path.
 fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String]) -> anyhow::Result<Vec<StorePath>> {
     let args = BuildArgs::quiet_for(recipes.to_vec());
-    let targets = resolve_targets(store, recipes, false)?;
-    let result = realise(cli, store, &targets, &args)?;
+    let (targets, derivations) = resolve_targets(store, recipes, false)?;
+    let result = realise(cli, store, &targets, &derivations, &args)?;
     targets
         .iter()
         .map(|d| {

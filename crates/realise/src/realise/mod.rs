@@ -24,7 +24,7 @@ mod result;
 pub use derivations::{read_derivation, Derivations};
 pub use executor::{executor_for, Executor, LocalSandbox, UnknownExecutor};
 pub use request::{build_request, BuildDirs, BuildRequest};
-pub use result::{BuildResult, BuildStatus, Realisation};
+pub use result::{BuildResult, BuildStatus, BuildResults};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -454,12 +454,12 @@ impl Realiser {
     /// Realise `targets` (`.drv` paths valid in the store), taking their
     /// derivations from `derivations`. A failure of one derivation stops
     /// the others from starting unless `keep_going`; the returned
-    /// [`Realisation`] has a [`BuildResult`] for each derivation looked at.
+    /// [`BuildResults`] has a [`BuildResult`] for each derivation looked at.
     ///
     /// # Errors
     /// What keeps the realisation as a whole from going on (the store,
     /// the sandbox refused); a derivation's failure is its result's.
-    pub fn realise(&self, store: &LocalStore, targets: &[StorePath], derivations: &Derivations) -> Result<Realisation, BuildError> {
+    pub fn realise(&self, store: &LocalStore, targets: &[StorePath], derivations: &Derivations) -> Result<BuildResults, BuildError> {
         let (substituted_paths, substituted) =
             if self.settings.check { (0, BTreeSet::new()) } else { self.substitute(targets, derivations)? };
         let (jobs, cached) = self.plan(store, targets, derivations)?;
@@ -481,7 +481,7 @@ impl Realiser {
                 self.reporter.message(&format!("note: {note}"));
             }
         }
-        let mut result = Realisation { substituted_paths, ..Default::default() };
+        let mut result = BuildResults { substituted_paths, ..Default::default() };
         for (drv_path, outputs) in cached {
             let status = if substituted.contains(&drv_path) { BuildStatus::Substituted } else { BuildStatus::AlreadyValid };
             result.results.push(BuildResult { drv_path, status, outputs, error: None });
@@ -564,7 +564,7 @@ impl Realiser {
         Ok((jobs, cached))
     }
 
-    fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut Realisation) {
+    fn schedule(&self, mut jobs: BTreeMap<StorePath, Job>, result: &mut BuildResults) {
         let max_jobs = if jobs.is_empty() { 1 } else { or_cores(self.settings.max_jobs) };
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(Arc<Job>, bool, Result<BuildStatus, BuildError>)>();
         // Builds and downloads are limited apart.
@@ -707,7 +707,7 @@ impl Realiser {
     /// `--check --vary`: rebuild `job` under drv's own circumstances twice
     /// at the same moment, then under `variations`, and narrow what
     /// differs down to them ([`crate::vary::narrow`]). The report goes to
-    /// [`Realisation::vary_reports`]; a difference is an error.
+    /// [`BuildResults::vary_reports`]; a difference is an error.
     ///
     /// The clock cannot be set for one build, so [`Variation::Time`] is
     /// judged by timing: the two first builds start together on a second

@@ -59,11 +59,12 @@ pub struct BuildResult {
     pub error: Option<BuildError>,
 }
 
-/// The result of a realisation: one [`BuildResult`] per derivation it
-/// looked at (the targets and, below them, every derivation whose outputs
+/// What a realisation did: one [`BuildResult`] per derivation it looked
+/// at (Nix's `buildPathsWithResults` gives the same list; Nix's word
+/// "realisation" is another thing, a content-addressed output's path) (the targets and, below them, every derivation whose outputs
 /// were not valid), in the order they were decided.
 #[derive(Debug, Default)]
-pub struct Realisation {
+pub struct BuildResults {
     pub results: Vec<BuildResult>,
     /// Store paths downloaded from binary caches (more than the
     /// derivations marked [`BuildStatus::Substituted`]: their closures).
@@ -73,7 +74,7 @@ pub struct Realisation {
     pub vary_reports: Vec<VaryReport>,
 }
 
-impl Realisation {
+impl BuildResults {
     /// The results with `status`.
     pub fn with_status(&self, status: BuildStatus) -> impl Iterator<Item = &BuildResult> {
         self.results.iter().filter(move |r| r.status == status)
