@@ -1,5 +1,6 @@
-//! `drv`: the command-line interface. Parses arguments, opens the store,
-//! and prints; all the work is in `drv-store` and `drv-eval`.
+//! `drv`: the command-line interface, layer 6 of 6 (docs/architecture.md,
+//! "Layers"). Parses arguments, opens the store, and prints; all the work
+//! is in the crates below (`drv-eval`, `drv-realise`, `drv-store`).
 
 mod commands;
 mod diagnostics;

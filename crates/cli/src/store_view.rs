@@ -8,10 +8,10 @@
 //!   few things of the host a program needs to run and reach the network
 //!   (see [`isolate`] for the list).
 //!
-//! Both run in a user namespace too when drv is not root, mapping only the
-//! caller's own uid and gid (so the program keeps its uid), and assemble
-//! their root with the build sandbox's [`Step`]s: the same mounts, the same
-//! read-only remounts.
+//! Both plan a root here and enter it with the sandbox's
+//! [`enter_root`]: a user namespace too when drv is not root, mapping only
+//! the caller's own uid and gid (so the program keeps its uid), and the
+//! build sandbox's [`Step`]s: the same mounts, the same read-only remounts.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
@@ -21,10 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use drv_sandbox::{apply_step, remount_read_only, Step, DEVICES, DEVICE_LINKS};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{chdir, pivot_root};
+use drv_sandbox::{enter_root, own_id_maps, RootPlan, Step, DEVICES, DEVICE_LINKS};
 
 /// Where an isolated program starts: the fresh, empty, writable `/tmp`
 /// (the rest of its root is read-only).
@@ -36,18 +33,6 @@ const ETC_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
 
 /// The host's certificate directory (CA certificates for TLS).
 const CERTS: &str = "/etc/ssl/certs";
-
-/// What the child needs, prepared before forking so that the child only
-/// makes system calls.
-struct Plan {
-    new_root: CString,
-    /// Applied in order; a step marked `false` may fail (a host entry that
-    /// cannot be bound, such as an odd special file, is left out).
-    steps: Vec<(Step, bool)>,
-    read_only_root: bool,
-    cwd: CString,
-    maps: Option<(Vec<u8>, Vec<u8>)>,
-}
 
 fn c(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL")
@@ -119,12 +104,6 @@ impl Layout {
     }
 }
 
-fn id_maps() -> Option<(Vec<u8>, Vec<u8>)> {
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
-    (uid != 0).then(|| (format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes()))
-}
-
 fn new_root_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("drv-store-view-").tempdir()?)
 }
@@ -161,12 +140,12 @@ pub fn apply(cmd: &mut Command, real_store: &Path, logical_store: &Path) -> anyh
         }
     }
     layout.bind(&real, logical_store, true, true)?;
-    let plan = Plan {
+    let plan = RootPlan {
         new_root: c(dir.path()),
         steps: layout.steps,
         read_only_root: false,
         cwd: c(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))),
-        maps: id_maps(),
+        maps: own_id_maps(),
     };
     enter_before_exec(cmd, plan);
     Ok(StoreView { dir: Some(dir) })
@@ -236,12 +215,12 @@ pub fn isolate(cmd: &mut Command, logical_store: &Path, closure: &[ClosurePath])
         layout.bind(&host, &inside, false, true)?;
     }
 
-    let plan = Plan {
+    let plan = RootPlan {
         new_root: c(dir.path()),
         steps: layout.steps,
         read_only_root: true,
         cwd: c(Path::new(ISOLATED_CWD)),
-        maps: id_maps(),
+        maps: own_id_maps(),
     };
     enter_before_exec(cmd, plan);
     Ok(StoreView { dir: Some(dir) })
@@ -283,43 +262,12 @@ fn certificate_dirs() -> Vec<(PathBuf, PathBuf)> {
     std::iter::once((real_certs, certs.to_owned())).chain(chosen.into_iter().map(|d| (d.clone(), d))).collect()
 }
 
-fn enter_before_exec(cmd: &mut Command, plan: Plan) {
+fn enter_before_exec(cmd: &mut Command, plan: RootPlan) {
     // SAFETY: the closure runs in the forked child before exec; it only
     // makes system calls on data prepared above.
     unsafe {
-        cmd.pre_exec(move || enter(&plan).map_err(std::io::Error::from));
+        cmd.pre_exec(move || enter_root(&plan).map_err(std::io::Error::from));
     }
-}
-
-fn enter(plan: &Plan) -> nix::Result<()> {
-    use nix::fcntl::OFlag;
-    use nix::sys::stat::Mode;
-    if let Some((uid_map, gid_map)) = &plan.maps {
-        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
-        for (file, data) in [(c"/proc/self/setgroups", &b"deny"[..]), (c"/proc/self/uid_map", uid_map), (c"/proc/self/gid_map", gid_map)] {
-            let fd = nix::fcntl::open(file, OFlag::O_WRONLY, Mode::empty())?;
-            nix::unistd::write(&fd, data)?;
-        }
-    } else {
-        unshare(CloneFlags::CLONE_NEWNS)?;
-    }
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
-    mount(Some("tmpfs"), plan.new_root.as_c_str(), Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))?;
-    for (step, required) in &plan.steps {
-        match apply_step(step) {
-            Err(e) if *required => return Err(e),
-            _ => {}
-        }
-    }
-    chdir(plan.new_root.as_c_str())?;
-    pivot_root(".", ".")?;
-    umount2(".", MntFlags::MNT_DETACH)?;
-    chdir("/")?;
-    if plan.read_only_root {
-        remount_read_only(c"/")?;
-    }
-    chdir(plan.cwd.as_c_str()).or_else(|_| chdir("/"))?;
-    Ok(())
 }
 
 impl Drop for StoreView {

@@ -1,5 +1,8 @@
 //! drv's Debian layer: pinned toolchains from Debian's archive.
 //!
+//! Layer 2 of 6 (docs/architecture.md, "Layers"): it may use drv-python
+//! (the Python part of `drv.lock`) and nothing above; no SQLite, no HTTP.
+//!
 //! Pure parsing and resolution, plus the file-system work of unpacking
 //! `.deb`s; nothing here touches the network, the store or the host's dpkg
 //! database. The store's builtin builder and `drv lock` sit above it.

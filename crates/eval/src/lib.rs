@@ -1,5 +1,9 @@
 //! drv's evaluator: recipes (TOML) to derivations.
 //!
+//! Layer 5 of 6 (docs/architecture.md, "Layers"): it may use every crate
+//! below (the store to write `.drv` files, drv-realise for the builtins'
+//! contract), never the CLI.
+//!
 //! [`load`] finds and checks a recipe and every recipe it reaches
 //! ([`RecipeSet`]); [`lower`] turns them into Nix derivations, writes the
 //! `.drv` files to the store and returns the DAG ([`Evaluation`]).

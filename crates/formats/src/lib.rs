@@ -1,5 +1,8 @@
 //! drv's formats layer: Nix's data formats, pure.
 //!
+//! Layer 1 of 6 (docs/architecture.md, "Layers"), with drv-sandbox and
+//! drv-python beside it; it uses no drv crate.
+//!
 //! The bottom layer: store paths and store directories, sha256 and its
 //! spellings (nixbase32, base16, SRI), NAR archives, derivations (ATerm and
 //! their JSON), narinfo files and signing keys. No I/O but reading and

@@ -1,6 +1,9 @@
 //! Python's packaging formats, as drv reads them: the layer between a
 //! project's lock file and the derivations that install its packages.
 //!
+//! Layer 1 of 6 (docs/architecture.md, "Layers"), with drv-formats and
+//! drv-sandbox beside it; it uses no drv crate.
+//!
 //! Pure: it reads text handed to it and does no I/O. It may use only
 //! `pep440_rs`/`pep508_rs` (versions, requirements and markers, as uv
 //! parses them), `serde` and `toml`.

@@ -1,7 +1,7 @@
 //! drv's realisation layer: making store paths valid by building,
 //! fetching or substituting them, and the services around that.
 //!
-//! Layer 4 (see docs/architecture.md): above the local store
+//! Layer 4 of 6 (docs/architecture.md, "Layers"): above the local store
 //! ([`drv_store`]), the sandbox ([`drv_sandbox`]) and the formats
 //! ([`drv_formats`]); below evaluation and the CLI. It may use HTTP,
 //! the sandbox and the store's public API; never evaluation or the CLI,

@@ -1,5 +1,8 @@
 //! drv's sandbox layer: run one builder hermetically in Linux namespaces.
 //!
+//! Layer 1 of 6 (docs/architecture.md, "Layers"), with drv-formats and
+//! drv-python beside it; it uses no drv crate.
+//!
 //! Below the local store, beside the formats: it knows no store paths,
 //! derivations or databases, only the host paths and strings of a
 //! [`SandboxSpec`] (the caller turns a derivation into one), so it needs
@@ -71,9 +74,10 @@
 //!
 //! # Pieces for other namespaces
 //!
-//! [`Step`] and [`apply_step`] (with [`remount_read_only`], [`DEVICES`] and
-//! [`DEVICE_LINKS`]) are how a root is assembled here; `drv run`'s mount
-//! namespaces (`--root` stores, `--isolated`) assemble theirs with them too.
+//! [`Step`]s (with [`DEVICES`] and [`DEVICE_LINKS`]) are how a root is
+//! assembled here; `drv run`'s mount namespaces (`--root` stores,
+//! `--isolated`) plan theirs with them and enter them with [`enter_root`]
+//! (a [`RootPlan`]), so the binary has one mount-namespace implementation.
 
 mod cgroup;
 mod child;
@@ -82,10 +86,11 @@ mod limits;
 mod plan;
 mod run;
 mod spec;
+mod view;
 
-pub use child::{remount_read_only, run_step as apply_step};
 pub use error::{Result, SandboxError};
 pub use limits::{limit_notes, parse_size, LimitHit, Limits, Size, SizeError, DEFAULT_MAX_PROCESSES, DEFAULT_TMP_SIZE};
 pub use plan::{Step, DEVICES, DEVICE_LINKS};
 pub use run::{check_namespaces, run, MAX_ARG_STRLEN};
+pub use view::{enter_root, own_id_maps, RootPlan};
 pub use spec::{BuildDirFs, Conditions, Input, Isolation, SandboxSpec, BUILD_DIR, BUILD_GID, BUILD_UID, BUILD_USER};

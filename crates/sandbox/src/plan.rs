@@ -33,7 +33,7 @@ pub const DEVICE_LINKS: [(&str, &str); 4] = [
 /// to resolve names and check certificates.
 const NETWORK_ETC_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
 
-/// One thing to create in a new root, applied by [`super::apply_step`] in
+/// One thing to create in a new root, applied by the sandbox's child (and [`super::enter_root`]) in
 /// a forked child (after `fork`, before `exec`). The build sandbox's
 /// targets are absolute paths under [`NEW_ROOT`], its bind sources under
 /// [`OLD_ROOT`]; other users (`drv run`'s mount namespaces) use host paths.

@@ -1,6 +1,6 @@
 //! drv's local store layer.
 //!
-//! Layer 3 of four (see docs/architecture.md): above [`drv_formats`]
+//! Layer 3 of 6 (docs/architecture.md, "Layers"): above [`drv_formats`]
 //! (Nix's pure data formats), below `drv-realise` (building, fetching,
 //! binary caches) and evaluation. It owns one store on this machine and
 //! nothing else: no HTTP, no sandbox, no derivation is built here. It may
