@@ -645,18 +645,7 @@ pub(crate) mod proptests {
     /// once); `bench/fuzz.sh` runs it.
     #[test]
     fn fuzz_lock() {
-        let Some(seconds) = std::env::var("DRV_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else { return };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        let mut inputs = 0u64;
-        while std::time::Instant::now() < deadline {
-            let config = ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
-            let mut runner = proptest::test_runner::TestRunner::new(config);
-            if let Err(e) = runner.run(&mutated_lock_text(), |t| check_lock_round_trip(&t)) {
-                panic!("fuzz lock: failed after {inputs} inputs: {e}");
-            }
-            inputs += 500;
-        }
-        eprintln!("fuzz lock: {inputs} inputs in {seconds} s, no failure");
+        drv_formats::fuzz::fuzz("lock", mutated_lock_text(), |t| check_lock_round_trip(&t));
     }
 }
 

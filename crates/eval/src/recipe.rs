@@ -882,18 +882,7 @@ mod proptests {
     /// seconds (none: returns at once); `bench/fuzz.sh` runs it.
     #[test]
     fn fuzz_recipe() {
-        let Some(seconds) = std::env::var("DRV_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else { return };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        let mut inputs = 0u64;
-        while std::time::Instant::now() < deadline {
-            let config = ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
-            let mut runner = proptest::test_runner::TestRunner::new(config);
-            if let Err(e) = runner.run(&mutated_recipe(), |t| check_recipe(&t)) {
-                panic!("fuzz recipe: failed after {inputs} inputs: {e}");
-            }
-            inputs += 500;
-        }
-        eprintln!("fuzz recipe: {inputs} inputs in {seconds} s, no failure");
+        drv_formats::fuzz::fuzz("recipe", mutated_recipe(), |t| check_recipe(&t));
     }
 }
 

@@ -1,4 +1,6 @@
-//! Fuzz targets, one per parser of drv-formats: each runs the parser's
+//! The time-boxed fuzz runner ([`fuzz`]; the `fuzz` feature makes it
+//! available to the other crates' fuzz targets), and the fuzz targets of
+//! drv-formats, one per parser: each runs the parser's
 //! property test (anything parsed renders to bytes that parse to the same
 //! value, or it is refused; nothing panics) on fresh random inputs for
 //! `DRV_FUZZ_SECONDS` seconds. Without that variable they return at once,
@@ -13,7 +15,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// Run `check` on inputs from `strategy` until the time budget is spent;
 /// a failure panics with proptest's shrunk input.
-pub(crate) fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+pub fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result<(), TestCaseError>) {
     let Some(seconds) = std::env::var("DRV_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else {
         return;
     };

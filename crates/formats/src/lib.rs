@@ -24,8 +24,8 @@ pub mod nar;
 mod narinfo;
 mod path;
 
-#[cfg(test)]
-mod fuzz;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 
 pub use derivation::{Derivation, DerivationBuilder, DerivationHash, DerivationOutput};
 pub use error::FormatError;
