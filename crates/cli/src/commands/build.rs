@@ -1,6 +1,5 @@
 //! `drv build`, `drv test`, `drv log`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use drv_formats::StorePath;
 use drv_store::LocalStore;
 use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, BuildResults, Realiser};
 
+use crate::printer::Printer;
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
 
@@ -73,9 +73,6 @@ pub struct BuildArgs {
     /// configuration's tmp-size, else 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     tmp_size: Option<u64>,
-    /// Print only the output paths: no progress, no test results.
-    #[arg(short, long)]
-    quiet: bool,
     #[command(flatten)]
     substitute: super::cache::SubstituteArgs,
     /// No summary line when nothing was built or fetched (`drv run`).
@@ -112,7 +109,7 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
     Ok((out, Derivations::from_evaluated(evaluated)))
 }
 
-pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
+pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool, printer: Printer) -> anyhow::Result<ExitCode> {
     // Refused before anything is built: `-o ''`, `-o dir/..`, `-o /`.
     if !args.no_link && args.out_link.file_name().is_none() {
         bail!("--out-link {:?} names no file to create the result link as; pass a name like `result`", args.out_link);
@@ -123,21 +120,20 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     // The realiser lets collections run before it downloads or builds.
     store.pause_collections()?;
     let (targets, derivations) = resolve_targets(&mut store, &args.targets, tests)?;
-    let result = realise(cli, &store, &targets, &derivations, args)?;
+    let result = realise(cli, &store, &targets, &derivations, args, printer)?;
     // The JSON report is the whole of stdout.
     if args.json {
         store.end_pause_dropping_temp_roots();
         return Ok(ExitCode::SUCCESS);
     }
-    let mut stdout = std::io::stdout().lock();
     for (i, drv_path) in targets.iter().enumerate() {
         let target = result.result(drv_path).context("a target has no build result")?;
-        if tests && !args.quiet {
+        if tests {
             let state = if target.status == BuildStatus::Built { "passed" } else { "cached" };
-            eprintln!("test {}: {state}", drv_path.name().trim_end_matches(".drv"));
+            printer.info(format_args!("test {}: {state}", drv_path.name().trim_end_matches(".drv")));
         }
         for (name, path) in &target.outputs {
-            writeln!(stdout, "{}", store.display(path))?;
+            printer.result(store.display(path))?;
             if !args.no_link {
                 let mut link = args.out_link.clone().into_os_string();
                 if i > 0 {
@@ -163,9 +159,10 @@ pub fn realise(
     targets: &[StorePath],
     derivations: &Derivations,
     args: &BuildArgs,
+    printer: Printer,
 ) -> anyhow::Result<BuildResults> {
     let config = cli.config()?;
-    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet, cli.log_format));
+    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, printer));
     let defaults = BuildSettings::default();
     let mut limits = config.limits();
     let flag = |value: u64| (value != 0).then_some(value);
@@ -210,23 +207,27 @@ pub fn realise(
     // `drv run` and `drv shell` say nothing when nothing was to be done.
     let idle = summary.built + summary.substituted + summary.failed == 0;
     reporter.finish((!(idle && args.no_summary_when_idle)).then_some(summary));
+    // `-v`: what became of each derivation, in Nix's words.
+    for r in &result.results {
+        printer.detail(format_args!("{}: {}", store.display(&r.drv_path), r.status));
+    }
     if args.vary.is_some() {
         if args.json {
             let json = serde_json::json!({ "derivations": result.vary_reports });
-            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&json)?)?;
-        } else if !args.quiet {
-            let mut err = std::io::stderr().lock();
+            printer.with_json(true).json_pretty(&json)?;
+        } else {
             for report in &result.vary_reports {
-                let _ = write!(err, "{}", render_vary_report(report));
+                for line in render_vary_report(report).lines() {
+                    printer.info(line);
+                }
             }
         }
     }
     let failed = result.failures().count();
     if failed > 0 {
-        let mut err = std::io::stderr().lock();
         for r in result.failures() {
             let why = r.error.as_ref().map_or_else(|| r.status.to_string(), ToString::to_string);
-            let _ = writeln!(err, "error: {}: {why}", store.display(&r.drv_path));
+            printer.error(format_args!("{}: {why}", store.display(&r.drv_path)));
         }
         bail!("{failed} derivation(s) failed");
     }
@@ -252,7 +253,6 @@ impl BuildArgs {
             max_processes: None,
             max_memory: None,
             tmp_size: None,
-            quiet: false,
             substitute: super::cache::SubstituteArgs::default(),
             no_summary_when_idle: true,
         }
@@ -292,7 +292,7 @@ pub struct LogArgs {
     follow: bool,
 }
 
-pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
+pub fn run_log(cli: &Cli, args: &LogArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let drv = if args.target.ends_with(".toml") {
         super::eval::evaluate_summary(&mut store, Path::new(&args.target))?.root
@@ -305,7 +305,7 @@ pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
             info.deriver.with_context(|| format!("{} has no known deriver", store.display(&p)))?
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = printer.stdout();
     if !realise::copy_log(&store, &drv, args.follow, &mut out)? {
         let file = realise::log_file(&store, &drv);
         bail!("no build log of {} ({}): it has not been built here, or is not building yet", store.display(&drv), file.display());
