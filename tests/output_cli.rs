@@ -58,18 +58,33 @@ impl Session {
     }
 
     fn run_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> String {
+        self.render(args, setup, false)
+    }
+
+    /// As [`Session::run`], with stdout's lines sorted (after redaction):
+    /// for listings whose order depends on when parallel builds ended.
+    fn run_sorted(&self, args: &[&str]) -> String {
+        self.render(args, |_| {}, true)
+    }
+
+    fn render(&self, args: &[&str], setup: impl FnOnce(&mut Command), sort: bool) -> String {
         let mut c = self.cmd();
         c.args(args);
         setup(&mut c);
         let out = c.output().unwrap();
         let shown: Vec<String> = args.iter().map(|a| self.redact(a)).collect();
-        self.redact(&format!(
-            "$ drv {}\nexit code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+        let mut stdout = self.redact(&String::from_utf8_lossy(&out.stdout));
+        if sort {
+            let mut lines: Vec<&str> = stdout.lines().collect();
+            lines.sort();
+            stdout = lines.iter().map(|l| format!("{l}\n")).collect();
+        }
+        format!(
+            "$ drv {}\nexit code: {}\n----- stdout -----\n{stdout}----- stderr -----\n{}",
             shown.join(" "),
             out.status.code().map_or("signal".to_owned(), |c| c.to_string()),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+            self.redact(&String::from_utf8_lossy(&out.stderr))
+        )
     }
 
     /// `drv ARGS`, which must succeed; its stdout, unredacted.
@@ -324,7 +339,7 @@ script = '$hello/bin/hello || true'
     // cache push, fetch
     let keys = common::keys(&t.s, "cache-1");
     let cache = format!("file://{}", t.s.scratch("cache").display());
-    insta::assert_snapshot!("cache-push", t.run(&["cache", "push", "--to", &cache, "--key", &keys.secret, "result"]));
+    insta::assert_snapshot!("cache-push", t.run(&["cache", "push", "-j", "1", "--to", &cache, "--key", &keys.secret, "result"]));
     insta::assert_snapshot!("cache-push-again", t.run(&["cache", "push", "-q", "--to", &cache, "--key", &keys.secret, "result"]));
     insta::assert_snapshot!("cache-push-failure", t.run(&["cache", "push", "--to", &cache, "--key", "missing.sec", "result"]));
     insta::assert_snapshot!("cache-fetch-failure", t.run(&["cache", "fetch", &a_out]));
@@ -335,7 +350,7 @@ script = '$hello/bin/hello || true'
     insta::assert_snapshot!("gc-print-roots", t.run(&["gc", "--print-roots"]));
     insta::assert_snapshot!("gc-failure", t.run(&["gc", "--max-freed", "lots"]));
     fs::remove_file(t.s.dir.path().join("result")).unwrap();
-    insta::assert_snapshot!("gc-dry-run", t.run(&["gc", "--dry-run"]));
+    insta::assert_snapshot!("gc-dry-run", t.run_sorted(&["gc", "--dry-run"]));
     insta::assert_snapshot!("gc", t.run(&["gc"]));
     insta::assert_snapshot!("gc-json", t.run(&["gc", "--json"]));
 }
