@@ -272,6 +272,8 @@ fn commands_on_a_built_store() {
     // build: one new derivation (its inputs valid), then a no-op, quiet, and a failure.
     insta::assert_snapshot!("build", t.run(&["build", &b]));
     insta::assert_snapshot!("build-again", t.run(&["build", &b]));
+    let c = t.recipe("c", &format!("name = \"c\"\nversion = \"1\"\n[dependencies]\nbuild = [\"a.toml\"]\n{TOOLS}[build]\nscript = 'mkdir $out; cat $a/a > $out/c'\n"));
+    insta::assert_snapshot!("build-verbose", t.run(&["build", "-v", "--no-link", &c, &b]));
     insta::assert_snapshot!("build-quiet", t.run(&["build", "-q", "--no-link", &b]));
     insta::assert_snapshot!("build-failure", t.run(&["build", "--no-link", &bad]));
     insta::assert_snapshot!("build-quiet-failure", t.run(&["build", "-q", "--no-link", &bad]));

@@ -68,10 +68,6 @@ impl Printer {
         Self { json, ..self }
     }
 
-    pub fn verbosity(self) -> Verbosity {
-        self.verbosity
-    }
-
     pub fn is_json(self) -> bool {
         self.json
     }
@@ -210,6 +206,6 @@ mod tests {
         assert!(!p.is_json());
         let j = p.with_json(true);
         assert!(j.is_json());
-        assert_eq!(j.verbosity(), Verbosity::Verbose);
+        assert_eq!(j.verbosity, Verbosity::Verbose);
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, BuildResults, Realiser};
+use drv_realise::realise::{self, BuildResult, BuildResults, BuildSettings, BuildStatus, Derivations, Realiser};
 
 use crate::printer::Printer;
 use crate::reporter::{Summary, TerminalReporter};
@@ -207,8 +207,11 @@ pub fn realise(
     // `drv run` and `drv shell` say nothing when nothing was to be done.
     let idle = summary.built + summary.substituted + summary.failed == 0;
     reporter.finish((!(idle && args.no_summary_when_idle)).then_some(summary));
-    // `-v`: what became of each derivation, in Nix's words.
-    for r in &result.results {
+    // `-v`: what became of each derivation, in Nix's words, in the order
+    // of their paths (builds end in any order).
+    let mut results: Vec<&BuildResult> = result.results.iter().collect();
+    results.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
+    for r in results {
         printer.detail(format_args!("{}: {}", store.display(&r.drv_path), r.status));
     }
     if args.vary.is_some() {
