@@ -345,6 +345,7 @@ script = '$hello/bin/hello || true'
     insta::assert_snapshot!("cache-push-again", t.run(&["cache", "push", "-q", "--to", &cache, "--key", &keys.secret, "result"]));
     insta::assert_snapshot!("cache-push-failure", t.run(&["cache", "push", "--to", &cache, "--key", "missing.sec", "result"]));
     insta::assert_snapshot!("cache-fetch-failure", t.run(&["cache", "fetch", &a_out]));
+    insta::assert_snapshot!("cache-serve-failure", t.run(&["cache", "serve", "--listen", "127.0.0.1:0", "--key", "missing.sec"]));
 
     // root, gc
     insta::assert_snapshot!("root-list", t.run(&["root", "list"]));
@@ -395,9 +396,21 @@ fn commands_without_a_build() {
     insta::assert_snapshot!("store-add", t.run(&["store", "add", file]));
     insta::assert_snapshot!("store-add-fixed-failure", t.run(&["store", "add-fixed", "sha256", "--expect", "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", file]));
 
-    // lock --check: covered, then a recipe naming a package the lock lacks
+    // store dump, restore
+    let out = t.cmd().args(["store", "dump", file]).output().unwrap();
+    assert!(out.status.success() && out.stdout.starts_with(b"\x0d\0\0\0\0\0\0\0nix-archive-1"), "{out:?}");
+    insta::assert_snapshot!("store-dump-failure", t.run(&["store", "dump", missing]));
+    insta::assert_snapshot!("store-restore-failure", t.run_with(&["store", "restore", t.s.dir.path().to_str().unwrap()], |c| {
+        c.stdin(std::process::Stdio::null());
+    }));
+
+    // lock: everything is in the lock already (so offline); no recipe at all
     let dir = t.recipes();
     fs::write(dir.join("tools.toml"), format!("name = \"tools\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'true'\n")).unwrap();
+    insta::assert_snapshot!("lock", t.run(&["lock", "recipes"]));
+    insta::assert_snapshot!("lock-failure", t.run(&["lock", "recipes/none.toml"]));
+
+    // lock --check: covered, then a recipe naming a package the lock lacks
     insta::assert_snapshot!("lock-check", t.run(&["lock", "--check", "recipes"]));
     fs::write(dir.join("more.toml"), "name = \"more\"\nversion = \"1\"\n[toolchain]\ndebian = [\"no-such-package\"]\n[build]\nscript = 'true'\n").unwrap();
     insta::assert_snapshot!("lock-check-failure", t.run(&["lock", "--check", "recipes"]));

@@ -155,7 +155,13 @@ pub fn run(cli: &Cli, cmd: &StoreCommand, printer: Printer) -> anyhow::Result<Ex
             let stdout = printer.stdout();
             // The size of a pipe's buffer: larger writes only make the reader wait.
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
-            nar::dump_path(path, &mut out).with_context(|| format!("cannot dump {}", path.display()))?;
+            if let Err(e) = nar::dump_path(path, &mut out) {
+                // A NAR cut short is no NAR: what is still buffered (all of
+                // it, for a missing path or a small tree) is dropped, so
+                // the reader gets nothing rather than a truncated archive.
+                let _ = out.into_parts();
+                return Err(anyhow::Error::new(e).context(format!("cannot dump {}", path.display())));
+            }
             out.flush()?;
         }
         StoreCommand::Restore { dir } => {
