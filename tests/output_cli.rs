@@ -277,6 +277,8 @@ fn commands_on_a_built_store() {
     insta::assert_snapshot!("build-quiet", t.run(&["build", "-q", "--no-link", &b]));
     insta::assert_snapshot!("build-failure", t.run(&["build", "--no-link", &bad]));
     insta::assert_snapshot!("build-quiet-failure", t.run(&["build", "-q", "--no-link", &bad]));
+    insta::assert_snapshot!("build-json", t.run(&["build", "--json", "--no-link", &b, &a]));
+    insta::assert_snapshot!("build-json-failure", t.run(&["build", "--json", "--no-link", &bad]));
     let b_out = fs::read_link(t.s.dir.path().join("result")).unwrap().display().to_string();
 
     // log (the failure: a derivation never built, further down)

@@ -46,8 +46,11 @@ pub struct BuildArgs {
     /// cores, umask, user, hostname, locale, timezone, env, file-order.
     #[arg(long, value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "all", requires = "check")]
     vary: Option<String>,
-    /// With --vary: print the report as JSON on stdout instead of the output paths.
-    #[arg(long, requires = "vary")]
+    /// Print JSON on stdout instead of the output paths: an array with an object per derivation
+    /// realised, the targets first, `{"drvPath", "status", "outputs": {NAME: PATH}, "error"}`
+    /// (`nix build --json`'s shape, with the status in Nix's words). With --vary: the report of
+    /// the variations instead.
+    #[arg(long)]
     json: bool,
     /// Print the builds' logs on stderr as they run.
     #[arg(short = 'L', long)]
@@ -120,9 +123,12 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool, printer: Printer) -> 
     // The realiser lets collections run before it downloads or builds.
     store.pause_collections()?;
     let (targets, derivations) = resolve_targets(&mut store, &args.targets, tests)?;
+    // With --json the results are printed by `realise`, and the output
+    // paths are not: stdout holds the JSON document only.
+    let printer = printer.with_json(args.json);
     let result = realise(cli, &store, &targets, &derivations, args, printer)?;
-    // The JSON report is the whole of stdout.
-    if args.json {
+    // The variation report says nothing of result links: none are made.
+    if args.json && args.vary.is_some() {
         store.end_pause_dropping_temp_roots();
         return Ok(ExitCode::SUCCESS);
     }
@@ -214,10 +220,15 @@ pub fn realise(
     for r in results {
         printer.detail(format_args!("{}: {}", store.display(&r.drv_path), r.status));
     }
+    if args.json && args.vary.is_none() {
+        // Printed before a failure ends the command: a script reads which
+        // derivation failed, and why, from it.
+        printer.json_pretty(&results_json(store, &result, targets))?;
+    }
     if args.vary.is_some() {
         if args.json {
             let json = serde_json::json!({ "derivations": result.vary_reports });
-            printer.with_json(true).json_pretty(&json)?;
+            printer.json_pretty(&json)?;
         } else {
             for report in &result.vary_reports {
                 for line in render_vary_report(report).lines() {
@@ -235,6 +246,37 @@ pub fn realise(
         bail!("{failed} derivation(s) failed");
     }
     Ok(result)
+}
+
+/// `drv build --json`: an object per derivation realised, `nix build
+/// --json`'s shape (`drvPath`, `outputs`) with the status, and the error of
+/// a failure; the targets first, in the order given, then the rest in the
+/// order of their paths.
+fn results_json(store: &LocalStore, result: &BuildResults, targets: &[StorePath]) -> serde_json::Value {
+    let mut ordered: Vec<&BuildResult> = Vec::new();
+    for r in targets.iter().filter_map(|t| result.result(t)) {
+        // A target given twice is one derivation.
+        if !ordered.iter().any(|o| o.drv_path == r.drv_path) {
+            ordered.push(r);
+        }
+    }
+    let mut rest: Vec<&BuildResult> = result.results.iter().filter(|r| !targets.contains(&r.drv_path)).collect();
+    rest.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
+    ordered.extend(rest);
+    let objects = ordered.iter().map(|r| {
+        let outputs: serde_json::Map<String, serde_json::Value> =
+            r.outputs.iter().map(|(name, path)| (name.clone(), store.display(path).into())).collect();
+        let mut o = serde_json::json!({
+            "drvPath": store.display(&r.drv_path),
+            "status": r.status.to_string(),
+            "outputs": outputs,
+        });
+        if let Some(e) = &r.error {
+            o["error"] = e.to_string().into();
+        }
+        o
+    });
+    serde_json::Value::Array(objects.collect())
 }
 
 impl BuildArgs {
