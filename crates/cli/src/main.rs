@@ -4,10 +4,10 @@
 
 mod commands;
 mod diagnostics;
+mod printer;
 mod reporter;
 mod store_view;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,6 +53,15 @@ pub struct Cli {
     /// plain lines; `bar` always draws the live display.
     #[arg(long, global = true, env = "DRV_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
     log_format: reporter::LogFormat,
+
+    /// Print only results on stdout (store paths, hashes, JSON) and warnings and errors on
+    /// stderr: no progress, summaries or notes.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Also print details on stderr (when building: each derivation's outcome).
+    #[arg(short, long, global = true)]
+    verbose: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -310,6 +319,16 @@ Examples:
 }
 
 impl Cli {
+    /// The output policy the global flags ask for.
+    fn printer(&self) -> printer::Printer {
+        let verbosity = match (self.quiet, self.verbose) {
+            (true, _) => printer::Verbosity::Quiet,
+            (false, true) => printer::Verbosity::Verbose,
+            (false, false) => printer::Verbosity::Normal,
+        };
+        printer::Printer::new(verbosity, self.log_format)
+    }
+
     /// drv's configuration (files, then environment).
     fn config(&self) -> anyhow::Result<drv_realise::Config> {
         Ok(drv_realise::Config::load()?)
@@ -330,51 +349,29 @@ fn main() -> ExitCode {
     // SAFETY: no other thread exists yet to race on the signal disposition.
     let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
+    let p = cli.printer();
     let result = match &cli.command {
-        Command::Store(c) => commands::store::run(&cli, c),
-        Command::Hash(c) => commands::hash::run(c),
-        Command::PathInfo(a) => commands::path_info::run(&cli, a),
-        Command::Build(a) => commands::build::run_build(&cli, a, false),
-        Command::Test(a) => commands::build::run_build(&cli, a, true),
-        Command::Log(a) => commands::build::run_log(&cli, a),
-        Command::WhyDepends(a) => commands::why_depends::run(&cli, a),
-        Command::WhyRebuild(a) => commands::why_rebuild::run(&cli, a),
-        Command::Run(a) => commands::run::run_run(&cli, a),
-        Command::Shell(a) => commands::run::run_shell(&cli, a),
-        Command::Eval(a) => commands::eval::run_eval(&cli, a),
-        Command::ShowDerivation(a) => commands::eval::run_show(&cli, a),
-        Command::Graph(a) => commands::eval::run_graph(&cli, a),
-        Command::Lock(a) => commands::lock::run(&cli, a),
-        Command::Prefetch(a) => commands::prefetch::run(&cli, a),
-        Command::Gc(a) => commands::gc::run_gc(&cli, a),
-        Command::Root(c) => commands::gc::run_root(&cli, c),
-        Command::Cache(c) => commands::cache::run(&cli, c),
-        Command::Key(c) => commands::key::run(c),
-        Command::Completions(a) => commands::completions::run_completions(a),
-        Command::Man(a) => commands::completions::run_man(a),
+        Command::Store(c) => commands::store::run(&cli, c, p),
+        Command::Hash(c) => commands::hash::run(c, p),
+        Command::PathInfo(a) => commands::path_info::run(&cli, a, p),
+        Command::Build(a) => commands::build::run_build(&cli, a, false, p),
+        Command::Test(a) => commands::build::run_build(&cli, a, true, p),
+        Command::Log(a) => commands::build::run_log(&cli, a, p),
+        Command::WhyDepends(a) => commands::why_depends::run(&cli, a, p),
+        Command::WhyRebuild(a) => commands::why_rebuild::run(&cli, a, p),
+        Command::Run(a) => commands::run::run_run(&cli, a, p),
+        Command::Shell(a) => commands::run::run_shell(&cli, a, p),
+        Command::Eval(a) => commands::eval::run_eval(&cli, a, p),
+        Command::ShowDerivation(a) => commands::eval::run_show(&cli, a, p),
+        Command::Graph(a) => commands::eval::run_graph(&cli, a, p),
+        Command::Lock(a) => commands::lock::run(&cli, a, p),
+        Command::Prefetch(a) => commands::prefetch::run(&cli, a, p),
+        Command::Gc(a) => commands::gc::run_gc(&cli, a, p),
+        Command::Root(c) => commands::gc::run_root(&cli, c, p),
+        Command::Cache(c) => commands::cache::run(&cli, c, p),
+        Command::Key(c) => commands::key::run(c, p),
+        Command::Completions(a) => commands::completions::run_completions(a, p),
+        Command::Man(a) => commands::completions::run_man(a, p),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            // A closed pipe (`drv store dump | head`) is the reader's choice.
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
-            let mut stderr = std::io::stderr().lock();
-            // A recipe or lock-file error shows its line, as cargo's do.
-            if let Some(shown) = diagnostics::render(&e, diagnostics::color_on_stderr()) {
-                let _ = writeln!(stderr, "{shown}");
-                return ExitCode::FAILURE;
-            }
-            let _ = write!(stderr, "error: {e}");
-            for cause in e.chain().skip(1) {
-                let _ = write!(stderr, ": {cause}");
-            }
-            let _ = writeln!(stderr);
-            ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|e| p.report_error(&e))
 }

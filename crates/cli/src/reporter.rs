@@ -7,13 +7,15 @@
 //! lines on a terminal.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use drv_formats::StorePath;
 use drv_realise::Reporter;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::printer::{Printer, Progress};
 
 /// How `drv` shows progress (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -27,18 +29,6 @@ pub enum LogFormat {
     Bar,
 }
 
-impl LogFormat {
-    /// Whether to draw the live display. `--quiet` shows no progress at all.
-    pub fn live(self, quiet: bool) -> bool {
-        !quiet
-            && match self {
-                LogFormat::Auto => std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
-                LogFormat::Lines => false,
-                LogFormat::Bar => true,
-            }
-    }
-}
-
 /// What happened in one realisation, for the summary line.
 pub struct Summary {
     pub built: usize,
@@ -49,7 +39,7 @@ pub struct Summary {
 
 pub struct TerminalReporter {
     print_logs: bool,
-    quiet: bool,
+    printer: Printer,
     live: Option<Live>,
     state: Mutex<State>,
     started: Instant,
@@ -132,10 +122,10 @@ fn download_style(total: Option<u64>) -> ProgressStyle {
 }
 
 impl TerminalReporter {
-    /// `format` and `quiet` choose between the live display and lines;
-    /// `print_logs` is `-L`.
-    pub fn new(print_logs: bool, quiet: bool, format: LogFormat) -> Self {
-        let live = format.live(quiet).then(|| {
+    /// The printer chooses between the live display, lines and nothing
+    /// (`--quiet`); `print_logs` is `-L`.
+    pub fn new(print_logs: bool, printer: Printer) -> Self {
+        let live = (printer.progress() == Progress::Live).then(|| {
             // Drawn on stderr even when it is not a terminal (`--log-format bar`).
             let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 15);
             let multi = MultiProgress::with_draw_target(target);
@@ -143,24 +133,14 @@ impl TerminalReporter {
             counts.enable_steady_tick(TICK);
             Live { multi, counts }
         });
-        Self { print_logs, quiet, live, state: Mutex::new(State::default()), started: Instant::now() }
-    }
-
-    /// Whether the live display is drawn.
-    pub fn is_live(&self) -> bool {
-        self.live.is_some()
+        Self { print_logs, printer, live, state: Mutex::new(State::default()), started: Instant::now() }
     }
 
     /// A line that stays: above the live lines, or on its own.
     fn line(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
         match &self.live {
-            Some(live) => live.multi.suspend(|| eprintln!("{text}")),
-            None => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
+            Some(live) => live.multi.suspend(|| self.printer.info(text)),
+            None => self.printer.info(text),
         }
     }
 
@@ -226,16 +206,15 @@ impl TerminalReporter {
     /// given). Nothing drawn stays behind but the summary.
     pub fn finish(&self, summary: Option<Summary>) {
         self.clear();
-        if let Some(s) = summary.filter(|_| !self.quiet) {
-            let _ = writeln!(
-                std::io::stderr().lock(),
+        if let Some(s) = summary {
+            self.printer.info(format_args!(
                 "finished in {:.1}s: built {}, substituted {}, already valid {}, failed {}",
                 self.started.elapsed().as_secs_f64(),
                 s.built,
                 s.substituted,
                 s.already_valid,
                 s.failed
-            );
+            ));
         }
     }
 
@@ -395,6 +374,54 @@ impl Reporter for TerminalReporter {
     }
     fn message(&self, text: &str) {
         self.line(text);
+    }
+}
+
+/// Plain lines on stderr for commands that show no live display: the
+/// library's messages (retries, fallbacks) and, when `transfers`, the
+/// start of each download and upload. Nothing with `--quiet`.
+pub struct LineReporter {
+    printer: Printer,
+    transfers: bool,
+}
+
+impl LineReporter {
+    /// Messages only (`drv prefetch`, `drv lock`: their downloads are the
+    /// command itself).
+    pub fn messages(printer: Printer) -> Self {
+        Self { printer, transfers: false }
+    }
+
+    /// Messages and transfers (`drv cache push`, `drv cache fetch`).
+    pub fn transfers(printer: Printer) -> Self {
+        Self { printer, transfers: true }
+    }
+}
+
+impl Reporter for LineReporter {
+    fn download_started(&self, what: &str, url: &str, _total: Option<u64>) {
+        if self.transfers {
+            self.printer.info(format_args!("copying {what} ({url})"));
+        }
+    }
+    fn upload_started(&self, what: &str, dest: &str, size: Option<u64>) {
+        if self.transfers {
+            let size = size.map(|b| format!(" ({b} bytes)")).unwrap_or_default();
+            self.printer.info(format_args!("uploading {what}{size} to {dest}"));
+        }
+    }
+    fn message(&self, text: &str) {
+        self.printer.info(text);
+    }
+}
+
+/// What shows the progress of a transfer command (`drv cache push`,
+/// `drv cache fetch`): the live display on a terminal (cleared when
+/// dropped), else [`LineReporter`]'s lines.
+pub fn transfer_reporter(printer: Printer) -> Box<dyn Reporter> {
+    match printer.progress() {
+        Progress::Live => Box::new(TerminalReporter::new(false, printer)),
+        Progress::Lines | Progress::Hidden => Box::new(LineReporter::transfers(printer)),
     }
 }
 

@@ -1,6 +1,5 @@
 //! `drv build`, `drv test`, `drv log`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +8,9 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::{self, BuildSettings, BuildStatus, Derivations, BuildResults, Realiser};
+use drv_realise::realise::{self, BuildResult, BuildResults, BuildSettings, BuildStatus, Derivations, Realiser};
 
+use crate::printer::Printer;
 use crate::reporter::{Summary, TerminalReporter};
 use crate::Cli;
 
@@ -46,8 +46,11 @@ pub struct BuildArgs {
     /// cores, umask, user, hostname, locale, timezone, env, file-order.
     #[arg(long, value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "all", requires = "check")]
     vary: Option<String>,
-    /// With --vary: print the report as JSON on stdout instead of the output paths.
-    #[arg(long, requires = "vary")]
+    /// Print JSON on stdout instead of the output paths: an array with an object per derivation
+    /// realised, the targets first, `{"drvPath", "status", "outputs": {NAME: PATH}, "error"}`
+    /// (`nix build --json`'s shape, with the status in Nix's words). With --vary: the report of
+    /// the variations instead.
+    #[arg(long)]
     json: bool,
     /// Print the builds' logs on stderr as they run.
     #[arg(short = 'L', long)]
@@ -73,9 +76,6 @@ pub struct BuildArgs {
     /// configuration's tmp-size, else 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     tmp_size: Option<u64>,
-    /// Print only the output paths: no progress, no test results.
-    #[arg(short, long)]
-    quiet: bool,
     #[command(flatten)]
     substitute: super::cache::SubstituteArgs,
     /// No summary line when nothing was built or fetched (`drv run`).
@@ -112,7 +112,7 @@ pub fn resolve_targets(store: &mut LocalStore, targets: &[String], tests: bool) 
     Ok((out, Derivations::from_evaluated(evaluated)))
 }
 
-pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<ExitCode> {
+pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool, printer: Printer) -> anyhow::Result<ExitCode> {
     // Refused before anything is built: `-o ''`, `-o dir/..`, `-o /`.
     if !args.no_link && args.out_link.file_name().is_none() {
         bail!("--out-link {:?} names no file to create the result link as; pass a name like `result`", args.out_link);
@@ -123,21 +123,23 @@ pub fn run_build(cli: &Cli, args: &BuildArgs, tests: bool) -> anyhow::Result<Exi
     // The realiser lets collections run before it downloads or builds.
     store.pause_collections()?;
     let (targets, derivations) = resolve_targets(&mut store, &args.targets, tests)?;
-    let result = realise(cli, &store, &targets, &derivations, args)?;
-    // The JSON report is the whole of stdout.
-    if args.json {
+    // With --json the results are printed by `realise`, and the output
+    // paths are not: stdout holds the JSON document only.
+    let printer = printer.with_json(args.json);
+    let result = realise(cli, &store, &targets, &derivations, args, printer)?;
+    // The variation report says nothing of result links: none are made.
+    if args.json && args.vary.is_some() {
         store.end_pause_dropping_temp_roots();
         return Ok(ExitCode::SUCCESS);
     }
-    let mut stdout = std::io::stdout().lock();
     for (i, drv_path) in targets.iter().enumerate() {
         let target = result.result(drv_path).context("a target has no build result")?;
-        if tests && !args.quiet {
+        if tests {
             let state = if target.status == BuildStatus::Built { "passed" } else { "cached" };
-            eprintln!("test {}: {state}", drv_path.name().trim_end_matches(".drv"));
+            printer.info(format_args!("test {}: {state}", drv_path.name().trim_end_matches(".drv")));
         }
         for (name, path) in &target.outputs {
-            writeln!(stdout, "{}", store.display(path))?;
+            printer.result(store.display(path))?;
             if !args.no_link {
                 let mut link = args.out_link.clone().into_os_string();
                 if i > 0 {
@@ -163,9 +165,10 @@ pub fn realise(
     targets: &[StorePath],
     derivations: &Derivations,
     args: &BuildArgs,
+    printer: Printer,
 ) -> anyhow::Result<BuildResults> {
     let config = cli.config()?;
-    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, args.quiet, cli.log_format));
+    let reporter = Arc::new(TerminalReporter::new(args.print_build_logs, printer));
     let defaults = BuildSettings::default();
     let mut limits = config.limits();
     let flag = |value: u64| (value != 0).then_some(value);
@@ -210,27 +213,70 @@ pub fn realise(
     // `drv run` and `drv shell` say nothing when nothing was to be done.
     let idle = summary.built + summary.substituted + summary.failed == 0;
     reporter.finish((!(idle && args.no_summary_when_idle)).then_some(summary));
+    // `-v`: what became of each derivation, in Nix's words, in the order
+    // of their paths (builds end in any order).
+    let mut results: Vec<&BuildResult> = result.results.iter().collect();
+    results.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
+    for r in results {
+        printer.detail(format_args!("{}: {}", store.display(&r.drv_path), r.status));
+    }
+    if args.json && args.vary.is_none() {
+        // Printed before a failure ends the command: a script reads which
+        // derivation failed, and why, from it.
+        printer.json_pretty(&results_json(store, &result, targets))?;
+    }
     if args.vary.is_some() {
         if args.json {
             let json = serde_json::json!({ "derivations": result.vary_reports });
-            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&json)?)?;
-        } else if !args.quiet {
-            let mut err = std::io::stderr().lock();
+            printer.json_pretty(&json)?;
+        } else {
             for report in &result.vary_reports {
-                let _ = write!(err, "{}", render_vary_report(report));
+                for line in render_vary_report(report).lines() {
+                    printer.info(line);
+                }
             }
         }
     }
     let failed = result.failures().count();
     if failed > 0 {
-        let mut err = std::io::stderr().lock();
         for r in result.failures() {
             let why = r.error.as_ref().map_or_else(|| r.status.to_string(), ToString::to_string);
-            let _ = writeln!(err, "error: {}: {why}", store.display(&r.drv_path));
+            printer.error(format_args!("{}: {why}", store.display(&r.drv_path)));
         }
         bail!("{failed} derivation(s) failed");
     }
     Ok(result)
+}
+
+/// `drv build --json`: an object per derivation realised, `nix build
+/// --json`'s shape (`drvPath`, `outputs`) with the status, and the error of
+/// a failure; the targets first, in the order given, then the rest in the
+/// order of their paths.
+fn results_json(store: &LocalStore, result: &BuildResults, targets: &[StorePath]) -> serde_json::Value {
+    let mut ordered: Vec<&BuildResult> = Vec::new();
+    for r in targets.iter().filter_map(|t| result.result(t)) {
+        // A target given twice is one derivation.
+        if !ordered.iter().any(|o| o.drv_path == r.drv_path) {
+            ordered.push(r);
+        }
+    }
+    let mut rest: Vec<&BuildResult> = result.results.iter().filter(|r| !targets.contains(&r.drv_path)).collect();
+    rest.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
+    ordered.extend(rest);
+    let objects = ordered.iter().map(|r| {
+        let outputs: serde_json::Map<String, serde_json::Value> =
+            r.outputs.iter().map(|(name, path)| (name.clone(), store.display(path).into())).collect();
+        let mut o = serde_json::json!({
+            "drvPath": store.display(&r.drv_path),
+            "status": r.status.to_string(),
+            "outputs": outputs,
+        });
+        if let Some(e) = &r.error {
+            o["error"] = e.to_string().into();
+        }
+        o
+    });
+    serde_json::Value::Array(objects.collect())
 }
 
 impl BuildArgs {
@@ -252,7 +298,6 @@ impl BuildArgs {
             max_processes: None,
             max_memory: None,
             tmp_size: None,
-            quiet: false,
             substitute: super::cache::SubstituteArgs::default(),
             no_summary_when_idle: true,
         }
@@ -292,7 +337,7 @@ pub struct LogArgs {
     follow: bool,
 }
 
-pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
+pub fn run_log(cli: &Cli, args: &LogArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let drv = if args.target.ends_with(".toml") {
         super::eval::evaluate_summary(&mut store, Path::new(&args.target))?.root
@@ -305,7 +350,7 @@ pub fn run_log(cli: &Cli, args: &LogArgs) -> anyhow::Result<ExitCode> {
             info.deriver.with_context(|| format!("{} has no known deriver", store.display(&p)))?
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = printer.stdout();
     if !realise::copy_log(&store, &drv, args.follow, &mut out)? {
         let file = realise::log_file(&store, &drv);
         bail!("no build log of {} ({}): it has not been built here, or is not building yet", store.display(&drv), file.display());

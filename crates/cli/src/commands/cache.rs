@@ -2,7 +2,6 @@
 //! and fetch paths from them.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,12 +10,13 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use drv_formats::{PublicKey, StoreDir, StorePath};
 use drv_store::LocalStore;
-use drv_realise::{Config, Reporter, Substituter};
+use drv_realise::{Config, Substituter};
 use drv_realise::cache::{CacheUrl, PushOptions};
 use drv_realise::cache::server::{self, ServeCompression, ServerOptions};
 
 use super::key::read_secret_key;
-use crate::reporter::TerminalReporter;
+use crate::printer::Printer;
+use crate::reporter::transfer_reporter;
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -168,38 +168,11 @@ pub struct FetchArgs {
     paths: Vec<String>,
 }
 
-/// Warnings and transfers, one line each on stderr.
-pub struct StderrReporter;
-
-impl Reporter for StderrReporter {
-    fn download_started(&self, what: &str, url: &str, _total: Option<u64>) {
-        eprintln!("copying {what} ({url})");
-    }
-    fn upload_started(&self, what: &str, dest: &str, size: Option<u64>) {
-        let size = size.map(|b| format!(" ({b} bytes)")).unwrap_or_default();
-        eprintln!("uploading {what}{size} to {dest}");
-    }
-    fn message(&self, text: &str) {
-        eprintln!("{text}");
-    }
-}
-
-/// The live display on a terminal (cleared when dropped), else
-/// [`StderrReporter`]'s lines.
-fn transfer_reporter(cli: &Cli) -> Box<dyn Reporter> {
-    let live = TerminalReporter::new(false, false, cli.log_format);
-    if live.is_live() {
-        Box::new(live)
-    } else {
-        Box::new(StderrReporter)
-    }
-}
-
-pub fn run(cli: &Cli, cmd: &CacheCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, cmd: &CacheCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match cmd {
-        CacheCommand::Push(a) => push(cli, a),
-        CacheCommand::Serve(a) => serve(cli, a),
-        CacheCommand::Fetch(a) => fetch(cli, a),
+        CacheCommand::Push(a) => push(cli, a, printer),
+        CacheCommand::Serve(a) => serve(cli, a, printer),
+        CacheCommand::Fetch(a) => fetch(cli, a, printer),
     }
 }
 
@@ -227,13 +200,13 @@ fn paths_to_push(store: &mut LocalStore, args: &[String]) -> anyhow::Result<BTre
     args.iter().map(|a| Ok(store.parse_path_arg(a)?)).collect()
 }
 
-fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
+fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let to = CacheUrl::parse(&args.to)?;
     let key = args.key.as_deref().or(to.secret_key.as_deref()).map(read_secret_key).transpose()?;
     let paths = paths_to_push(&mut store, &args.paths)?;
     let cache = drv_realise::open_cache(&to.url)?;
-    let reporter = transfer_reporter(cli);
+    let reporter = transfer_reporter(printer);
     let mut options = PushOptions { compression: to.compression.unwrap_or_default(), level: to.compression_level, ..PushOptions::default() };
     if let Some(jobs) = args.jobs {
         options.uploads = jobs.max(1);
@@ -241,11 +214,11 @@ fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let report = drv_realise::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
         .with_context(|| format!("cannot push to {}", cache.url()))?;
     drop(reporter);
-    eprintln!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), cache.url(), report.skipped.len());
+    printer.info(format_args!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), cache.url(), report.skipped.len()));
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(cli: &Cli, args: &ServeArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let store = cli.open_store()?;
     let config = Config::load()?;
     let key = args.key.as_deref().map(read_secret_key).transpose()?;
@@ -268,8 +241,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         // Tests and scripts start the server on port 0 and read this line.
-        println!("listening on http://{}", listener.local_addr()?);
-        std::io::stdout().flush()?;
+        printer.result(format_args!("listening on http://{}", listener.local_addr()?))?;
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
@@ -283,7 +255,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitCode> {
+fn fetch(cli: &Cli, args: &FetchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let config = Config::load()?;
     let paths: BTreeSet<StorePath> =
@@ -291,18 +263,18 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitCode> {
     let Some(substituter) = args.substitute.substituter(&config, store.store_dir())? else {
         bail!("no binary cache to ask: pass --substituters URL or set `substituters` in the configuration");
     };
-    let reporter = transfer_reporter(cli);
+    let reporter = transfer_reporter(printer);
     let report = substituter.substitute(&mut store, &paths, reporter.as_ref())?;
     drop(reporter);
     for p in &report.substituted {
-        println!("{}", store.display(p));
+        printer.result(store.display(p))?;
     }
     if !report.missing.is_empty() {
         for p in &report.missing {
-            eprintln!("error: cannot substitute {}", store.display(p));
+            printer.error(format_args!("cannot substitute {}", store.display(p)));
         }
         return Ok(ExitCode::FAILURE);
     }
-    eprintln!("{} path(s) substituted, {} already valid", report.substituted.len(), report.already_valid.len());
+    printer.info(format_args!("{} path(s) substituted, {} already valid", report.substituted.len(), report.already_valid.len()));
     Ok(ExitCode::SUCCESS)
 }

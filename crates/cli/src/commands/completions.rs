@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _};
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -25,14 +26,14 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub fn run_completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
+pub fn run_completions(args: &CompletionsArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = printer.stdout();
     clap_complete::generate(args.shell, &mut cmd, "drv", &mut stdout);
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
+pub fn run_man(args: &ManArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let cmd = Cli::command();
     match &args.dir {
         Some(dir) => {
@@ -44,7 +45,7 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<ExitCode> {
             // then, and the page lists them.
             let mut cmd = cmd.disable_help_subcommand(true);
             cmd.build();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
+            clap_mangen::Man::new(cmd).render(&mut printer.stdout())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ use drv_formats::StorePath;
 use drv_store::LocalStore;
 use serde_json::json;
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -57,7 +58,8 @@ pub fn evaluate(store: &mut LocalStore, recipe: &Path) -> anyhow::Result<Evaluat
     Ok(drv_eval::evaluate(recipe, store)?)
 }
 
-pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+pub fn run_eval(cli: &Cli, args: &EvalArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let mut store = cli.open_store()?;
     let eval = evaluate(&mut store, &args.recipe)?;
     if args.json {
@@ -68,18 +70,20 @@ pub fn run_eval(cli: &Cli, args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 drv.outputs().iter().map(|(k, o)| (k.clone(), json!(store.display(&o.path)))).collect();
             all.insert(store.display(&p), json!({ "name": drv.name(), "recipe": node.recipe, "outputs": outputs }));
         }
-        println!("{}", serde_json::to_string_pretty(&json!({
+        printer.json_pretty(&json!({
             "drvPath": store.display(&eval.root),
             "tests": eval.tests.iter().map(|t| store.display(t)).collect::<Vec<_>>(),
             "derivations": all,
-        }))?);
+        }))?;
     } else {
-        println!("{}", store.display(&eval.root));
+        printer.result(store.display(&eval.root))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_show(cli: &Cli, args: &ShowDerivationArgs) -> anyhow::Result<ExitCode> {
+pub fn run_show(cli: &Cli, args: &ShowDerivationArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    // JSON is its only format, with --json or without.
+    let printer = printer.with_json(true);
     let mut store = cli.open_store()?;
     let roots: Vec<StorePath> = if args.target.ends_with(".toml") {
         vec![evaluate(&mut store, Path::new(&args.target))?.root]
@@ -100,16 +104,16 @@ pub fn run_show(cli: &Cli, args: &ShowDerivationArgs) -> anyhow::Result<ExitCode
         }
         out.insert(store.display(&p), drv.to_show_json(store.store_dir())?);
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    printer.json_pretty(&serde_json::Value::Object(out))?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_graph(cli: &Cli, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+pub fn run_graph(cli: &Cli, args: &GraphArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let eval = evaluate(&mut store, &args.recipe)?;
     match args.format {
-        GraphFormat::Dot => print!("{}", eval.to_dot(&store)),
-        GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&eval.to_json(&store)?)?),
+        GraphFormat::Dot => printer.result_text(&eval.to_dot(&store))?,
+        GraphFormat::Json => printer.with_json(true).json_pretty(&eval.to_json(&store)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use drv_store::{collect_garbage, parse_size, GcOptions, GcReport};
 use drv_realise::Config;
 use serde_json::json;
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -93,7 +94,8 @@ pub(crate) fn human(bytes: u64) -> String {
     }
 }
 
-pub fn run_gc(cli: &Cli, args: &GcArgs) -> anyhow::Result<ExitCode> {
+pub fn run_gc(cli: &Cli, args: &GcArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let config = Config::load()?;
     let query_only = args.print_roots || args.print_live || args.print_dead;
     let options = GcOptions {
@@ -105,37 +107,37 @@ pub fn run_gc(cli: &Cli, args: &GcArgs) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
     let report = collect_garbage(&mut store, &options).context("garbage collection failed")?;
     if args.json {
-        print_json(&store, args, &report)?;
+        print_json(&store, args, &report, printer)?;
     } else {
         if args.print_roots {
             for root in &report.roots {
-                println!("{} -> {}", root.kind, store.display(&root.path));
+                printer.result(format_args!("{} -> {}", root.kind, store.display(&root.path)))?;
             }
         }
         if args.print_live {
             for p in &report.live {
-                println!("{p}");
+                printer.result(p)?;
             }
         }
         if args.print_dead || args.dry_run {
             for p in &report.deleted {
-                println!("{p}");
+                printer.result(p)?;
             }
         }
     }
     let n = report.deleted.len();
     if options.dry_run {
-        eprintln!("would delete {n} paths, freeing {}", human(report.bytes_freed));
+        printer.info(format_args!("would delete {n} paths, freeing {}", human(report.bytes_freed)));
     } else {
-        eprintln!("deleted {n} paths, freed {}", human(report.bytes_freed));
+        printer.info(format_args!("deleted {n} paths, freed {}", human(report.bytes_freed)));
     }
     if report.in_use > 0 {
-        eprintln!("kept {} dead paths in use by other processes", report.in_use);
+        printer.info(format_args!("kept {} dead paths in use by other processes", report.in_use));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_json(store: &drv_store::LocalStore, args: &GcArgs, report: &GcReport) -> anyhow::Result<()> {
+fn print_json(store: &drv_store::LocalStore, args: &GcArgs, report: &GcReport, printer: Printer) -> anyhow::Result<()> {
     let mut v = json!({
         "dryRun": report.dry_run,
         "deleted": report.deleted,
@@ -153,11 +155,11 @@ fn print_json(store: &drv_store::LocalStore, args: &GcArgs, report: &GcReport) -
     if args.print_live {
         v["live"] = report.live.iter().cloned().collect();
     }
-    println!("{}", serde_json::to_string(&v)?);
+    printer.json(&v)?;
     Ok(())
 }
 
-pub fn run_root(cli: &Cli, cmd: &RootCommand) -> anyhow::Result<ExitCode> {
+pub fn run_root(cli: &Cli, cmd: &RootCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     let store = cli.open_store()?;
     match cmd {
         RootCommand::Add { name, path } => {
@@ -174,10 +176,10 @@ pub fn run_root(cli: &Cli, cmd: &RootCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|r| json!({"root": r.kind.to_string(), "path": store.display(&r.path)}))
                     .collect();
-                println!("{}", serde_json::to_string(&v)?);
+                printer.with_json(true).json(&serde_json::Value::Array(v))?;
             } else {
                 for r in &roots {
-                    println!("{} -> {}", r.kind, store.display(&r.path));
+                    printer.result(format_args!("{} -> {}", r.kind, store.display(&r.path)))?;
                 }
             }
         }

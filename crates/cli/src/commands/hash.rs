@@ -8,6 +8,8 @@ use clap::{Args, Subcommand};
 use drv_formats::{nar, HashEncoding};
 use drv_store::hash_file;
 
+use crate::printer::Printer;
+
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum HashCommand {
@@ -64,7 +66,7 @@ impl EncodingArgs {
     }
 }
 
-pub fn run(cmd: &HashCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: &HashCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     let (hash, encoding) = match cmd {
         HashCommand::Path { path, encoding } => (
             nar::hash_path(path).with_context(|| format!("cannot hash {}", path.display()))?.sha256,
@@ -75,6 +77,6 @@ pub fn run(cmd: &HashCommand) -> anyhow::Result<ExitCode> {
             encoding,
         ),
     };
-    println!("{}", hash.encode(encoding.encoding()));
+    printer.result(hash.encode(encoding.encoding()))?;
     Ok(ExitCode::SUCCESS)
 }

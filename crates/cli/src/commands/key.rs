@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use drv_formats::SecretKey;
 
+use crate::printer::Printer;
+
 #[derive(Subcommand)]
 #[command(defer = true)]
 pub enum KeyCommand {
@@ -40,7 +42,7 @@ Examples:
     Public,
 }
 
-pub fn run(cmd: &KeyCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: &KeyCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match cmd {
         KeyCommand::Generate { name, secret_file, public_file } => {
             let key = SecretKey::generate(name)?;
@@ -58,7 +60,7 @@ pub fn run(cmd: &KeyCommand) -> anyhow::Result<ExitCode> {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
             let key: SecretKey = text.parse()?;
-            println!("{}", key.public());
+            printer.result(key.public())?;
         }
     }
     Ok(ExitCode::SUCCESS)

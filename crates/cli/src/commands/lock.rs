@@ -11,9 +11,11 @@ use clap::Args;
 use drv_debian::lock::{DebianLock, Lock, LockError, LockedPackage, Repository};
 use drv_debian::resolve::Index;
 use drv_realise::archive::{fetch_suite_index, Verification};
-use drv_realise::{Config, Fetcher, Reporter};
+use drv_realise::{Config, Fetcher};
 
 use super::lock_python;
+use crate::printer::Printer;
+use crate::reporter::LineReporter;
 use crate::Cli;
 
 #[derive(Args)]
@@ -42,15 +44,6 @@ pub struct LockArgs {
     /// debian-archive-keyring package's).
     #[arg(long, value_name = "FILE")]
     keyring: Option<PathBuf>,
-}
-
-/// Messages of the fetcher (retries) go to stderr.
-struct StderrReporter;
-
-impl Reporter for StderrReporter {
-    fn message(&self, text: &str) {
-        eprintln!("{text}");
-    }
 }
 
 /// Every recipe to read: the files given, and the `*.toml` files of the
@@ -87,7 +80,7 @@ fn default_repositories(suite: &str) -> Vec<(String, String)> {
     ]
 }
 
-pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
+pub fn run(_cli: &Cli, args: &LockArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     // `--update` takes any number of values, so paths after it land there.
     let is_path = |v: &String| v.contains('/') || v.ends_with(".toml") || v == ".";
     let mut paths = args.paths.clone();
@@ -183,10 +176,10 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         let uncovered: Vec<(&String, &PathBuf)> =
             wanted.iter().filter(|(name, _)| lock.closure(std::slice::from_ref(*name)).is_err()).collect();
         for (name, recipe) in &uncovered {
-            eprintln!("{}: Debian package {name:?} is not in {what}", shown(recipe).display());
+            printer.failure(format_args!("{}: Debian package {name:?} is not in {what}", shown(recipe).display()));
         }
         if !uncovered.is_empty() {
-            eprintln!("run `drv lock` to resolve {} into {}", if uncovered.len() == 1 { "it" } else { "them" }, lock_shown.display());
+            printer.failure(format_args!("run `drv lock` to resolve {} into {}", if uncovered.len() == 1 { "it" } else { "them" }, lock_shown.display()));
             return Ok(ExitCode::FAILURE);
         }
         let mut stale = Vec::new();
@@ -197,15 +190,15 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
         }
         if !stale.is_empty() {
             for s in &stale {
-                eprintln!("{s}");
+                printer.failure(s);
             }
-            eprintln!("run `drv lock` to resolve {} into {}", if stale.len() == 1 { "it" } else { "them" }, lock_shown.display());
+            printer.failure(format_args!("run `drv lock` to resolve {} into {}", if stale.len() == 1 { "it" } else { "them" }, lock_shown.display()));
             return Ok(ExitCode::FAILURE);
         }
         if python_wanted.is_empty() {
-            println!("{what} covers every Debian package of {} recipe(s)", files.len());
+            printer.result(format_args!("{what} covers every Debian package of {} recipe(s)", files.len()))?;
         } else {
-            println!("{what} covers every Debian package and Python lock file of {} recipe(s)", files.len());
+            printer.result(format_args!("{what} covers every Debian package and Python lock file of {} recipe(s)", files.len()))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -214,7 +207,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
     if wanted.is_empty() && old.is_none() && python_wanted.is_empty() {
         bail!("no recipe names Debian packages or a Python lock file: nothing to lock");
     }
-    let debian = lock_debian(args, &update, update_all, &wanted, &old, &lock_file)?;
+    let debian = lock_debian(args, &update, update_all, &wanted, &old, &lock_file, printer)?;
     let mut python = old_python.clone();
     if let Some(d) = &debian {
         let targets = python_targets(d)?;
@@ -223,8 +216,8 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             needed |= lock_python::stale(&old_python, &lock_python::pinned_now(w, &lock_dir)?).is_some();
         }
         if needed {
-            let fetcher = Fetcher::new(&Config::load()?, Arc::new(StderrReporter))?;
-            python = lock_python::resolve(&fetcher, &targets, &old_python, &lock_dir, python_update.as_deref())?;
+            let fetcher = Fetcher::new(&Config::load()?, Arc::new(LineReporter::messages(printer)))?;
+            python = lock_python::resolve(&fetcher, &targets, &old_python, &lock_dir, python_update.as_deref(), printer)?;
             // Locks of other recipes beside these are kept as they are.
             for l in &old_python.locks {
                 if python.lock(&l.file).is_none() {
@@ -235,7 +228,7 @@ pub fn run(_cli: &Cli, args: &LockArgs) -> anyhow::Result<ExitCode> {
             python.locks.sort();
             python.packages.sort();
         } else if !python_wanted.is_empty() {
-            println!("{}: the Python lock files are up to date", lock_shown.display());
+            printer.result(format_args!("{}: the Python lock files are up to date", lock_shown.display()))?;
         }
     }
     let new = Lock { debian, python };
@@ -270,6 +263,7 @@ fn lock_debian(
     wanted: &BTreeMap<String, PathBuf>,
     old: &Option<DebianLock>,
     lock_file: &Path,
+    printer: Printer,
 ) -> anyhow::Result<Option<DebianLock>> {
     let lock_shown = shown(lock_file);
     if wanted.is_empty() && old.is_none() {
@@ -311,12 +305,12 @@ fn lock_debian(
         if let Some(d) = &old {
             if d.closure(&roots).is_ok() {
                 if d.requested == roots {
-                    println!("{} is up to date", lock_shown.display());
+                    printer.result(format_args!("{} is up to date", lock_shown.display()))?;
                 } else {
                     // Covered already: only the roots are recorded, offline.
                     let mut d = d.clone();
                     d.requested = roots;
-                    println!("{}: every name already locked; roots recorded", lock_shown.display());
+                    printer.result(format_args!("{}: every name already locked; roots recorded", lock_shown.display()))?;
                     return Ok(Some(d));
                 }
                 return Ok(Some(d.clone()));
@@ -334,7 +328,7 @@ fn lock_debian(
         _ => default_repositories(&suite),
     };
 
-    let fetcher = Fetcher::new(&Config::load()?, Arc::new(StderrReporter))?;
+    let fetcher = Fetcher::new(&Config::load()?, Arc::new(LineReporter::messages(printer)))?;
     let mut index = Index::new();
     let mut locked_repositories = Vec::new();
     let started = std::time::Instant::now();
@@ -344,7 +338,7 @@ fn lock_debian(
         match &got.verification {
             Verification::Verified { .. } => {}
             Verification::Unverified { reason } => {
-                eprintln!("warning: the release file of {repo_suite} is not verified: {reason}")
+                printer.warn(format_args!("the release file of {repo_suite} is not verified: {reason}"))
             }
         }
         index
@@ -388,7 +382,7 @@ fn lock_debian(
     }
     let removed = before.keys().filter(|n| !d.packages.iter().any(|p| p.name == **n)).count();
     let size: u64 = d.packages.iter().map(|p| p.size).sum();
-    println!(
+    printer.result(format_args!(
         "{}: {} packages ({:.1} MB) from {} names: {added} added, {} changed, {removed} removed ({:.1} s)",
         lock_shown.display(),
         d.packages.len(),
@@ -396,9 +390,9 @@ fn lock_debian(
         roots.len(),
         changed.len(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     for c in &changed {
-        println!("  {c}");
+        printer.result(format_args!("  {c}"))?;
     }
     Ok(Some(d.clone()))
 }

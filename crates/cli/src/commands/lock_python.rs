@@ -16,6 +16,8 @@ use drv_debian::lock::DebianLock;
 use drv_python::{Choice, DistFile, LockFormat, Pin, PinnedLock, PythonLock, PythonPins, Target};
 use drv_realise::{FetchSource, Fetcher};
 
+use crate::printer::Printer;
+
 /// A Python lock file and the target its recipes want.
 pub struct Wanted {
     pub file: PathBuf,
@@ -72,7 +74,14 @@ pub fn stale(old: &PythonPins, now: &PinnedLock) -> Option<String> {
 /// `old` with every lock of `wanted` resolved again where it is stale or
 /// `update` says so (`Some([])`: all; names: the locks holding them),
 /// and locks no recipe names any more dropped when `prune`.
-pub fn resolve(fetcher: &Fetcher, wanted: &[Wanted], old: &PythonPins, lock_dir: &Path, update: Option<&[String]>) -> anyhow::Result<PythonPins> {
+pub fn resolve(
+    fetcher: &Fetcher,
+    wanted: &[Wanted],
+    old: &PythonPins,
+    lock_dir: &Path,
+    update: Option<&[String]>,
+    printer: Printer,
+) -> anyhow::Result<PythonPins> {
     let mut out = PythonPins::default();
     for w in wanted {
         let now = pinned_now(w, lock_dir)?;
@@ -85,14 +94,14 @@ pub fn resolve(fetcher: &Fetcher, wanted: &[Wanted], old: &PythonPins, lock_dir:
         }
         let started = std::time::Instant::now();
         let pins = resolve_one(fetcher, w, &now)?;
-        println!(
+        printer.result(format_args!(
             "{}: {} packages for Python {} on glibc {} ({:.1} s)",
             super::lock::shown(&w.file).display(),
             pins.len(),
             now.python,
             now.glibc,
             started.elapsed().as_secs_f64()
-        );
+        ))?;
         out.locks.push(now);
         out.packages.extend(pins);
     }

@@ -8,6 +8,7 @@ use drv_formats::StorePath;
 use drv_store::LocalStore;
 use serde_json::json;
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -37,7 +38,8 @@ fn closure_size(store: &LocalStore, p: &StorePath) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-pub fn run(cli: &Cli, args: &PathInfoArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &PathInfoArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let store = cli.open_store()?;
     // Everything read is read with collections held off (a short shared
     // lock, no file written): a path found valid stays valid, with its
@@ -78,7 +80,7 @@ pub fn run(cli: &Cli, args: &PathInfoArgs) -> anyhow::Result<ExitCode> {
             }
             out.push(v);
         }
-        println!("{}", serde_json::to_string(&out)?);
+        printer.json(&serde_json::Value::Array(out))?;
         return Ok(ExitCode::SUCCESS);
     }
     let width = paths.iter().map(|p| store.display(p).len()).max().unwrap_or(0);
@@ -90,7 +92,7 @@ pub fn run(cli: &Cli, args: &PathInfoArgs) -> anyhow::Result<ExitCode> {
         if args.closure_size {
             line.push_str(&format!("\t{:>12}", closure_size(&store, p)?));
         }
-        println!("{}", line.trim_end());
+        printer.result(line.trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }

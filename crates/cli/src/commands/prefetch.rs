@@ -10,8 +10,10 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::{Sha256, StorePath};
 use drv_store::{hash_file, Ingestion};
-use drv_realise::{Config, FetchSource, Fetcher, Reporter};
+use drv_realise::{Config, FetchSource, Fetcher};
 
+use crate::printer::Printer;
+use crate::reporter::LineReporter;
 use crate::Cli;
 
 #[derive(Args)]
@@ -26,16 +28,8 @@ pub struct PrefetchArgs {
     json: bool,
 }
 
-/// Retries and fallbacks go to stderr; stdout carries only the result.
-struct StderrReporter;
-
-impl Reporter for StderrReporter {
-    fn message(&self, text: &str) {
-        eprintln!("{text}");
-    }
-}
-
-pub fn run(cli: &Cli, args: &PrefetchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &PrefetchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let is_url = args.source.contains("://");
     let source = FetchSource::Url(args.source.clone());
     let name = match (&args.name, is_url) {
@@ -48,7 +42,8 @@ pub fn run(cli: &Cli, args: &PrefetchArgs) -> anyhow::Result<ExitCode> {
 
     let (url, sha256, size, path) = if is_url {
         let config = Config::load()?;
-        let fetcher = Fetcher::new(&config, Arc::new(StderrReporter))?;
+        // Retries and fallbacks go to stderr; stdout carries only the result.
+        let fetcher = Fetcher::new(&config, Arc::new(LineReporter::messages(printer)))?;
         let fetched = fetcher.prefetch(&source).with_context(|| format!("cannot fetch {}", args.source))?;
         let mut store = cli.open_store()?;
         let path = store
@@ -67,7 +62,7 @@ pub fn run(cli: &Cli, args: &PrefetchArgs) -> anyhow::Result<ExitCode> {
         (format!("file://{}", abs.display()), sha256, size, store.display(&path))
     };
 
-    eprintln!("path is '{path}'");
+    printer.info(format_args!("path is '{path}'"));
     if args.json {
         let out = serde_json::json!({
             "url": url,
@@ -77,9 +72,9 @@ pub fn run(cli: &Cli, args: &PrefetchArgs) -> anyhow::Result<ExitCode> {
             "size": size,
             "path": path,
         });
-        println!("{out}");
+        printer.json(&out)?;
     } else {
-        println!("{}", sha256.to_sri());
+        printer.result(sha256.to_sri())?;
     }
     Ok(ExitCode::SUCCESS)
 }

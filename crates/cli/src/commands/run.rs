@@ -10,6 +10,7 @@ use drv_formats::StorePath;
 use drv_store::LocalStore;
 
 use super::build::{realise, resolve_targets, BuildArgs};
+use crate::printer::Printer;
 use crate::store_view::{self, ClosurePath};
 use crate::Cli;
 
@@ -47,10 +48,10 @@ pub struct ShellArgs {
 
 /// Build the recipes (quietly unless something must be built) and return
 /// each one's `out` path.
-fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String]) -> anyhow::Result<Vec<StorePath>> {
+fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String], printer: Printer) -> anyhow::Result<Vec<StorePath>> {
     let args = BuildArgs::quiet_for(recipes.to_vec());
     let (targets, derivations) = resolve_targets(store, recipes, false)?;
-    let result = realise(cli, store, &targets, &derivations, &args)?;
+    let result = realise(cli, store, &targets, &derivations, &args, printer)?;
     targets
         .iter()
         .map(|d| {
@@ -86,14 +87,14 @@ fn exec(store: &LocalStore, mut cmd: Command, isolated: Option<&BTreeSet<StorePa
     })
 }
 
-pub fn run_run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run_run(cli: &Cli, args: &RunArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     if !args.recipe.ends_with(".toml") {
         bail!("drv run takes a recipe file (.toml)");
     }
     let mut store = cli.open_store()?;
     let eval = super::eval::evaluate_summary(&mut store, Path::new(&args.recipe))?;
     let main = eval.main.clone().with_context(|| format!("{} has no `main` program to run", args.recipe))?;
-    let out = build_outputs(cli, &mut store, std::slice::from_ref(&args.recipe))?.remove(0);
+    let out = build_outputs(cli, &mut store, std::slice::from_ref(&args.recipe), printer)?.remove(0);
     store.add_temp_root(&out)?;
     let program = PathBuf::from(store.display(&out)).join(main);
     let mut cmd = Command::new(&program);
@@ -102,9 +103,9 @@ pub fn run_run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     exec(&store, cmd, closure.as_ref())
 }
 
-pub fn run_shell(cli: &Cli, args: &ShellArgs) -> anyhow::Result<ExitCode> {
+pub fn run_shell(cli: &Cli, args: &ShellArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let mut store = cli.open_store()?;
-    let outs = build_outputs(cli, &mut store, &args.recipes)?;
+    let outs = build_outputs(cli, &mut store, &args.recipes, printer)?;
     let closure: BTreeSet<StorePath> = store.closure(&outs.iter().cloned().collect())?;
     // The shell protects its closure from the collector while it runs.
     for p in &closure {

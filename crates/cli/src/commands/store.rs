@@ -10,6 +10,7 @@ use clap::Subcommand;
 use drv_formats::{nar, Sha256};
 use drv_store::Ingestion;
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -117,7 +118,7 @@ fn default_name(path: &std::path::Path, name: &Option<String>) -> anyhow::Result
     }
 }
 
-pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, cmd: &StoreCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match cmd {
         StoreCommand::Add { path, name } => {
             let name = default_name(path, name)?;
@@ -125,7 +126,7 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
             let p = store
                 .add_path(path, &name, Ingestion::Recursive)
                 .with_context(|| format!("cannot add {} to the store", path.display()))?;
-            println!("{}", store.display(&p));
+            printer.result(store.display(&p))?;
         }
         StoreCommand::AddFixed { algo, path, recursive, name, expect } => {
             if algo != "sha256" {
@@ -148,13 +149,19 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
             let p = store
                 .add_path(path, &name, ingestion)
                 .with_context(|| format!("cannot add {} to the store", path.display()))?;
-            println!("{}", store.display(&p));
+            printer.result(store.display(&p))?;
         }
         StoreCommand::Dump { path } => {
-            let stdout = io::stdout().lock();
+            let stdout = printer.stdout();
             // The size of a pipe's buffer: larger writes only make the reader wait.
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
-            nar::dump_path(path, &mut out).with_context(|| format!("cannot dump {}", path.display()))?;
+            if let Err(e) = nar::dump_path(path, &mut out) {
+                // A NAR cut short is no NAR: what is still buffered (all of
+                // it, for a missing path or a small tree) is dropped, so
+                // the reader gets nothing rather than a truncated archive.
+                let _ = out.into_parts();
+                return Err(anyhow::Error::new(e).context(format!("cannot dump {}", path.display())));
+            }
             out.flush()?;
         }
         StoreCommand::Restore { dir } => {
@@ -167,19 +174,19 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
             if *json {
                 let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 let v = serde_json::json!({"consistent": problems.is_empty(), "problems": problems});
-                println!("{}", serde_json::to_string(&v)?);
+                printer.with_json(true).json(&v)?;
                 return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
             }
             for p in &problems {
-                println!("{p}");
+                printer.result(p)?;
             }
             if !problems.is_empty() {
-                eprintln!("error: {} problem(s) found in the store", problems.len());
+                printer.error(format_args!("{} problem(s) found in the store", problems.len()));
                 return Ok(ExitCode::FAILURE);
             }
-            eprintln!("store is consistent");
+            printer.info("store is consistent");
         }
-        StoreCommand::DiffClosures { before, after, json } => return diff_closures(cli, before, after, *json),
+        StoreCommand::DiffClosures { before, after, json } => return diff_closures(cli, before, after, printer.with_json(*json)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -228,7 +235,8 @@ fn show_versions(versions: &[&str]) -> String {
 /// Size changes smaller than this are not worth a line (Nix's threshold).
 const SIZE_THRESHOLD: u64 = 8 * 1024;
 
-fn diff_closures(cli: &Cli, before: &str, after: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn diff_closures(cli: &Cli, before: &str, after: &str, printer: Printer) -> anyhow::Result<ExitCode> {
+    let json = printer.is_json();
     let mut store = cli.open_store()?;
     store.pause_collections()?;
     let a = super::why_depends::resolve_path_arg(&mut store, before)?;
@@ -262,10 +270,10 @@ fn diff_closures(cli: &Cli, before: &str, after: &str, json: bool) -> anyhow::Re
             let sign = if delta > 0 { "+" } else { "-" };
             items.push(format!("{sign}{}", super::gc::human(delta.unsigned_abs())));
         }
-        println!("{name}: {}", items.join(", "));
+        printer.result(format_args!("{name}: {}", items.join(", ")))?;
     }
     if json {
-        println!("{}", serde_json::to_string(&serde_json::json!({"packages": packages}))?);
+        printer.json(&serde_json::json!({"packages": packages}))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use drv_store::LocalStore;
 use drv_realise::realise;
 use serde_json::json;
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -122,7 +123,8 @@ fn scan(root: &Path, rel: &str, needle: &[u8], hits: &mut Vec<Hit>) -> std::io::
     Ok(())
 }
 
-pub fn run(cli: &Cli, args: &WhyDependsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &WhyDependsArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let mut store = cli.open_store()?;
     store.pause_collections()?;
     let from = resolve_path_arg(&mut store, &args.path)?;
@@ -206,10 +208,10 @@ pub fn run(cli: &Cli, args: &WhyDependsArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let v = json!({"path": store.display(&from), "dependency": store.display(&to), "steps": steps});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        printer.json_pretty(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", store.display(&from));
+    printer.result(store.display(&from))?;
     // Per depth, whether a later sibling follows (draws the `│` rails).
     let mut rails: Vec<bool> = Vec::new();
     for (i, (depth, a, b, hits)) in steps.iter().enumerate() {
@@ -221,13 +223,13 @@ pub fn run(cli: &Cli, args: &WhyDependsArgs) -> anyhow::Result<ExitCode> {
         if hits.is_empty() {
             // Registered, yet not in its files (e.g. found in a file
             // since changed by hand); still the reason it is in the closure.
-            println!("{indent}{branch}(reference not found in the files)");
+            printer.result(format_args!("{indent}{branch}(reference not found in the files)"))?;
         }
         for (j, h) in hits.iter().enumerate() {
             let lead = if j == 0 { branch } else { cont };
-            println!("{indent}{lead}{}: {}", h.file, h.context);
+            printer.result(format_args!("{indent}{lead}{}: {}", h.file, h.context))?;
         }
-        println!("{indent}{cont}→ {}", store.display(b));
+        printer.result(format_args!("{indent}{cont}→ {}", store.display(b)))?;
         rails.push(!last_sibling);
     }
     Ok(ExitCode::SUCCESS)

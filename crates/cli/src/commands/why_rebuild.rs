@@ -14,6 +14,7 @@ use drv_store::LocalStore;
 use drv_realise::why_rebuild::{self, Change, DrvDiff};
 use serde_json::{json, Value};
 
+use crate::printer::Printer;
 use crate::Cli;
 
 #[derive(Args)]
@@ -38,7 +39,8 @@ pub struct WhyRebuildArgs {
 /// lock file, and whether it is a toolchain (whose file is the lock).
 type Origins = BTreeMap<StorePath, (PathBuf, NodeKind)>;
 
-pub fn run(cli: &Cli, args: &WhyRebuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &WhyRebuildArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let printer = printer.with_json(args.json);
     let mut store = cli.open_store()?;
     let (new, origins) = if args.target.ends_with(".toml") {
         let eval = super::eval::evaluate(&mut store, Path::new(&args.target))?;
@@ -54,19 +56,19 @@ pub fn run(cli: &Cli, args: &WhyRebuildArgs) -> anyhow::Result<ExitCode> {
     let paths: BTreeMap<String, StorePath> = origins.keys().map(|p| (store.display(p), p.clone())).collect();
     let locate = |d: &DrvDiff, c: &Change| paths.get(&d.new).and_then(|p| origins.get(p)).and_then(|(file, kind)| locate(file, kind, c));
     let Some(since) = &args.since else {
-        return cache_miss(&store, &new, &args.substituters, args.json, &locate);
+        return cache_miss(&store, &new, &args.substituters, printer, &locate);
     };
     let old = earlier_derivation(&store, since)?;
     let diff = why_rebuild::compare(&store, &old, &new)
         .with_context(|| format!("cannot compare {} with {}", store.display(&old), store.display(&new)))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&diff, &locate))?);
+        printer.json_pretty(&to_json(&diff, &locate))?;
     } else if old == new {
-        println!("{} is the same derivation as then: nothing to rebuild", store.display(&new));
+        printer.result(format_args!("{} is the same derivation as then: nothing to rebuild", store.display(&new)))?;
     } else {
         let mut out = String::new();
         render(&diff, 0, &locate, &mut out);
-        print!("{out}");
+        printer.result_text(&out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -81,7 +83,7 @@ fn cache_miss(
     store: &LocalStore,
     root: &StorePath,
     urls: &[String],
-    json: bool,
+    printer: Printer,
     locate: &impl Fn(&DrvDiff, &Change) -> Option<(PathBuf, usize)>,
 ) -> anyhow::Result<ExitCode> {
     let caches = urls.iter().map(|u| drv_realise::open_cache(u).with_context(|| format!("cannot open cache {u}"))).collect::<anyhow::Result<Vec<_>>>()?;
@@ -150,7 +152,7 @@ fn cache_miss(
         let diff = nearest.as_ref().map(|q| why_rebuild::compare(store, q, p)).transpose()?;
         explained.push(((*p).clone(), nearest, diff));
     }
-    if json {
+    if printer.is_json() {
         let value = json!({
             "drv": store.display(root),
             "cached": missing.is_empty(),
@@ -161,11 +163,11 @@ fn cache_miss(
                 "why": diff.as_ref().map(|d| to_json(d, locate)),
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        printer.json_pretty(&value)?;
         return Ok(ExitCode::SUCCESS);
     }
     if missing.is_empty() {
-        println!("the caches have every output of {}: nothing to build", store.display(root));
+        printer.result(format_args!("the caches have every output of {}: nothing to build", store.display(root)))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -185,7 +187,7 @@ fn cache_miss(
     if first.len() > EXPLAINED {
         let _ = writeln!(out, "  … and {} more", first.len() - EXPLAINED);
     }
-    print!("{out}");
+    printer.result_text(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
