@@ -70,7 +70,7 @@ fn another_release_evaluates_and_builds_the_same() {
         Some(p) => PathBuf::from(p),
         None => {
             let rootfs = tmp.path().join(OTHER_SUITE);
-            let mirror = drv_realise::mirrors::debian_from_apt(Path::new("/etc/apt"))
+            let mirror = drv_realise::debian_from_apt(Path::new("/etc/apt"))
                 .ok()
                 .flatten()
                 .expect("this host's apt names a Debian archive");

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use drv_formats::{ContentAddress, Derivation, DerivationHash, StorePath};
-use drv_realise::builtins::{Download, FETCH_BUILDER, ROOTFS_BUILDER, TOOLCHAIN_ENV};
+use drv_realise::{Download, FETCH_BUILDER, ROOTFS_BUILDER, TOOLCHAIN_ENV};
 use drv_store::{Ingestion, LocalStore};
 
 use crate::error::EvalError;

@@ -108,7 +108,7 @@ impl FromStr for Variation {
 }
 
 /// `all`, or comma-separated names; sorted, without repetition.
-pub fn parse_list(text: &str) -> Result<Vec<Variation>, UnknownVariation> {
+pub fn parse_variations(text: &str) -> Result<Vec<Variation>, UnknownVariation> {
     if text.trim() == "all" {
         return Ok(Variation::ALL.to_vec());
     }
@@ -346,11 +346,11 @@ mod tests {
         for v in Variation::ALL {
             assert_eq!(v.name().parse::<Variation>().unwrap(), v);
         }
-        assert_eq!(parse_list("all").unwrap(), Variation::ALL.to_vec());
-        assert_eq!(parse_list("umask, time,umask").unwrap(), vec![Time, Umask]);
-        let e = parse_list("umask,clock").unwrap_err();
+        assert_eq!(parse_variations("all").unwrap(), Variation::ALL.to_vec());
+        assert_eq!(parse_variations("umask, time,umask").unwrap(), vec![Time, Umask]);
+        let e = parse_variations("umask,clock").unwrap_err();
         assert!(e.to_string().contains("\"clock\"") && e.to_string().contains("file-order"), "{e}");
-        assert!(parse_list("").is_err() && parse_list(",").is_err());
+        assert!(parse_variations("").is_err() && parse_variations(",").is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub enum Change {
 }
 
 /// Compare `old` with `new` (both `.drv` paths valid in `store`).
-pub fn compare(store: &LocalStore, old: &StorePath, new: &StorePath) -> Result<DrvDiff, StoreError> {
+pub fn diff_derivations(store: &LocalStore, old: &StorePath, new: &StorePath) -> Result<DrvDiff, StoreError> {
     let mut seen = BTreeSet::new();
     walk(store, old, new, &mut seen)
 }

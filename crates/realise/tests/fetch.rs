@@ -12,8 +12,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, Response};
 use drv_formats::Sha256;
 use drv_realise::Reporter;
-use drv_realise::fetch::{FetchError, FetchOptions, FetchSource, Fetcher};
-use drv_realise::mirrors::{Mirrors, SystemSources};
+use drv_realise::{FetchError, FetchOptions, FetchSource, Fetcher};
+use drv_realise::{Mirrors, SystemSources};
 
 /// What the server saw of one request.
 #[derive(Clone, Debug)]

@@ -24,14 +24,14 @@
 //! - [`build_log`]: where build logs are kept, and reading them, or
 //!   following a build's log while it is written.
 
-pub mod build_log;
+mod build_log;
 mod db;
 mod error;
-pub mod gc;
+mod gc;
 mod layout;
 mod local;
 mod lock;
-pub mod roots;
+mod roots;
 mod valid;
 
 // The formats' types that drv-store's own API takes and returns, so that
@@ -43,6 +43,7 @@ pub use drv_formats::{
     NarHash, NarInfo, PublicKey, SecretKey, Sha256, StoreDir, StorePath, DEFAULT_STORE_DIR,
 };
 
+pub use build_log::{copy_log, live_log_file, live_of, log_file, LiveLog};
 pub use db::{PathInfo, SCHEMA_VERSION};
 pub use error::{Result, StoreError};
 pub use layout::StoreLayout;

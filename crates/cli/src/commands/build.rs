@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise::{self, BuildResult, BuildResults, BuildSettings, BuildStatus, Derivations, Realiser};
+use drv_realise::{BuildError, BuildResult, BuildResults, BuildSettings, BuildStatus, Derivations, Realiser};
 
 use crate::printer::Printer;
 use crate::reporter::{Summary, TerminalReporter};
@@ -181,7 +181,7 @@ pub fn realise(
     if let Some(n) = args.tmp_size {
         limits.tmp_size = flag(n);
     }
-    let vary = args.vary.as_deref().map(drv_realise::vary::parse_list).transpose()?;
+    let vary = args.vary.as_deref().map(drv_realise::parse_variations).transpose()?;
     if vary.is_some() && args.no_sandbox {
         bail!("--vary needs the sandbox: it is what varies the build's circumstances");
     }
@@ -198,7 +198,7 @@ pub fn realise(
     let substituter = args.substitute.substituter(&config, store.store_dir())?;
     let realiser = Realiser::new(store, settings, reporter.clone(), config).with_substituter(substituter);
     let result = match realiser.realise(store, targets, derivations) {
-        Err(realise::BuildError::Sandbox(e)) => {
+        Err(BuildError::Sandbox(e)) => {
             return Err(anyhow::Error::new(e).context("cannot build in the sandbox (pass --no-sandbox to build without it)"))
         }
         r => r?,
@@ -351,8 +351,8 @@ pub fn run_log(cli: &Cli, args: &LogArgs, printer: Printer) -> anyhow::Result<Ex
         }
     };
     let mut out = printer.stdout();
-    if !realise::copy_log(&store, &drv, args.follow, &mut out)? {
-        let file = realise::log_file(&store, &drv);
+    if !drv_store::copy_log(&store, &drv, args.follow, &mut out)? {
+        let file = drv_store::log_file(&store, &drv);
         bail!("no build log of {} ({}): it has not been built here, or is not building yet", store.display(&drv), file.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -360,9 +360,9 @@ pub fn run_log(cli: &Cli, args: &LogArgs, printer: Printer) -> anyhow::Result<Ex
 
 /// `--vary`'s report of one derivation, for a terminal: what it depends
 /// on, each cause with the files that differ.
-fn render_vary_report(report: &drv_realise::vary::VaryReport) -> String {
+fn render_vary_report(report: &drv_realise::VaryReport) -> String {
     use std::fmt::Write as _;
-    let names = |vs: &[drv_realise::vary::Variation]| vs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ");
+    let names = |vs: &[drv_realise::Variation]| vs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ");
     let mut out = String::new();
     let varied: Vec<_> = report.varied.iter().filter(|v| !report.not_varied.iter().any(|n| n.variation == **v)).copied().collect();
     if report.reproducible {
@@ -370,7 +370,7 @@ fn render_vary_report(report: &drv_realise::vary::VaryReport) -> String {
     } else {
         let _ = writeln!(out, "{}: NOT reproducible ({} builds; their logs in {})", report.drv, report.builds, report.logs.join(", "));
     }
-    let outputs = |out: &mut String, diffs: &[drv_realise::vary::OutputDifference]| {
+    let outputs = |out: &mut String, diffs: &[drv_realise::OutputDifference]| {
         for d in diffs {
             let _ = writeln!(out, "    output {}:", d.output);
             for line in &d.differences {
@@ -390,7 +390,7 @@ fn render_vary_report(report: &drv_realise::vary::VaryReport) -> String {
     }
     for cause in &report.causes {
         let what = match cause.variations.as_slice() {
-            [drv_realise::vary::Variation::Time] => "time (the registered output was built at another time)".to_owned(),
+            [drv_realise::Variation::Time] => "time (the registered output was built at another time)".to_owned(),
             [one] => format!("{} ({})", one.name(), one.describe()),
             many => format!("{} (only together)", names(many)),
         };

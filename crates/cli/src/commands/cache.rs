@@ -11,8 +11,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use drv_formats::{PublicKey, StoreDir, StorePath};
 use drv_store::LocalStore;
 use drv_realise::{Config, Substituter};
-use drv_realise::cache::{CacheUrl, PushOptions};
-use drv_realise::cache::server::{self, ServeCompression, ServerOptions};
+use drv_realise::{CacheUrl, PushOptions};
+use drv_realise::{ServeCompression, ServerOptions};
 
 use super::key::read_secret_key;
 use crate::printer::Printer;
@@ -211,7 +211,7 @@ fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> anyhow::Result<ExitCode
     if let Some(jobs) = args.jobs {
         options.uploads = jobs.max(1);
     }
-    let report = drv_realise::cache::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
+    let report = drv_realise::push(&store, cache.as_ref(), &paths, key.as_ref(), &options, reporter.as_ref())
         .with_context(|| format!("cannot push to {}", cache.url()))?;
     drop(reporter);
     printer.info(format_args!("pushed {} path(s) to {}, {} already there", report.uploaded.len(), cache.url(), report.skipped.len()));
@@ -249,7 +249,7 @@ fn serve(cli: &Cli, args: &ServeArgs, printer: Printer) -> anyhow::Result<ExitCo
                 _ = term.recv() => {}
             }
         };
-        server::serve(listener, options, shutdown).await?;
+        drv_realise::serve(listener, options, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

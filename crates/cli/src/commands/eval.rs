@@ -98,7 +98,7 @@ pub fn run_show(cli: &Cli, args: &ShowDerivationArgs, printer: Printer) -> anyho
         if out.contains_key(&store.display(&p)) {
             continue;
         }
-        let drv = drv_realise::realise::read_derivation(&store, &p)?;
+        let drv = drv_realise::read_derivation(&store, &p)?;
         if args.recursive {
             queue.extend(drv.input_derivations().into_keys());
         }

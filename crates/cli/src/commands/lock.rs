@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_debian::lock::{DebianLock, Lock, LockError, LockedPackage, Repository};
 use drv_debian::resolve::Index;
-use drv_realise::archive::{fetch_suite_index, Verification};
+use drv_realise::{fetch_suite_index, Verification};
 use drv_realise::{Config, Fetcher};
 
 use super::lock_python;

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::realise;
+use drv_realise::read_derivation;
 use serde_json::json;
 
 use crate::printer::Printer;
@@ -41,7 +41,7 @@ pub struct WhyDependsArgs {
 pub fn resolve_path_arg(store: &mut LocalStore, arg: &str) -> anyhow::Result<StorePath> {
     let p = if arg.ends_with(".toml") {
         let drv_path = super::eval::evaluate_summary(store, Path::new(arg))?.root;
-        let drv = realise::read_derivation(store, &drv_path)?;
+        let drv = read_derivation(store, &drv_path)?;
         let outputs = drv.outputs();
         let out = match outputs.get("out") {
             Some(o) => o,

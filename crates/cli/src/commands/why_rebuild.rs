@@ -11,7 +11,7 @@ use clap::Args;
 use drv_eval::NodeKind;
 use drv_formats::StorePath;
 use drv_store::LocalStore;
-use drv_realise::why_rebuild::{self, Change, DrvDiff};
+use drv_realise::{diff_derivations, Change, DrvDiff};
 use serde_json::{json, Value};
 
 use crate::printer::Printer;
@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, args: &WhyRebuildArgs, printer: Printer) -> anyhow::Result
         return cache_miss(&store, &new, &args.substituters, printer, &locate);
     };
     let old = earlier_derivation(&store, since)?;
-    let diff = why_rebuild::compare(&store, &old, &new)
+    let diff = diff_derivations(&store, &old, &new)
         .with_context(|| format!("cannot compare {} with {}", store.display(&old), store.display(&new)))?;
     if args.json {
         printer.json_pretty(&to_json(&diff, &locate))?;
@@ -119,13 +119,13 @@ fn cache_miss(
         if !visited.insert(p.clone()) {
             continue;
         }
-        let drv = drv_realise::realise::read_derivation(store, &p)?;
+        let drv = drv_realise::read_derivation(store, &p)?;
         if has_outputs(&drv, &mut has)? {
             continue;
         }
         let mut lacks_input = false;
         for input in drv.input_derivations().into_keys() {
-            let d = drv_realise::realise::read_derivation(store, &input)?;
+            let d = drv_realise::read_derivation(store, &input)?;
             if !has_outputs(&d, &mut has)? {
                 lacks_input = true;
                 queue.push(input);
@@ -140,7 +140,7 @@ fn cache_miss(
     for p in first.iter().take(EXPLAINED) {
         let mut candidates = Vec::new();
         for q in all_drvs.iter().filter(|q| q.name() == p.name() && q != p) {
-            let Ok(d) = drv_realise::realise::read_derivation(store, q) else { continue };
+            let Ok(d) = drv_realise::read_derivation(store, q) else { continue };
             if has_outputs(&d, &mut has)? {
                 let time = store.path_info(q)?.map_or(0, |i| i.registration_time);
                 candidates.push((time, q.clone()));
@@ -149,7 +149,7 @@ fn cache_miss(
         // The latest registered: most likely the build the cache was filled from.
         candidates.sort();
         let nearest = candidates.pop().map(|(_, q)| q);
-        let diff = nearest.as_ref().map(|q| why_rebuild::compare(store, q, p)).transpose()?;
+        let diff = nearest.as_ref().map(|q| diff_derivations(store, q, p)).transpose()?;
         explained.push(((*p).clone(), nearest, diff));
     }
     if printer.is_json() {

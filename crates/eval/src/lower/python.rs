@@ -10,7 +10,7 @@ use std::path::Path;
 
 use drv_formats::{Derivation, DerivationBuilder, StorePath};
 use drv_python::{Pin, WheelName};
-use drv_realise::builtins::{Download, TOOLCHAIN_ENV};
+use drv_realise::{Download, TOOLCHAIN_ENV};
 
 use super::{store_name, Lowering, SYSTEM};
 use crate::error::EvalError;

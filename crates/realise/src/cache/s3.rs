@@ -266,7 +266,10 @@ impl S3Cache {
         Ok(Self { url, config, bucket, credentials, client, retry: RetryPolicy::default() })
     }
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+    /// Retry with `retry` instead of the default policy (the tests' short
+    /// delays).
+    #[cfg(test)]
+    fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }

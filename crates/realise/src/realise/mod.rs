@@ -44,7 +44,8 @@ use crate::reporter::Reporter;
 use crate::vary::{Cause, Circumstances, NotVaried, OutputDifference, Variation, VaryReport};
 use drv_store::StoreError;
 
-pub use drv_store::build_log::{copy_log, live_log_file, log_file};
+use drv_store::log_file;
+use crate::output_diff::tree_differences;
 
 /// How many lines of a failed build's log are shown.
 pub const LOG_TAIL_LINES: usize = 25;
@@ -995,7 +996,7 @@ impl Realiser {
         }
         let (reader, writer) = std::io::pipe().map_err(|e| StoreError::io(log_path, e))?;
         // The live log first: a reader that finds none reads the `.zst`.
-        let mut live = drv_store::build_log::LiveLog::create(&drv_store::build_log::live_of(log_path))?;
+        let mut live = drv_store::LiveLog::create(&drv_store::live_of(log_path))?;
         let log_file = fs::File::create(log_path).map_err(|e| StoreError::io(log_path, e))?;
         let reporter = self.reporter.clone();
         std::thread::scope(|s| {
@@ -1064,7 +1065,6 @@ fn debian_fetch_error(source: &FetchSource, error: &crate::fetch::FetchError) ->
 }
 
 
-pub use crate::output_diff::tree_differences;
 
 /// The outputs of each derivation that something needs: all of a target's
 /// (`None`), the named ones of an input.
