@@ -700,3 +700,57 @@ fn the_roots_file_system_does_not_reach_the_build() {
     let nar = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap()[0]["narHash"].clone();
     assert_eq!(nar(&hash_a), nar(&hash_b));
 }
+
+/// The status of each derivation in `drv build --json`'s report, by name.
+fn statuses(out: &std::process::Output) -> std::collections::BTreeMap<String, String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let drv = r["drvPath"].as_str().unwrap();
+            let name = drv.rsplit('/').next().unwrap().split_once('-').unwrap().1.trim_end_matches(".drv").to_owned();
+            (name, r["status"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// `drv build --json` reports each derivation with Nix's build status:
+/// built, already valid, substituted from a cache, failed, not started
+/// because a dependency failed, and not deterministic under `--check`.
+#[test]
+fn build_results_carry_nixs_statuses() {
+    let s = TestStore::new();
+    recipe(&s, "bad", &format!("name = \"bad\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'exit 1'\n"));
+    recipe(&s, "good", &format!("name = \"good\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'echo ok > $out'\n"));
+    let top = recipe(&s, "top", &format!("name = \"top\"\nversion = \"1\"\n[dependencies]\nbuild = [\"bad.toml\", \"good.toml\"]\n{TOOLS}[build]\nscript = 'echo > $out'\n"));
+    let out = build(&s, &["--json", "--keep-going", "--no-link", top.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let got = statuses(&out);
+    assert_eq!(got["bad-1"], "Failed", "{got:?}");
+    assert_eq!(got["good-1"], "Built", "{got:?}");
+    assert_eq!(got["top-1"], "DependencyFailed", "{got:?}");
+
+    let good = s.scratch("recipes/good.toml");
+    let again = build(&s, &["--json", "--no-link", good.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert_eq!(statuses(&again)["good-1"], "AlreadyValid");
+
+    let clock = recipe(&s, "clock", &format!("name = \"clock\"\nversion = \"1\"\n{TOOLS}[build]\nscript = 'date +%s%N > $out'\n"));
+    ok(&build(&s, &["--no-link", clock.to_str().unwrap()]));
+    let checked = build(&s, &["--json", "--check", "--no-link", clock.to_str().unwrap()]);
+    assert!(!checked.status.success());
+    assert_eq!(statuses(&checked)["clock-1"], "NotDeterministic");
+
+    // Another store takes good from a cache the first one filled.
+    let (path, _) = ok(&build(&s, &["--no-link", good.to_str().unwrap()]));
+    let cache = s.scratch("cache");
+    let url = format!("file://{}", cache.display());
+    s.ok(&["cache", "push", "--to", &url, path.trim()]);
+    let s2 = TestStore::new();
+    let good2 = recipe(&s2, "good", &fs::read_to_string(&good).unwrap());
+    let fetched = build(&s2, &["--json", "--no-link", "--substituters", &url, "--no-check-sigs", good2.to_str().unwrap()]);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(statuses(&fetched)["good-1"], "Substituted");
+}
