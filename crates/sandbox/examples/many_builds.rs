@@ -11,6 +11,10 @@
 //! of heap are written first, so the process is as large as drv's is when
 //! it builds. Prints the wall time a build, the CPU time of this process
 //! and its children a build, and the slowest build.
+//!
+//! To see what a part costs, leave it out: `DRV_BENCH_NETWORK=1` shares
+//! the host's network namespace (as a fixed-output build does),
+//! `DRV_BENCH_NO_CGROUP=1` limits with rlimits only.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +43,8 @@ fn main() {
     let builds = number(200, args.next());
     let jobs = number(2, args.next()).max(1);
     let ballast_mib = number(0, args.next());
+    let network = std::env::var_os("DRV_BENCH_NETWORK").is_some();
+    let use_cgroups = std::env::var_os("DRV_BENCH_NO_CGROUP").is_none();
 
     // Touched, so that its pages are mapped as drv's heap is.
     let ballast: Vec<u8> = vec![1; ballast_mib << 20];
@@ -64,6 +70,8 @@ fn main() {
                 spec.args = vec!["-c".into(), format!("echo {i} > $out").into()];
                 spec.env = vec![("out".into(), out.clone().into())];
                 spec.outputs = vec![out.into()];
+                spec.network = network;
+                spec.limits.use_cgroups = use_cgroups;
                 let log = std::fs::File::create(dir.join("log")).unwrap_or_else(|e| panic!("log: {e}"));
                 let one = Instant::now();
                 match drv_sandbox::run(&spec, log.into()) {

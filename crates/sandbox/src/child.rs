@@ -238,10 +238,10 @@ fn close_inherited(fd: RawFd) {
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
-/// Move the calling process into the cgroup whose `cgroup.procs` is
-/// `procs` (cgroups(7): writing 0 names the writer).
-pub(super) fn join_cgroup(procs: &CStr) -> nix::Result<()> {
-    let fd = open(procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+/// Move the calling single-threaded process into the cgroup of `file`, its
+/// `cgroup.procs` or (v1) `tasks` (cgroups(7): writing 0 names the writer).
+pub(super) fn join_cgroup(file: &CStr) -> nix::Result<()> {
+    let fd = open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     write_all(&fd, b"0")
 }
 
@@ -399,8 +399,8 @@ fn outer(launch: &Launch) -> ! {
     let plan = launch.plan;
     // Before the init is started, so that every process of the build is in
     // it; and from the host's user namespace, which owns the cgroup files.
-    for tasks in &plan.cgroup_procs {
-        check(join_cgroup(tasks), report, Stage::JoinCgroup);
+    for file in &plan.cgroup_join {
+        check(join_cgroup(file), report, Stage::JoinCgroup);
     }
     if let Some(timeout) = launch.timeout {
         check(arm_timeout(timeout), report, Stage::Timer);

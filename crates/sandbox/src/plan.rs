@@ -104,8 +104,9 @@ pub(super) struct Plan {
     pub envp: Vec<CString>,
     /// Checked for free space when the builder exits, if set.
     pub tmp_size: Option<u64>,
-    /// The build's `cgroup.procs` files, joined before anything is forked.
-    pub cgroup_procs: Vec<CString>,
+    /// The files of the build's cgroups that the outer child writes `0`
+    /// to, to join them before it starts anything.
+    pub cgroup_join: Vec<CString>,
     /// Set on the builder before `execve`.
     pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
 }
@@ -383,7 +384,7 @@ impl Plan {
             argv,
             envp,
             tmp_size: spec.limits.tmp_size,
-            cgroup_procs: Vec::new(),
+            cgroup_join: Vec::new(),
             rlimits: Vec::new(),
         })
     }
@@ -411,7 +412,7 @@ impl Plan {
             argv: Vec::new(),
             envp: Vec::new(),
             tmp_size: None,
-            cgroup_procs: Vec::new(),
+            cgroup_join: Vec::new(),
             rlimits: Vec::new(),
         }
     }

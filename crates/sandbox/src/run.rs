@@ -143,7 +143,7 @@ fn resource_control(limits: &Limits) -> (Option<cgroup::BuildCgroup>, Vec<(nix::
 fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     let mut plan = Plan::new(spec)?;
     let (group, rlimits) = resource_control(&spec.limits);
-    plan.cgroup_procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    plan.cgroup_join = group.as_ref().map(|g| g.join_files()).unwrap_or_default();
     plan.rlimits = rlimits;
     let placeholders = create_placeholders(spec)?;
     let outcome = spawn(&plan, Some(log), spec.timeout);
@@ -415,7 +415,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     // No tmpfs of its own here, but the same cgroup or rlimits; the cgroup
     // also reaches what leaves the process group.
     let (group, rlimits) = resource_control(&spec.limits);
-    let procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    let join = group.as_ref().map(|g| g.join_files()).unwrap_or_default();
     // SAFETY: prctl, umask, open, write and setrlimit are
     // async-signal-safe, and the paths were made before the fork.
     unsafe {
@@ -424,7 +424,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
             // not the caller's.
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            for file in &procs {
+            for file in &join {
                 child::join_cgroup(file).map_err(io::Error::from)?;
             }
             for &(resource, value) in &rlimits {
