@@ -66,7 +66,12 @@ fn main() {
                 }
                 let out = format!("/store/{i:032}-out");
                 let mut spec = SandboxSpec::new("/bin/sh", "/store", &scratch, &build);
+                // As drv gives it: a store path among the inputs.
                 spec.toolchain = Some(toolchain.clone());
+                spec.inputs = vec![drv_sandbox::Input {
+                    physical: toolchain.clone(),
+                    logical: "/store/00000000000000000000000000000000-toolchain".into(),
+                }];
                 spec.args = vec!["-c".into(), format!("echo {i} > $out").into()];
                 spec.env = vec![("out".into(), out.clone().into())];
                 spec.outputs = vec![out.into()];

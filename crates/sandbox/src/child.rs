@@ -703,9 +703,14 @@ pub fn run_step(step: &Step) -> nix::Result<()> {
 
 /// Make the mount at `target` read-only. A mount inherited from a more
 /// privileged namespace has its nosuid/nodev/noexec/atime flags locked: the
-/// remount must repeat them or the kernel refuses it.
+/// remount must repeat them or the kernel refuses it. A bind of a
+/// read-only mount is read-only already (it copies the mount's flags), and
+/// is left as it is.
 pub fn remount_read_only(target: &CStr) -> nix::Result<()> {
     let current = statvfs(target)?.flags();
+    if current.contains(FsFlags::ST_RDONLY) {
+        return Ok(());
+    }
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     for (has, keep) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
