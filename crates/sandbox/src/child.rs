@@ -301,9 +301,10 @@ impl Stacks {
 
 impl Drop for Stacks {
     fn drop(&mut self) {
-        // SAFETY: `run` drops the stacks only once every process that ran
-        // on them is gone (the report pipe reached end-of-file: they all
-        // closed it, which a process does after releasing its memory).
+        // SAFETY: `run` drops (or reuses) the stacks only once every
+        // process that ran on them is gone (the report pipe reached
+        // end-of-file: they all closed it, which a process does after
+        // releasing its memory).
         let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
     }
 }

@@ -244,12 +244,23 @@ struct Outcome {
     outer: WaitStatus,
 }
 
+thread_local! {
+    /// Stacks no sandbox process runs on any more, for this thread's next
+    /// build.
+    static SPARE_STACKS: std::cell::Cell<Option<child::Stacks>> = const { std::cell::Cell::new(None) };
+}
+
 /// Start the outer child for `plan` (it kills the sandbox at `timeout`),
 /// wait until it is gone, collect the reports of every sandbox process,
 /// and reap it. `log` `None` only probes the namespaces.
 fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result<Outcome> {
     let (read_end, write_end) = unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::spawn("pipe", e))?;
-    let stacks = child::Stacks::new().map_err(|e| SandboxError::spawn("map the sandbox's stacks", e))?;
+    // A thread's builds run one after another: the stacks (and their
+    // touched pages) of the last one serve the next.
+    let stacks = match SPARE_STACKS.take() {
+        Some(stacks) => stacks,
+        None => child::Stacks::new().map_err(|e| SandboxError::spawn("map the sandbox's stacks", e))?,
+    };
     let launch = child::Launch {
         plan,
         parent: unistd::getpid(),
@@ -274,7 +285,7 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
     // leaves an init that is still dying; this waits for it too.
     let records = match read_reports(File::from(read_end)) {
         Ok(records) => {
-            drop(stacks);
+            SPARE_STACKS.set(Some(stacks));
             records
         }
         Err(error) => {
