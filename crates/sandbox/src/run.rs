@@ -1,6 +1,7 @@
 //! Running a [`SandboxSpec`]: [`run`] and [`check_namespaces`], the
 //! processes around the builder, and the checks before and after it.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -247,7 +248,7 @@ struct Outcome {
 thread_local! {
     /// Stacks no sandbox process runs on any more, for this thread's next
     /// build.
-    static SPARE_STACKS: std::cell::Cell<Option<child::Stacks>> = const { std::cell::Cell::new(None) };
+    static SPARE_STACKS: Cell<Option<child::Stacks>> = const { Cell::new(None) };
 }
 
 /// Start the outer child for `plan` (it kills the sandbox at `timeout`),
@@ -257,7 +258,7 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
     let (read_end, write_end) = unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::spawn("pipe", e))?;
     // A thread's builds run one after another: the stacks (and their
     // touched pages) of the last one serve the next.
-    let stacks = match SPARE_STACKS.take() {
+    let stacks = match SPARE_STACKS.try_with(Cell::take).ok().flatten() {
         Some(stacks) => stacks,
         None => child::Stacks::new().map_err(|e| SandboxError::spawn("map the sandbox's stacks", e))?,
     };
@@ -285,7 +286,9 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
     // leaves an init that is still dying; this waits for it too.
     let records = match read_reports(File::from(read_end)) {
         Ok(records) => {
-            SPARE_STACKS.set(Some(stacks));
+            // Unmapped instead when this thread's locals are being
+            // destroyed.
+            let _ = SPARE_STACKS.try_with(move |spare| spare.set(Some(stacks)));
             records
         }
         Err(error) => {
