@@ -5,9 +5,12 @@
 # elsewhere, which forces Nix's sandbox), both with 2 jobs, in one run.
 # Then where drv's time goes: evaluation alone (`drv eval`, which writes
 # the .drv files), the toolchain (a build of one derivation), and the rest
-# (N+1 builds: sandbox set-up, the builder, registration).
+# (N+1 builds: sandbox set-up, the builder, registration), of which the
+# sandbox alone (drv-sandbox's examples/many_builds: the same builds with
+# the same toolchain, without the store around them).
 #
 #   bench/many-small.sh        # N=200; needs hyperfine and nix-bin
+#   BENCH_DIR=/dev/shm/many bench/many-small.sh   # stores on a tmpfs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200}
@@ -15,7 +18,9 @@ RUNS=${RUNS:-5}
 WORK=${BENCH_DIR:-/tmp/drv-bench-many}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --quiet -p drv-cli
+cargo build --release --quiet -p drv-sandbox --example many_builds
 DRV=$CARGO_TARGET_DIR/release/drv
+SANDBOX_ONLY=$CARGO_TARGET_DIR/release/examples/many_builds
 
 rm -rf "$WORK"; mkdir -p "$WORK/recipes" "$WORK/runs"
 # Runs are not deleted between measurements (see bench/cache.sh on this
@@ -88,14 +93,21 @@ hyperfine --warmup 1 --runs "$RUNS" --style basic --export-json "$json" --export
   -n "drv eval (writes $((N + 1)) .drv files)" "$eval_cmd" \
   -n "drv build of one derivation (toolchain + 1 build)" "$one_cmd"
 
-python3 - "$json" "$N" <<'PY'
-import json, sys
+# The sandbox alone: the same N builds, 2 at a time, with the toolchain a
+# measured run made (its stores are still there).
+toolchain=$(ls -d "$WORK"/runs/*/store/*-bookworm-toolchain | head -1)
+sandbox_line=$(TMPDIR="$WORK" "$SANDBOX_ONLY" "$toolchain" "$N" 2)
+
+python3 - "$json" "$N" "$sandbox_line" <<'PY'
+import json, re, sys
 rs = {r["command"]: r["median"] for r in json.load(open(sys.argv[1]))["results"]}
 n = int(sys.argv[2]) + 1
 pick = lambda p: next(v for k, v in rs.items() if k.startswith(p))
 drv, nix, ev, one = pick("drv build -j"), pick("nix-build"), pick("drv eval"), pick("drv build of one")
 per = (drv - one) / (n - 1) * 1000
-print(f"drv: {drv / n * 1000:.1f} ms a derivation all in; nix-build: {nix / n * 1000:.1f} ms; drv/nix = {drv / nix:.2f}x", file=sys.stderr)
+print(f"drv: {drv / n * 1000:.1f} ms a derivation all in; nix-build: {nix / n * 1000:.1f} ms; nix/drv = {nix / drv:.2f}x", file=sys.stderr)
 print(f"drv's parts: evaluation {ev / n * 1000:.2f} ms a derivation ({ev:.2f} s); toolchain and first build {one:.2f} s; each further build {per:.1f} ms", file=sys.stderr)
+wall, cpu = (float(x) for x in re.findall(r"([0-9.]+) ms (?:wall|CPU)", sys.argv[3]))
+print(f"of which the sandbox alone: {wall:.1f} ms a build of wall time on 2 threads, {cpu:.1f} ms of CPU ({sys.argv[3]})", file=sys.stderr)
 PY
 rm -f "$json"

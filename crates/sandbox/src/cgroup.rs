@@ -13,17 +13,27 @@
 //!
 //! Anything else (no write access, no controller) is an error, and the
 //! caller falls back to rlimits (see [`super::limits`]). The build's
-//! processes join by writing `0` to `cgroup.procs` (cgroups(7): "writing
-//! the value 0 … moves the writing process"), before the sandbox forks
-//! anything. Dropping a [`BuildCgroup`] kills what is left in it
-//! (`cgroup.kill`, or `SIGKILL` to each member on v1) and removes it.
+//! processes join by writing `0` (cgroups(7): "writing the value 0 … moves
+//! the writing process") before the sandbox starts anything: to
+//! `cgroup.procs` on v2, and to `tasks` on v1, which moves only the
+//! writing thread — the whole process, as the joining process has one
+//! thread — without the global lock that moving a whole thread group
+//! takes (`cgroup_threadgroup_rwsem`, whose write side waits for an RCU
+//! grace period: up to 15 ms a build on a busy machine). Dropping a
+//! [`BuildCgroup`] removes it, first killing what is left in it
+//! (`cgroup.kill`, or `SIGKILL` to each member on v1).
+//!
+//! Where drv's own cgroups are, and the removal of build cgroups that
+//! dead drv processes left, are done once per process: they do not change
+//! while it runs.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -83,16 +93,13 @@ impl BuildCgroup {
         if wanted.is_empty() {
             return Ok(None);
         }
-        let mountinfo = read("/proc/self/mountinfo")?;
-        let own = read("/proc/self/cgroup")?;
         let name = format!("drv-build-{}-{}", std::process::id(), CREATED.fetch_add(1, Ordering::Relaxed));
         let mut build = BuildCgroup { groups: Vec::new(), limits: *limits };
         for &controller in wanted {
             if build.groups.iter().any(|g| g.controllers.contains(&controller)) {
                 continue;
             }
-            let (parent, v2) = locate(&mountinfo, &own, controller)?;
-            remove_stale(&parent);
+            let (parent, v2) = located(controller)?;
             let path = parent.join(&name);
             match build.groups.iter_mut().find(|g| g.path == path) {
                 Some(group) => group.controllers.push(controller),
@@ -115,11 +122,15 @@ impl BuildCgroup {
         self.groups.iter().flat_map(|g| g.controllers.iter().copied()).collect()
     }
 
-    /// The `cgroup.procs` files a process writes `0` to, to join.
-    pub(super) fn procs_files(&self) -> Vec<CString> {
+    /// The files a single-threaded process writes `0` to, to join: v2's
+    /// `cgroup.procs`, v1's `tasks` (see the module documentation).
+    pub(super) fn join_files(&self) -> Vec<CString> {
         self.groups
             .iter()
-            .filter_map(|g| CString::new(g.path.join("cgroup.procs").as_os_str().as_bytes()).ok())
+            .filter_map(|g| {
+                let file = g.path.join(if g.v2 { "cgroup.procs" } else { "tasks" });
+                CString::new(file.into_os_string().into_vec()).ok()
+            })
             .collect()
     }
 
@@ -147,9 +158,13 @@ impl BuildCgroup {
 impl Drop for BuildCgroup {
     fn drop(&mut self) {
         for group in &self.groups {
-            // The sandbox's processes are gone or dying with their PID
-            // namespace; without one (`--no-sandbox`) this is what kills
-            // what the builder left behind.
+            // Usually empty by now: a sandbox's processes are gone with
+            // their PID namespace.
+            if fs::remove_dir(&group.path).is_ok() {
+                continue;
+            }
+            // Without a sandbox (`--no-sandbox`) this is what kills what
+            // the builder left behind.
             let kill_file = group.path.join("cgroup.kill");
             if !(group.v2 && fs::write(&kill_file, "1").is_ok()) {
                 kill_members(&group.path);
@@ -166,6 +181,33 @@ impl Drop for BuildCgroup {
             }
         }
     }
+}
+
+/// Where drv's cgroup for `controller` is and whether it is v2, found once
+/// per process (see [`locate`]); on first finding a directory, the stale
+/// build cgroups in it are removed.
+fn located(controller: Controller) -> Result<(PathBuf, bool), CgroupError> {
+    /// Per controller, in [`Controller`]'s order: found, or why not.
+    static FOUND: OnceLock<Mutex<[Option<(PathBuf, bool)>; 2]>> = OnceLock::new();
+    let slot = match controller {
+        Controller::Pids => 0,
+        Controller::Memory => 1,
+    };
+    let found = FOUND.get_or_init(|| Mutex::new([None, None]));
+    let mut found = found.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = &found[slot] {
+        return Ok(known.clone());
+    }
+    // Not cached when not found: then each build says why (and falls back
+    // to rlimits), as the error may be passing.
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let own = read("/proc/self/cgroup")?;
+    let (parent, v2) = locate(&mountinfo, &own, controller)?;
+    if !found.iter().flatten().any(|(p, _)| *p == parent) {
+        remove_stale(&parent);
+    }
+    found[slot] = Some((parent.clone(), v2));
+    Ok((parent, v2))
 }
 
 /// Remove the build cgroups of drv processes that are gone (killed before

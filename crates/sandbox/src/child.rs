@@ -1,47 +1,68 @@
-//! The code that runs after `fork`: three processes per build.
+//! The code that runs in the sandbox's processes before the builder's
+//! `execve`: three processes per build.
 //!
-//! - the **outer child**, forked from `run`'s thread: unshares the user,
-//!   mount, PID, network, UTS and IPC namespaces, writes its own uid/gid
-//!   maps (mapping only itself, so no privilege is needed), forks the init
-//!   and waits for it. It stays outside the new PID namespace.
-//! - the **init**, PID 1 of the new PID namespace: builds the root file
-//!   system, names the host, brings `lo` up, `pivot_root`s, forks the
-//!   builder, reaps every process re-parented to it, and reports the
-//!   builder's wait status as soon as the builder exits. Its exit tears the
-//!   PID namespace down, killing whatever the builder left running.
+//! - the **outer child**, started from `run`'s thread: joins the build's
+//!   cgroup, arms the build's timeout, and starts the init in new user,
+//!   mount, PID, network, UTS and IPC namespaces, then waits for it. It
+//!   stays outside the new namespaces.
+//! - the **init**, PID 1 of the new PID namespace: writes its own uid/gid
+//!   maps (mapping only the caller's ids, so no privilege is needed),
+//!   builds the root file system, names the host, brings `lo` up,
+//!   `pivot_root`s, starts the builder, reaps every process re-parented to
+//!   it, and reports the builder's wait status as soon as the builder
+//!   exits. Its exit tears the PID namespace down, killing whatever the
+//!   builder left running.
 //! - the **builder**: connects stdio, `chdir`s to `/build`, `execve`s.
 //!
-//! Both children set `PR_SET_PDEATHSIG(SIGKILL)`: if `run`'s process dies,
-//! the outer child dies, then the init, then the whole namespace.
+//! Both the outer child and the init set `PR_SET_PDEATHSIG(SIGKILL)`: if
+//! `run`'s thread dies, the outer child dies, then the init, then the whole
+//! namespace. The timeout is the outer child's `ITIMER_REAL`: its
+//! `SIGALRM` kills the outer child, and with it the rest.
 //!
 //! Failures travel to `run` over a close-on-exec pipe as fixed-size records
 //! (`kind`, `stage`, `value`): a failed mount becomes a readable error, not
 //! an anonymous exit code.
 //!
-//! Fork safety: `run` may be called from a multi-threaded program, where
-//! only async-signal-safe calls are sound between `fork` and `exec`. All
-//! paths, file contents and argv/envp are prepared before forking (see
-//! `plan.rs`), and what runs here is system calls through `nix` with
-//! stack-built C strings (nix builds short paths on the stack). The
-//! compromise: nix's error and path helpers may allocate for paths longer
-//! than its stack buffer; glibc resets its allocator locks in a forked
-//! child, so this is safe there in practice.
+//! # Starting processes without copying drv
+//!
+//! Each process is started with `clone(CLONE_VM | CLONE_VFORK)`, as
+//! `posix_spawn` starts one: the child runs in the caller's memory, on a
+//! stack of its own ([`Stacks`]), and the calling thread is suspended until
+//! the child exits or `execve`s. `fork` would copy the page tables of the
+//! whole drv process three times a build and tear the copies down again
+//! (about a fifth of a small build's time), and make every page drv then
+//! writes fault once. The chain of suspensions (`run`'s thread waits for
+//! the outer child, the outer child for the init, the init for the
+//! builder's `execve`) means that at any moment at most one of them runs
+//! on `run`'s thread's behalf: each may use that thread's thread-local
+//! state (`errno`) as its own, as a `posix_spawn` child does. drv's other
+//! threads keep running beside them, so the children must not take locks
+//! those threads may hold or change memory those threads use: everything
+//! they need (every path, file contents, argv/envp) is prepared before
+//! (see `plan.rs`) and only read here, and what runs here is system calls
+//! through `nix` and `rustix` with stack-built C strings (nix builds short
+//! paths on the stack; its helpers may allocate for longer paths, which
+//! is then as if `run`'s suspended thread allocated). Signal dispositions,
+//! the signal mask, descriptors, the umask and the working directory are
+//! each child's own (no `CLONE_SIGHAND`, `CLONE_FILES` or `CLONE_FS`).
 
-use std::ffi::{c_char, c_short, CStr};
+use std::ffi::{c_char, c_int, c_short, c_void, CStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag, AT_FDCWD};
 use nix::libc;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 use nix::sys::prctl;
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{self, ForkResult, Pid};
+use nix::unistd::{self, Pid};
 
 use super::plan::{Plan, Step};
 
@@ -69,7 +90,8 @@ pub(super) enum Stage {
     UidMap,
     GidMap,
     Descriptors,
-    ForkInit,
+    Timer,
+    Lifeline,
     MakePrivate,
     IntermediateRoot,
     PivotIntermediate,
@@ -90,14 +112,15 @@ pub(super) enum Stage {
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 24] = [
+    pub(super) const ALL: [Stage; 25] = [
         Stage::ParentDeathSignal,
         Stage::Unshare,
         Stage::SetGroups,
         Stage::UidMap,
         Stage::GidMap,
         Stage::Descriptors,
-        Stage::ForkInit,
+        Stage::Timer,
+        Stage::Lifeline,
         Stage::MakePrivate,
         Stage::IntermediateRoot,
         Stage::PivotIntermediate,
@@ -124,12 +147,13 @@ impl Stage {
     pub(super) fn describe(self) -> &'static str {
         match self {
             Stage::ParentDeathSignal => "set the parent-death signal",
-            Stage::Unshare => "unshare the user, mount, PID, network, UTS and IPC namespaces",
+            Stage::Unshare => "create the user, mount, PID, network, UTS and IPC namespaces",
             Stage::SetGroups => "write /proc/self/setgroups",
             Stage::UidMap => "write /proc/self/uid_map",
             Stage::GidMap => "write /proc/self/gid_map",
             Stage::Descriptors => "set up the sandbox's file descriptors",
-            Stage::ForkInit => "fork the sandbox init",
+            Stage::Timer => "arm the build's timeout",
+            Stage::Lifeline => "watch the sandbox's outer process",
             Stage::MakePrivate => "make the mount tree private",
             Stage::IntermediateRoot => "mount the intermediate root",
             Stage::PivotIntermediate => "pivot_root into the intermediate root",
@@ -139,7 +163,7 @@ impl Stage {
             Stage::PivotFinal => "pivot_root into the build's root",
             Stage::ReadOnlyRoot => "make the build's root read-only",
             Stage::NoNewPrivs => "set no_new_privs",
-            Stage::ForkBuilder => "fork the builder",
+            Stage::ForkBuilder => "start the builder",
             Stage::BuilderStdio => "connect the builder's stdin, stdout and stderr",
             Stage::BuilderCwd => "change to the build directory",
             Stage::Exec => "execute the builder",
@@ -214,54 +238,225 @@ fn close_inherited(fd: RawFd) {
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
-/// Move the calling process into the cgroup whose `cgroup.procs` is
-/// `procs` (cgroups(7): writing 0 names the writer).
-pub(super) fn join_cgroup(procs: &CStr) -> nix::Result<()> {
-    let fd = open(procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+/// Move the calling single-threaded process into the cgroup of `file`, its
+/// `cgroup.procs` or (v1) `tasks` (cgroups(7): writing 0 names the writer).
+pub(super) fn join_cgroup(file: &CStr) -> nix::Result<()> {
+    let fd = open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     write_all(&fd, b"0")
 }
 
-/// The outer child: enter the namespaces and fork the init. With `log`
-/// `None` it only checks that the namespaces can be made
-/// ([`super::check_namespaces`]).
-pub(super) fn outer(plan: &Plan, parent: Pid, report: RawFd, log: Option<RawFd>) -> ! {
+/// Stack size of each of the sandbox's processes before `execve`: what
+/// they run is a few frames of system calls (nix's path buffers are the
+/// largest, a page each), so this is ample.
+const STACK_SIZE: usize = 256 * 1024;
+/// An inaccessible page below each stack: an overflow faults instead of
+/// writing into the next stack.
+const GUARD_SIZE: usize = 4096;
+
+/// The stacks of the outer child, the init and the builder (before its
+/// `execve`), each above a guard page, in one anonymous mapping. Only
+/// touched pages cost anything.
+pub(super) struct Stacks {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl Stacks {
+    pub(super) fn new() -> nix::Result<Self> {
+        let len = 3 * (GUARD_SIZE + STACK_SIZE);
+        // SAFETY: a new private mapping at an address the kernel picks
+        // aliases nothing.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::STACK,
+            )
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        let stacks = Stacks { base, len };
+        for i in 0..3 {
+            // SAFETY: the guard page lies inside the mapping made above,
+            // which nothing uses yet.
+            unsafe {
+                rustix::mm::mprotect(stacks.bottom(i).cast(), GUARD_SIZE, rustix::mm::MprotectFlags::empty())
+            }
+            .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        }
+        Ok(stacks)
+    }
+
+    /// The lowest address of stack `i`'s slot (its guard page).
+    fn bottom(&self, i: usize) -> *mut u8 {
+        self.base.cast::<u8>().wrapping_add(i * (GUARD_SIZE + STACK_SIZE))
+    }
+
+    /// The initial stack pointer of stack `i` (stacks grow down; the slot's
+    /// end is page-aligned, so 16-byte aligned as the ABI wants).
+    fn top(&self, i: usize) -> *mut c_void {
+        self.bottom(i).wrapping_add(GUARD_SIZE + STACK_SIZE).cast()
+    }
+}
+
+impl Drop for Stacks {
+    fn drop(&mut self) {
+        // SAFETY: `run` drops (or reuses) the stacks only once every
+        // process that ran on them is gone (the report pipe reached
+        // end-of-file: they all closed it, which a process does after
+        // releasing its memory).
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
+    }
+}
+
+/// Start `entry(arg)` in a new process that shares this process's memory,
+/// on stack `stack` of `stacks`, in new namespaces per `namespaces`, and
+/// return once it has exited or called `execve` (the calling thread is
+/// suspended until then). Its exit signal is `SIGCHLD`, so it is waited
+/// for as a forked child.
+///
+/// # Safety
+///
+/// `entry` must treat `arg` as an `&A` that outlives the child's use of it
+/// (true for anything the caller borrows, as the caller is suspended), and
+/// follow the rules of this module's documentation: only system calls on
+/// prepared data, never return into the caller's frames (the child exits
+/// or `execve`s).
+unsafe fn clone_vfork<A>(
+    entry: extern "C" fn(*mut c_void) -> c_int,
+    arg: &A,
+    stacks: &Stacks,
+    stack: usize,
+    namespaces: CloneFlags,
+) -> nix::Result<Pid> {
+    let flags = (namespaces | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK).bits() | libc::SIGCHLD;
+    // SAFETY: the stack is mapped, unused (each process has its own slot)
+    // and outlives the child (see `Stacks`'s drop); the caller vouches for
+    // `entry` and `arg`.
+    let pid = unsafe { libc::clone(entry, stacks.top(stack), flags, arg as *const A as *mut c_void) };
+    Errno::result(pid).map(Pid::from_raw)
+}
+
+/// What the outer child needs; it lives on `run`'s thread's stack, which
+/// is suspended for as long as the sandbox's processes share its memory.
+pub(super) struct Launch<'a> {
+    pub plan: &'a Plan,
+    /// `run`'s process, for the parent-death check.
+    pub parent: Pid,
+    pub report: RawFd,
+    /// `None` only checks that the namespaces can be made
+    /// ([`super::check_namespaces`]).
+    pub log: Option<RawFd>,
+    pub timeout: Option<Duration>,
+    pub stacks: &'a Stacks,
+}
+
+/// What the init needs, on the outer child's stack.
+struct InitArgs<'a> {
+    plan: &'a Plan,
+    report: RawFd,
+    log: Option<RawFd>,
+    /// The read end of a pipe whose only write end the outer child holds:
+    /// it hangs up when the outer child is gone.
+    lifeline: RawFd,
+    lifeline_write: RawFd,
+    stacks: &'a Stacks,
+}
+
+/// What the builder needs, on the init's stack.
+struct BuilderArgs<'a> {
+    plan: &'a Plan,
+    report: RawFd,
+    log: RawFd,
+}
+
+/// The stacks' slots.
+const OUTER_STACK: usize = 0;
+const INIT_STACK: usize = 1;
+const BUILDER_STACK: usize = 2;
+
+/// Start the outer child for `launch` and wait until it has exited (with
+/// the whole sandbox); its pid, for `waitpid`.
+pub(super) fn start(launch: &Launch) -> nix::Result<Pid> {
+    extern "C" fn entry(arg: *mut c_void) -> c_int {
+        // SAFETY: `start` passes a `&Launch` that outlives this process's
+        // use of it (its caller is suspended).
+        outer(unsafe { &*arg.cast::<Launch>() })
+    }
+    // SAFETY: `outer` follows this module's rules and never returns.
+    unsafe { clone_vfork(entry, launch, launch.stacks, OUTER_STACK, CloneFlags::empty()) }
+}
+
+/// The outer child: join the cgroup, arm the timeout, start the init in
+/// new namespaces and wait for it.
+fn outer(launch: &Launch) -> ! {
+    let report = launch.report;
     check(prctl::set_pdeathsig(Signal::SIGKILL), report, Stage::ParentDeathSignal);
-    // `run`'s thread may have died between fork and prctl.
-    if unistd::getppid() != parent {
+    // `run`'s thread may have died between the clone and prctl.
+    if unistd::getppid() != launch.parent {
         exit(1);
     }
-    let (report, log) = check(isolate_descriptors(report, log), report, Stage::Descriptors);
-    // Before anything is forked, so that every process of the build is in
+    let (report, log) = check(isolate_descriptors(report, launch.log), report, Stage::Descriptors);
+    let plan = launch.plan;
+    // Before the init is started, so that every process of the build is in
     // it; and from the host's user namespace, which owns the cgroup files.
-    for procs in &plan.cgroup_procs {
-        check(join_cgroup(procs), report, Stage::JoinCgroup);
+    for file in &plan.cgroup_join {
+        check(join_cgroup(file), report, Stage::JoinCgroup);
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER
+    if let Some(timeout) = launch.timeout {
+        check(arm_timeout(timeout), report, Stage::Timer);
+    }
+    let (lifeline, lifeline_write) = check(unistd::pipe2(OFlag::O_CLOEXEC), report, Stage::Lifeline);
+    let mut namespaces = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
     if !plan.network {
-        flags |= CloneFlags::CLONE_NEWNET;
+        namespaces |= CloneFlags::CLONE_NEWNET;
     }
-    check(unshare(flags), report, Stage::Unshare);
-    // Mapping only our own ids needs no privilege, but the gid map is only
-    // accepted once setgroups is denied.
-    check(write_file(c"/proc/self/setgroups", plan.setgroups, false), report, Stage::SetGroups);
-    check(write_file(c"/proc/self/uid_map", &plan.uid_map, false), report, Stage::UidMap);
-    check(write_file(c"/proc/self/gid_map", &plan.gid_map, false), report, Stage::GidMap);
-    let Some(log) = log else { exit(0) };
+    let args = InitArgs {
+        plan,
+        report,
+        log,
+        lifeline: lifeline.as_raw_fd(),
+        lifeline_write: lifeline_write.as_raw_fd(),
+        stacks: launch.stacks,
+    };
+    extern "C" fn entry(arg: *mut c_void) -> c_int {
+        // SAFETY: the outer child passes a `&InitArgs` from its own stack
+        // and is suspended while this process shares its memory.
+        init(unsafe { &*arg.cast::<InitArgs>() })
+    }
+    // SAFETY: `init` follows this module's rules and never returns.
+    let child = check(unsafe { clone_vfork(entry, &args, launch.stacks, INIT_STACK, namespaces) }, report, Stage::Unshare);
+    // The init is gone; a timeout from now on would only kill a finished
+    // build. Its wait status says nothing `run` needs (the init reports).
+    let _ = arm_timeout(Duration::ZERO);
+    while let Err(Errno::EINTR) = waitpid(child, None) {}
+    exit(0)
+}
 
-    // SAFETY: this process is single-threaded (a fork's child).
-    match check(unsafe { unistd::fork() }, report, Stage::ForkInit) {
-        ForkResult::Child => init(plan, report, log),
-        ForkResult::Parent { child } => {
-            close_inherited(log);
-            close_inherited(report);
-            while let Err(Errno::EINTR) = waitpid(child, None) {}
-            exit(0)
-        }
-    }
+/// Arm (or with zero, disarm) this process's `ITIMER_REAL`, with `SIGALRM`
+/// at its default action (terminate) and unblocked: at the deadline the
+/// kernel kills this process even while it waits for the init (the wait
+/// of `CLONE_VFORK` ends on a fatal signal).
+fn arm_timeout(timeout: Duration) -> nix::Result<()> {
+    // SAFETY: the default disposition installs no handler; this process
+    // has its own signal handlers (no CLONE_SIGHAND).
+    unsafe { signal(Signal::SIGALRM, SigHandler::SigDfl) }?;
+    let mut alarm = SigSet::empty();
+    alarm.add(Signal::SIGALRM);
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&alarm), None)?;
+    // A zero it_value disarms; round a sub-microsecond timeout up.
+    let micros = if timeout.is_zero() { 0 } else { timeout.as_micros().max(1) };
+    let value = libc::timeval {
+        tv_sec: (micros / 1_000_000).min(libc::time_t::MAX as u128) as libc::time_t,
+        tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+    };
+    let timer = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 }, it_value: value };
+    // SAFETY: setitimer reads `timer` and writes nothing (old value NULL).
+    Errno::result(unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) }).map(drop)
 }
 
 /// Keep only the descriptors the sandbox needs: `report` and `log` moved
@@ -310,8 +505,29 @@ fn close_between(first: RawFd, last: RawFd) {
 }
 
 /// PID 1 of the build's PID namespace.
-fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
+fn init(args: &InitArgs) -> ! {
+    let (plan, report) = (args.plan, args.report);
     check(prctl::set_pdeathsig(Signal::SIGKILL), report, Stage::ParentDeathSignal);
+    // The outer child may have been killed (its timeout) before prctl; it
+    // holds the lifeline's only other write end. getppid(2) cannot tell:
+    // the parent is outside this PID namespace, so it reads 0.
+    close_inherited(args.lifeline_write);
+    // SAFETY: the read end is open in this process until it exits.
+    let lifeline = unsafe { BorrowedFd::borrow_raw(args.lifeline) };
+    let mut watch = [PollFd::new(lifeline, PollFlags::POLLIN)];
+    match poll(&mut watch, PollTimeout::ZERO) {
+        Ok(0) => {}
+        Ok(_) => exit(1),
+        Err(errno) => fail(report, Stage::Lifeline as u32, errno),
+    }
+    // Mapping only our own ids needs no privilege, but the gid map is only
+    // accepted once setgroups is denied. `/proc` is still the host's, where
+    // `self` is this process.
+    check(write_file(c"/proc/self/setgroups", plan.setgroups, false), report, Stage::SetGroups);
+    check(write_file(c"/proc/self/uid_map", &plan.uid_map, false), report, Stage::UidMap);
+    check(write_file(c"/proc/self/gid_map", &plan.gid_map, false), report, Stage::GidMap);
+    let Some(log) = args.log else { exit(0) };
+
     // Modes below are exact; the builder gets the usual 022 again.
     umask(Mode::empty());
 
@@ -366,11 +582,15 @@ fn init(plan: &Plan, report: RawFd, log: RawFd) -> ! {
     check(remount_read_only(c"/"), report, Stage::ReadOnlyRoot);
     check(prctl::set_no_new_privs(), report, Stage::NoNewPrivs);
 
-    // SAFETY: single-threaded.
-    let builder_pid = match check(unsafe { unistd::fork() }, report, Stage::ForkBuilder) {
-        ForkResult::Child => builder(plan, report, log),
-        ForkResult::Parent { child } => child,
-    };
+    let builder_args = BuilderArgs { plan, report, log };
+    extern "C" fn entry(arg: *mut c_void) -> c_int {
+        // SAFETY: the init passes a `&BuilderArgs` from its own stack and
+        // is suspended until this process has called `execve` or exited.
+        builder(unsafe { &*arg.cast::<BuilderArgs>() })
+    }
+    // SAFETY: `builder` follows this module's rules and never returns.
+    let spawned = unsafe { clone_vfork(entry, &builder_args, args.stacks, BUILDER_STACK, CloneFlags::empty()) };
+    let builder_pid = check(spawned, report, Stage::ForkBuilder);
     close_inherited(log);
     // Reap everything (orphaned daemons are re-parented here) until the
     // builder itself exits; then exit at once, which kills the rest.
@@ -407,7 +627,8 @@ fn report_full_tmp(plan: &Plan, report: RawFd) {
 }
 
 /// The builder process, just before `execve`.
-fn builder(plan: &Plan, report: RawFd, log: RawFd) -> ! {
+fn builder(args: &BuilderArgs) -> ! {
+    let (plan, report, log) = (args.plan, args.report, args.log);
     // Undo state inherited from the drv process: Rust's runtime ignores
     // SIGPIPE (an ignored signal stays ignored across exec), and the
     // calling thread may have signals blocked.
@@ -483,9 +704,14 @@ pub fn run_step(step: &Step) -> nix::Result<()> {
 
 /// Make the mount at `target` read-only. A mount inherited from a more
 /// privileged namespace has its nosuid/nodev/noexec/atime flags locked: the
-/// remount must repeat them or the kernel refuses it.
+/// remount must repeat them or the kernel refuses it. A bind of a
+/// read-only mount is read-only already (it copies the mount's flags), and
+/// is left as it is.
 pub fn remount_read_only(target: &CStr) -> nix::Result<()> {
     let current = statvfs(target)?.flags();
+    if current.contains(FsFlags::ST_RDONLY) {
+        return Ok(());
+    }
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     for (has, keep) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),

@@ -7,7 +7,7 @@
 //! derivations or databases, only the host paths and strings of a
 //! [`SandboxSpec`] (the caller turns a derivation into one), so it needs
 //! nothing of drv-formats. It may use `nix` and `rustix` (namespaces,
-//! mounts, `fork`, `prctl`, cgroups, rlimits) and `thiserror`; never
+//! mounts, `clone`, `prctl`, cgroups, rlimits) and `thiserror`; never
 //! drv-store or a crate above it, SQLite or HTTP (`tests/layers.rs`
 //! checks).
 //!

@@ -5,6 +5,7 @@
 //! contents, the uid/gid maps, argv and envp — is prepared here, so that the
 //! code after `fork` only makes system calls (see `child.rs` for why).
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -58,7 +59,8 @@ impl Step {
     pub(super) fn describe(&self) -> String {
         let show = |c: &CString| c.to_string_lossy().into_owned();
         let inside = |c: &CString| show(c).strip_prefix(NEW_ROOT).unwrap_or_default().to_owned();
-        let host = |c: &CString| show(c).strip_prefix(OLD_ROOT).unwrap_or_default().to_owned();
+        // A source is a host path, or a path inside a read-only input.
+        let host = |c: &CString| show(c).strip_prefix(OLD_ROOT).map_or_else(|| inside(c), str::to_owned);
         match self {
             Step::Dir { path, .. } => format!("create directory {}", inside(path)),
             Step::File { path } => format!("create mount point {}", inside(path)),
@@ -104,8 +106,9 @@ pub(super) struct Plan {
     pub envp: Vec<CString>,
     /// Checked for free space when the builder exits, if set.
     pub tmp_size: Option<u64>,
-    /// The build's `cgroup.procs` files, joined before anything is forked.
-    pub cgroup_procs: Vec<CString>,
+    /// The files of the build's cgroups that the outer child writes `0`
+    /// to, to join them before it starts anything.
+    pub cgroup_join: Vec<CString>,
     /// Set on the builder before `execve`.
     pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
 }
@@ -129,11 +132,62 @@ fn inside(path: impl AsRef<Path>) -> Result<CString, SandboxError> {
     path_cstring(NEW_ROOT, path.as_ref())
 }
 
-/// The host's `path`, canonicalised on the host: after the first
-/// `pivot_root` an absolute symlink would resolve against the wrong root.
-fn host(path: &Path) -> Result<CString, SandboxError> {
-    let canonical = fs::canonicalize(path).map_err(|e| SandboxError::io(path, e))?;
-    path_cstring(OLD_ROOT, &canonical)
+/// Where bind mounts come from: host paths, canonicalised on the host
+/// (after the first `pivot_root` an absolute symlink would resolve against
+/// the wrong root), or the same files inside a tree already bound
+/// read-only in the new root.
+#[derive(Default)]
+struct Sources {
+    /// Canonical paths of the directories seen so far: most sources are
+    /// entries of a few directories (the store, the toolchain, its `etc`,
+    /// `/dev`), and `canonicalize` reads every component of a path.
+    dirs: HashMap<PathBuf, PathBuf>,
+    /// Canonical host directories bound read-only so far, and where they
+    /// are inside.
+    read_only: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Sources {
+    /// `path` without symlinks: its directory's canonical path (computed
+    /// once) and its name, unless it is itself a symlink.
+    fn canonical(&mut self, path: &Path) -> Result<PathBuf, SandboxError> {
+        let io = |e| SandboxError::io(path, e);
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            if !fs::symlink_metadata(path).map_err(io)?.file_type().is_symlink() {
+                let dir = match self.dirs.get(dir) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = fs::canonicalize(dir).map_err(|e| SandboxError::io(dir, e))?;
+                        self.dirs.insert(dir.to_owned(), found.clone());
+                        found
+                    }
+                };
+                return Ok(dir.join(name));
+            }
+        }
+        fs::canonicalize(path).map_err(io)
+    }
+
+    /// The host's `path` as a bind source: inside a read-only tree bound
+    /// earlier if it is in one (its bind is then read-only at once, and
+    /// [`super::remount_read_only`] has nothing to do), else through the
+    /// host's root.
+    fn host(&mut self, path: &Path) -> Result<CString, SandboxError> {
+        let canonical = self.canonical(path)?;
+        for (tree, at) in &self.read_only {
+            if let Ok(rest) = canonical.strip_prefix(tree) {
+                return inside(at.join(rest));
+            }
+        }
+        path_cstring(OLD_ROOT, &canonical)
+    }
+
+    /// Record that the host tree `path` is bound read-only at `inside`.
+    fn bound_read_only(&mut self, path: &Path, inside: &Path) -> Result<(), SandboxError> {
+        let canonical = self.canonical(path)?;
+        self.read_only.push((canonical, inside.to_owned()));
+        Ok(())
+    }
 }
 
 /// Directories to create for `path` and each of its ancestors below `/`.
@@ -150,7 +204,7 @@ fn dirs_for(steps: &mut Vec<Step>, path: &Path) -> Result<(), SandboxError> {
 
 /// Mount `source` (a host path) at `target` (a path inside), creating the
 /// right kind of mount point; read-only unless `writable`.
-fn bind(steps: &mut Vec<Step>, source: &Path, target: &Path, writable: bool) -> Result<(), SandboxError> {
+fn bind(steps: &mut Vec<Step>, sources: &mut Sources, source: &Path, target: &Path, writable: bool) -> Result<(), SandboxError> {
     let meta = fs::metadata(source).map_err(|e| SandboxError::io(source, e))?;
     let target_c = inside(target)?;
     if meta.is_dir() {
@@ -158,14 +212,14 @@ fn bind(steps: &mut Vec<Step>, source: &Path, target: &Path, writable: bool) -> 
     } else {
         steps.push(Step::File { path: target_c.clone() });
     }
-    steps.push(Step::Bind { source: host(source)?, target: target_c, writable });
+    steps.push(Step::Bind { source: sources.host(source)?, target: target_c, writable });
     Ok(())
 }
 
 /// Mirror one entry of a toolchain tree at `target`: its symlinks as
 /// symlinks (so `bin -> usr/bin` stays a link), directories and files as
 /// read-only binds; sockets and the like are skipped.
-fn mirror(steps: &mut Vec<Step>, source: &Path, target: &Path) -> Result<(), SandboxError> {
+fn mirror(steps: &mut Vec<Step>, sources: &mut Sources, source: &Path, target: &Path) -> Result<(), SandboxError> {
     let meta = fs::symlink_metadata(source).map_err(|e| SandboxError::io(source, e))?;
     if meta.file_type().is_symlink() {
         let link_target = fs::read_link(source).map_err(|e| SandboxError::io(source, e))?;
@@ -174,7 +228,7 @@ fn mirror(steps: &mut Vec<Step>, source: &Path, target: &Path) -> Result<(), San
             link: inside(target)?,
         });
     } else if meta.is_dir() || meta.is_file() {
-        bind(steps, source, target, false)?;
+        bind(steps, sources, source, target, false)?;
     }
     Ok(())
 }
@@ -227,19 +281,23 @@ impl Plan {
     /// Lay out the build's root for a validated `spec`.
     pub(super) fn new(spec: &SandboxSpec) -> Result<Self, SandboxError> {
         let mut steps = Vec::new();
+        let mut sources = Sources::default();
         let store_dir = spec.store_dir.as_path();
 
         // The store: the writable scratch directory, with each input bound
         // read-only over the placeholder `run` created for it.
         dirs_for(&mut steps, store_dir)?;
-        steps.push(Step::Bind { source: host(&spec.scratch_store)?, target: inside(store_dir)?, writable: true });
+        steps.push(Step::Bind { source: sources.host(&spec.scratch_store)?, target: inside(store_dir)?, writable: true });
         for input in &spec.inputs {
             if fs::symlink_metadata(&input.physical).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
                 continue; // copied as a symlink into the scratch store
             }
             // The mount point is the placeholder `run` made in the scratch
             // store, of the input's kind (directory or file).
-            steps.push(Step::Bind { source: host(&input.physical)?, target: inside(&input.logical)?, writable: false });
+            steps.push(Step::Bind { source: sources.host(&input.physical)?, target: inside(&input.logical)?, writable: false });
+            // The toolchain is usually one of them: its entries are bound
+            // from here below.
+            sources.bound_read_only(&input.physical, &input.logical)?;
         }
 
         let conditions = &spec.conditions;
@@ -252,7 +310,7 @@ impl Plan {
                 options: cstring("mode=0700", "options")?,
             }),
             BuildDirFs::Host => steps.push(Step::Bind {
-                source: host(&spec.build_dir)?,
+                source: sources.host(&spec.build_dir)?,
                 target: inside(&conditions.build_dir)?,
                 writable: true,
             }),
@@ -275,7 +333,7 @@ impl Plan {
             steps.push(Step::File { path: inside(&host_dev)? });
             // Writable: a read-only mount would not stop writes to a device
             // anyway, but keeps the mount flags honest.
-            steps.push(Step::Bind { source: host(&host_dev)?, target: inside(&host_dev)?, writable: true });
+            steps.push(Step::Bind { source: sources.host(&host_dev)?, target: inside(&host_dev)?, writable: true });
         }
         steps.push(Step::Dir { path: inside("/dev/shm")?, mode: 0o1777 });
         steps.push(Step::Tmpfs { target: inside("/dev/shm")?, options: cstring(tmp_options, "options")? });
@@ -303,7 +361,7 @@ impl Plan {
                     if own_etc.iter().any(|own| OsStr::new(own) == name) {
                         continue;
                     }
-                    mirror(&mut steps, &etc.join(&name), &Path::new("/etc").join(&name))?;
+                    mirror(&mut steps, &mut sources, &etc.join(&name), &Path::new("/etc").join(&name))?;
                 }
             }
         }
@@ -313,13 +371,13 @@ impl Plan {
             for name in NETWORK_ETC_FILES {
                 let file = Path::new("/etc").join(name);
                 if fs::metadata(&file).map(|m| m.is_file()).unwrap_or(false) {
-                    bind(&mut steps, &file, &file, false)?;
+                    bind(&mut steps, &mut sources, &file, &file, false)?;
                 }
             }
             let certs = Path::new("/etc/ssl/certs");
             if certs.is_dir() {
                 steps.push(Step::Dir { path: inside("/etc/ssl")?, mode: 0o755 });
-                bind(&mut steps, certs, certs, false)?;
+                bind(&mut steps, &mut sources, certs, certs, false)?;
             }
         } else {
             steps.push(Step::Write {
@@ -343,7 +401,7 @@ impl Plan {
                     || store_top.as_deref() == Some(name.as_os_str())
                     || build_top.as_deref() == Some(name.as_os_str());
                 if !reserved {
-                    mirror(&mut steps, &toolchain.join(&name), &Path::new("/").join(&name))?;
+                    mirror(&mut steps, &mut sources, &toolchain.join(&name), &Path::new("/").join(&name))?;
                 }
             }
         }
@@ -383,7 +441,7 @@ impl Plan {
             argv,
             envp,
             tmp_size: spec.limits.tmp_size,
-            cgroup_procs: Vec::new(),
+            cgroup_join: Vec::new(),
             rlimits: Vec::new(),
         })
     }
@@ -411,7 +469,7 @@ impl Plan {
             argv: Vec::new(),
             envp: Vec::new(),
             tmp_size: None,
-            cgroup_procs: Vec::new(),
+            cgroup_join: Vec::new(),
             rlimits: Vec::new(),
         }
     }

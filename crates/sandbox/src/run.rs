@@ -1,11 +1,12 @@
 //! Running a [`SandboxSpec`]: [`run`] and [`check_namespaces`], the
 //! processes around the builder, and the checks before and after it.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -13,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::prctl;
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{self, ForkResult, Pid};
+use nix::unistd::{self, Pid};
 
 use crate::child::{self, Stage, KIND_FAILED, KIND_STATUS, KIND_TMP_FULL, PLAN_STAGE_BASE, REPORT_LEN, TMP_MOUNTS};
 use crate::cgroup;
@@ -144,7 +144,7 @@ fn resource_control(limits: &Limits) -> (Option<cgroup::BuildCgroup>, Vec<(nix::
 fn run_namespaced(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     let mut plan = Plan::new(spec)?;
     let (group, rlimits) = resource_control(&spec.limits);
-    plan.cgroup_procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    plan.cgroup_join = group.as_ref().map(|g| g.join_files()).unwrap_or_default();
     plan.rlimits = rlimits;
     let placeholders = create_placeholders(spec)?;
     let outcome = spawn(&plan, Some(log), spec.timeout);
@@ -245,24 +245,59 @@ struct Outcome {
     outer: WaitStatus,
 }
 
-/// Fork the outer child for `plan`, collect its reports until every
-/// sandbox process has closed the report pipe (killing it at `timeout`),
+thread_local! {
+    /// Stacks no sandbox process runs on any more, for this thread's next
+    /// build.
+    static SPARE_STACKS: Cell<Option<child::Stacks>> = const { Cell::new(None) };
+}
+
+/// Start the outer child for `plan` (it kills the sandbox at `timeout`),
+/// wait until it is gone, collect the reports of every sandbox process,
 /// and reap it. `log` `None` only probes the namespaces.
 fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result<Outcome> {
     let (read_end, write_end) = unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::spawn("pipe", e))?;
-    let parent = unistd::getpid();
-    let log_raw = log.as_ref().map(|fd| fd.as_raw_fd());
-    // SAFETY: the child only runs `child::outer`, which makes system calls
-    // on data prepared before the fork and never returns (see child.rs).
-    let outer = match unsafe { unistd::fork() } {
-        Err(e) => return Err(SandboxError::spawn("fork", e)),
-        Ok(ForkResult::Child) => child::outer(plan, parent, write_end.as_raw_fd(), log_raw),
-        Ok(ForkResult::Parent { child }) => child,
+    // A thread's builds run one after another: the stacks (and their
+    // touched pages) of the last one serve the next.
+    let stacks = match SPARE_STACKS.try_with(Cell::take).ok().flatten() {
+        Some(stacks) => stacks,
+        None => child::Stacks::new().map_err(|e| SandboxError::spawn("map the sandbox's stacks", e))?,
     };
+    let launch = child::Launch {
+        plan,
+        parent: unistd::getpid(),
+        report: write_end.as_raw_fd(),
+        log: log.as_ref().map(|fd| fd.as_raw_fd()),
+        timeout,
+        stacks: &stacks,
+    };
+    // This thread is suspended until the outer child exits, which it does
+    // once the build is over (or at the timeout).
+    let started = child::start(&launch);
     drop(write_end);
     drop(log);
+    let outer = match started {
+        Ok(pid) => pid,
+        Err(e) => return Err(SandboxError::spawn("start the sandbox", e)),
+    };
 
-    let collected = collect_reports(File::from(read_end), outer, timeout.map(|t| Instant::now() + t));
+    // End-of-file: every sandbox process has closed the pipe, which a
+    // process does only after releasing its memory (or `execve`), so none
+    // runs on the stacks any more. An outer child killed at the timeout
+    // leaves an init that is still dying; this waits for it too.
+    let records = match read_reports(File::from(read_end)) {
+        Ok(records) => {
+            // Unmapped instead when this thread's locals are being
+            // destroyed.
+            let _ = SPARE_STACKS.try_with(move |spare| spare.set(Some(stacks)));
+            records
+        }
+        Err(error) => {
+            // Whether a sandbox process still runs on the stacks is
+            // unknown: they stay mapped.
+            std::mem::forget(stacks);
+            return Err(SandboxError::Spawn { what: "read the sandbox's reports", error });
+        }
+    };
     let outer_status = loop {
         match waitpid(outer, None) {
             Err(Errno::EINTR) => continue,
@@ -270,9 +305,8 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
             Err(e) => return Err(SandboxError::spawn("wait for the sandbox", e)),
         }
     };
-    let (records, timed_out) = collected?;
 
-    let mut outcome = Outcome { failure: None, status: None, timed_out, tmp_full: None, outer: outer_status };
+    let mut outcome = Outcome { failure: None, status: None, timed_out: false, tmp_full: None, outer: outer_status };
     for record in records.chunks_exact(REPORT_LEN) {
         let word = |i: usize| u32::from_ne_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
         let (kind, stage, value) = (word(0), word(4), word(8) as i32);
@@ -284,39 +318,22 @@ fn spawn(plan: &Plan, log: Option<OwnedFd>, timeout: Option<Duration>) -> Result
             outcome.tmp_full = Some(stage);
         }
     }
+    // The timer killed the outer child before the builder's status came:
+    // the build was still running at the deadline.
+    outcome.timed_out = matches!(outer_status, WaitStatus::Signaled(_, Signal::SIGALRM, _)) && outcome.status.is_none();
     Ok(outcome)
 }
 
-/// Read report records until end-of-file. At `deadline` the outer child is
-/// killed; its parent-death signal takes the init, and the init's death
-/// the whole namespace, which closes the pipe.
-fn collect_reports(mut pipe: File, outer: Pid, deadline: Option<Instant>) -> Result<(Vec<u8>, bool)> {
+/// Read report records until end-of-file.
+fn read_reports(mut pipe: File) -> io::Result<Vec<u8>> {
     let mut records = Vec::new();
-    let mut timed_out = false;
     let mut chunk = [0u8; 4 * REPORT_LEN];
     loop {
-        if let (Some(deadline), false) = (deadline, timed_out) {
-            // Round up so that a sub-millisecond remainder still waits.
-            let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
-            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, wait) {
-                Ok(0) => {
-                    if Instant::now() >= deadline {
-                        let _ = kill(outer, Signal::SIGKILL);
-                        timed_out = true;
-                    }
-                    continue;
-                }
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(SandboxError::spawn("poll the sandbox", e)),
-            }
-        }
         match pipe.read(&mut chunk) {
-            Ok(0) => return Ok((records, timed_out)),
+            Ok(0) => return Ok(records),
             Ok(n) => records.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(SandboxError::Spawn { what: "read the sandbox's reports", error }),
+            Err(error) => return Err(error),
         }
     }
 }
@@ -412,7 +429,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
     // No tmpfs of its own here, but the same cgroup or rlimits; the cgroup
     // also reaches what leaves the process group.
     let (group, rlimits) = resource_control(&spec.limits);
-    let procs = group.as_ref().map(|g| g.procs_files()).unwrap_or_default();
+    let join = group.as_ref().map(|g| g.join_files()).unwrap_or_default();
     // SAFETY: prctl, umask, open, write and setrlimit are
     // async-signal-safe, and the paths were made before the fork.
     unsafe {
@@ -421,7 +438,7 @@ fn run_unisolated(spec: &SandboxSpec, log: OwnedFd) -> Result<ExitStatus> {
             // not the caller's.
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            for file in &procs {
+            for file in &join {
                 child::join_cgroup(file).map_err(io::Error::from)?;
             }
             for &(resource, value) in &rlimits {
