@@ -956,7 +956,10 @@ impl Realiser {
             return Err(unsupported("`debs` names no .deb".into()));
         }
         let staging = store.staging()?;
-        let options = drv_debian::rootfs::AssembleOptions { jobs: or_cores(self.settings.cores) };
+        // drv's own unpacking, not a builder's work: `--cores` (the
+        // builders' NIX_BUILD_CORES) does not limit it, and the result does
+        // not depend on the threads.
+        let options = drv_debian::rootfs::AssembleOptions { jobs: available_cores() };
         let started = std::time::Instant::now();
         let assembled = drv_debian::rootfs::assemble(&debs, &staging.path(), &options)?;
         let mut log = format!("drv: assembling {} packages with {} threads\n", assembled.packages.len(), options.jobs);
