@@ -9,7 +9,7 @@ use std::path::Path;
 use reqwest::blocking::{Body, Client};
 use reqwest::StatusCode;
 
-use super::{is_absolute_url, response_document, BinaryCache, CacheError, Result};
+use super::{is_absolute_url, refuse_local_file, response_document, BinaryCache, CacheError, Result};
 use crate::fetch::{error_chain, http_client, FetchOptions};
 
 /// A cache served over HTTP.
@@ -51,14 +51,6 @@ impl HttpCache {
             None => Err(CacheError::NotFound { url: url.to_owned() }),
         }
     }
-
-    /// A small document of the cache, read up to `limit` bytes while it
-    /// streams (a body without end costs `limit` bytes, not memory).
-    fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let url = self.location(relative);
-        let Some(resp) = get_url(&self.client, &url)? else { return Ok(None) };
-        response_document(resp, url, what, limit).map(Some)
-    }
 }
 
 impl BinaryCache for HttpCache {
@@ -66,16 +58,16 @@ impl BinaryCache for HttpCache {
         &self.url
     }
 
+    /// Read up to `limit` bytes while it streams (a body without end
+    /// costs `limit` bytes, not memory).
     fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
-        self.get_document(relative, what, limit)
+        let url = self.location(relative);
+        let Some(resp) = get_url(&self.client, &url)? else { return Ok(None) };
+        response_document(resp, url, what, limit).map(Some)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {
-        // A server must not make drv read local files: only http(s) URLs
-        // are followed from an HTTP cache.
-        if relative.starts_with("file://") {
-            return Err(CacheError::UnsupportedUrl { url: relative.to_owned() });
-        }
+        refuse_local_file(relative)?;
         let url = if is_absolute_url(relative) { relative.to_owned() } else { self.location(relative) };
         match get_url(&self.client, &url)? {
             Some(resp) => Ok(Box::new(resp)),

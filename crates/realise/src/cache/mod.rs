@@ -308,6 +308,15 @@ pub fn is_absolute_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")
 }
 
+/// A remote cache (HTTP, S3) must not make drv read local files: a
+/// narinfo's `file://` URL from one is refused.
+pub(crate) fn refuse_local_file(relative: &str) -> Result<()> {
+    if relative.starts_with("file://") {
+        return Err(CacheError::UnsupportedUrl { url: relative.to_owned() });
+    }
+    Ok(())
+}
+
 /// Open an absolute NAR URL (see [`is_absolute_url`]) with the backend
 /// its scheme calls for.
 pub(crate) fn open_absolute(url: &str) -> Result<Box<dyn Read + Send>> {

@@ -38,7 +38,7 @@ use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 use super::{
-    is_absolute_url, open_absolute, parallel_map, response_document, BinaryCache, CacheError, Result, CACHE_INFO_FILE,
+    is_absolute_url, open_absolute, parallel_map, refuse_local_file, response_document, BinaryCache, CacheError, Result, CACHE_INFO_FILE,
 };
 use crate::fetch::{error_chain, FetchOptions};
 
@@ -359,11 +359,6 @@ impl S3Cache {
         CacheError::S3Refused { url: self.location(relative), status, code: element("Code").unwrap_or_default(), message }
     }
 
-    fn get_document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let Some(resp) = self.get(relative)? else { return Ok(None) };
-        response_document(resp, self.location(relative), what, limit).map(Some)
-    }
-
     /// A signed request of `action`, which creates an object (`PUT` or a
     /// multipart upload's `POST`): with its content type, and the storage
     /// class (a signed header) if one is set.
@@ -546,14 +541,12 @@ impl BinaryCache for S3Cache {
     }
 
     fn document(&self, relative: &str, what: &'static str, limit: u64) -> Result<Option<Vec<u8>>> {
-        self.get_document(relative, what, limit)
+        let Some(resp) = self.get(relative)? else { return Ok(None) };
+        response_document(resp, self.location(relative), what, limit).map(Some)
     }
 
     fn open_file(&self, relative: &str) -> Result<Box<dyn Read + Send>> {
-        // As an HTTP cache: a bucket must not make drv read local files.
-        if relative.starts_with("file://") {
-            return Err(CacheError::UnsupportedUrl { url: relative.to_owned() });
-        }
+        refuse_local_file(relative)?;
         if is_absolute_url(relative) {
             return open_absolute(relative);
         }
