@@ -15,7 +15,7 @@ mod error;
 mod graph;
 mod load;
 mod lower;
-pub mod recipe;
+mod recipe;
 
 pub use cache::{evaluate_cached, EvaluationSummary};
 pub use error::{shown as shown_path, Diagnostic, EvalError};
