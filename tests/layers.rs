@@ -43,6 +43,11 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("drv-store", &["reqwest", "tokio", "axum", "drv-sandbox"]),
 ];
 
+/// Crates a package must not depend on itself (normal dependencies), though
+/// a crate below it may: the store's database is the store's, and
+/// realisation reaches it through the store's API.
+const FORBIDDEN_DIRECT: &[(&str, &[&str])] = &[("drv-realise", &["rusqlite"]), ("drv-eval", &["rusqlite"]), ("drv-cli", &["rusqlite"])];
+
 /// drv-formats reads and writes the trees it archives with `rustix`'s
 /// directory-relative calls, and may ask it for nothing else (no
 /// processes, no system calls beyond the file system).
@@ -147,6 +152,13 @@ fn breaches(metadata: &Value) -> Vec<String> {
             let upward = layer(&dep.name).is_some_and(|theirs| theirs >= own && dep.name != *package);
             if dep.kind.as_deref() == Some("dev") && (upward || forbidden.contains(&dep.name.as_str()) && dep.name.starts_with("drv-")) {
                 found.push(format!("{package} must not depend on {} (dev-dependency)", dep.name));
+            }
+        }
+    }
+    for (package, names) in FORBIDDEN_DIRECT {
+        for dep in packages.get(*package).into_iter().flatten() {
+            if dep.kind.is_none() && names.contains(&dep.name.as_str()) {
+                found.push(format!("{package} must not use {} itself (only through the crate that owns it)", dep.name));
             }
         }
     }
@@ -347,6 +359,7 @@ fn the_check_catches_a_breach() {
     add(packages, "drv-python", serde_json::json!({"name": "reqwest", "kind": null, "features": []}));
     add(packages, "drv-store", serde_json::json!({"name": "drv-realise", "kind": "dev", "features": []}));
     add(packages, "drv-debian", serde_json::json!({"name": "drv-eval", "kind": null, "features": []}));
+    add(packages, "drv-realise", serde_json::json!({"name": "rusqlite", "kind": null, "features": []}));
     let formats = packages.iter_mut().find(|p| p["name"] == "drv-formats").unwrap();
     for dep in formats["dependencies"].as_array_mut().unwrap() {
         if dep["name"] == "rustix" {
@@ -360,6 +373,7 @@ fn the_check_catches_a_breach() {
         "drv-sandbox (layer 1) must not depend on drv-python (layer 1): drv-sandbox -> drv-python",
         "drv-store must not depend on drv-realise (dev-dependency)",
         "drv-debian (layer 2) must not depend on drv-eval (layer 5): drv-debian -> drv-eval",
+        "drv-realise must not use rusqlite itself (only through the crate that owns it)",
         "drv-formats may use rustix for the file system only, not {\"process\"}",
     ];
     for line in expected {

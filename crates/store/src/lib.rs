@@ -18,11 +18,11 @@
 //!   [`NewPath`]s valid under the [`PathLocks`] of
 //!   [`LocalStore::lock_paths`], with the derivation outputs they are
 //!   ([`OutputsOf`]), in one transaction.
-//! - [`gc`]: the garbage collector ([`collect_garbage`]) and, in
-//!   [`roots`], what keeps paths alive: explicit, indirect (`result` links)
-//!   and temporary roots ([`LocalStore::add_temp_root`]).
-//! - [`build_log`]: where build logs are kept, and reading them, or
-//!   following a build's log while it is written.
+//! - The garbage collector ([`collect_garbage`]) and what keeps paths
+//!   alive ([`GcRoot`]): explicit, indirect (`result` links) and temporary
+//!   roots ([`LocalStore::add_temp_root`]).
+//! - Build logs: where they are kept ([`log_file`]), reading them, or
+//!   following one while it is written ([`copy_log`], [`LiveLog`]).
 
 mod build_log;
 mod db;
@@ -34,14 +34,12 @@ mod lock;
 mod roots;
 mod valid;
 
-// The formats' types that drv-store's own API takes and returns, so that
-// a user of the store names them without depending on drv-formats (as a
-// crate re-exports the types of its public API). Everything else of the
-// formats is drv_formats' alone.
-pub use drv_formats::{
-    nixbase32, ContentAddress, Derivation, DerivationBuilder, DerivationHash, DerivationOutput, FormatError, HashEncoding, NameProblem,
-    NarHash, NarInfo, PublicKey, SecretKey, Sha256, StoreDir, StorePath, DEFAULT_STORE_DIR,
-};
+// The formats' types drv-store's own API takes and returns, so that a
+// user of the store names them without depending on drv-formats (as a
+// crate re-exports the types of its public API); and `Derivation`, what
+// the store's `.drv` files hold. Everything else of the formats is
+// drv_formats' alone.
+pub use drv_formats::{ContentAddress, Derivation, FormatError, NarHash, NarInfo, Sha256, StoreDir, StorePath};
 
 pub use build_log::{copy_log, live_log_file, live_of, log_file, LiveLog};
 pub use db::{PathInfo, SCHEMA_VERSION};

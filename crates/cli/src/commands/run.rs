@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use drv_formats::StorePath;
+use drv_realise::Derivations;
 use drv_store::LocalStore;
 
 use super::build::{realise, resolve_targets, BuildArgs};
@@ -49,9 +50,22 @@ pub struct ShellArgs {
 /// Build the recipes (quietly unless something must be built) and return
 /// each one's `out` path.
 fn build_outputs(cli: &Cli, store: &mut LocalStore, recipes: &[String], printer: Printer) -> anyhow::Result<Vec<StorePath>> {
-    let args = BuildArgs::quiet_for(recipes.to_vec());
     let (targets, derivations) = resolve_targets(store, recipes, false)?;
-    let result = realise(cli, store, &targets, &derivations, &args, printer)?;
+    build_targets(cli, store, recipes, &targets, &derivations, printer)
+}
+
+/// Build the evaluated `targets` (of `recipes`) quietly unless something
+/// must be built; each one's `out` path.
+fn build_targets(
+    cli: &Cli,
+    store: &mut LocalStore,
+    recipes: &[String],
+    targets: &[StorePath],
+    derivations: &Derivations,
+    printer: Printer,
+) -> anyhow::Result<Vec<StorePath>> {
+    let args = BuildArgs::quiet_for(recipes.to_vec());
+    let result = realise(cli, store, targets, derivations, &args, printer)?;
     targets
         .iter()
         .map(|d| {
@@ -92,9 +106,12 @@ pub fn run_run(cli: &Cli, args: &RunArgs, printer: Printer) -> anyhow::Result<Ex
         bail!("drv run takes a recipe file (.toml)");
     }
     let mut store = cli.open_store()?;
+    // Evaluated once: the build takes the derivations this evaluation made.
     let eval = super::eval::evaluate_summary(&mut store, Path::new(&args.recipe))?;
     let main = eval.main.clone().with_context(|| format!("{} has no `main` program to run", args.recipe))?;
-    let out = build_outputs(cli, &mut store, std::slice::from_ref(&args.recipe), printer)?.remove(0);
+    let derivations = Derivations::from_evaluated(eval.derivations);
+    let recipes = std::slice::from_ref(&args.recipe);
+    let out = build_targets(cli, &mut store, recipes, &[eval.root], &derivations, printer)?.remove(0);
     store.add_temp_root(&out)?;
     let program = PathBuf::from(store.display(&out)).join(main);
     let mut cmd = Command::new(&program);

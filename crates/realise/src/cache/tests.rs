@@ -571,7 +571,7 @@ fn stored_junk_signatures_do_not_poison_a_path() {
     push(&src, cache.open().as_ref(), &BTreeSet::from([p.clone()]), Some(&key), &PushOptions::default(), &SilentReporter).unwrap();
     let good = cache.open().narinfo(&StoreDir::default(), &p).unwrap().unwrap().signatures;
     drop(src);
-    let db = rusqlite::Connection::open(t.path().join("var/drv/db/db.sqlite")).unwrap();
+    let db = rusqlite::Connection::open(drv_store::StoreLayout::new(t.path(), StoreDir::default()).database()).unwrap();
     let junk = format!("{} :junk-no-key-name other-1:not base64!!", good.join(" "));
     db.execute("UPDATE ValidPaths SET sigs = ?1", [&junk]).unwrap();
     drop(db);

@@ -251,7 +251,7 @@ fn report_summary(report: &VaryReport) -> String {
     format!("not reproducible: its outputs depend on {}", parts.join(", "))
 }
 
-/// A derivation to realise, read from its `.drv` file.
+/// A derivation to realise (from evaluation or its `.drv` file).
 struct Job {
     drv_path: StorePath,
     drv: Arc<Derivation>,
@@ -524,7 +524,10 @@ impl Realiser {
                     let job = Arc::new(jobs.remove(&p).expect("ready job exists"));
                     let tx = done_tx.clone();
                     scope.spawn(move || {
-                        let r = self.realise_one(&job);
+                        // A panic must still report, or the loop would wait
+                        // for this job for ever.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.realise_one(&job)))
+                            .unwrap_or_else(|_| Err(BuildError::Unsupported { drv: job.drv_path.to_string(), reason: "its build thread panicked".into() }));
                         let _ = tx.send((job, download, r));
                     });
                 }
@@ -555,7 +558,8 @@ impl Realiser {
                             jobs.iter().filter(|(_, j)| j.deps.contains(&d)).map(|(p, _)| p.clone()).collect();
                         for p in dependents {
                             let dependent = jobs.remove(&p).expect("a pending job");
-                            let error = BuildError::DependencyFailed { drv: p.to_string(), dependency: drv.to_string() };
+                            let store_dir = self.layout.store_dir();
+                            let error = BuildError::DependencyFailed { drv: store_dir.display(&p), dependency: store_dir.display(&drv) };
                             result.results.push(BuildResult {
                                 drv_path: p.clone(),
                                 status: BuildStatus::DependencyFailed,
@@ -662,9 +666,12 @@ impl Realiser {
     fn check_varied(&self, store: &mut LocalStore, job: &Job, variations: &[Variation]) -> Result<(), BuildError> {
         let shown = store.display(&job.drv_path);
         let mut registered = BTreeMap::new();
+        // Only valid outputs can be compared: a dependent may have wanted
+        // (and substituted) some of them only.
         for (name, o) in job.drv.outputs() {
-            let info = store.require_path_info(&o.path)?;
-            registered.insert(name, (store.real_path(&o.path), info.nar_hash, o.path.clone()));
+            if let Some(info) = store.path_info(&o.path)? {
+                registered.insert(name, (store.real_path(&o.path), info.nar_hash, o.path.clone()));
+            }
         }
         let logs = store.layout().vary_log_dir(&job.drv_path);
         let mut report = VaryReport { drv: shown.clone(), varied: variations.to_vec(), ..Default::default() };
@@ -827,7 +834,8 @@ impl Realiser {
             .map_err(|e| StoreError::io(&scratch.path(), e))?;
 
         let dirs = BuildDirs { scratch_store: &scratch.path(), build_dir: build_dir.path() };
-        let request = build_request(&job.drv_path, drv, store.layout(), &closure, dirs, &self.settings, circumstances)?;
+        let settings = BuildSettings { cores: or_cores(self.settings.cores), ..self.settings.clone() };
+        let request = build_request(&job.drv_path, drv, store.layout(), &closure, dirs, &settings, circumstances)?;
         let spec = &request.spec;
 
         let (status, tail) = match self.run_logged(&request, log_path)? {
@@ -860,7 +868,7 @@ impl Realiser {
         }
 
         // Each output moves from the scratch store to a staging place of
-        // its own, which `install` renames into the store.
+        // its own, which the store's door (`add_valid`) renames into place.
         let mut staged: Vec<(String, StorePath, Staging)> = Vec::new();
         for (name, o) in outputs {
             let built = spec.host_path(Path::new(&store.display(&o.path)));
@@ -903,7 +911,9 @@ impl Realiser {
 
         if job.check {
             for (name, new) in news {
-                let registered = store.require_path_info(&new.path)?;
+                // An output nothing wanted before is not valid: nothing to
+                // compare it with.
+                let Some(registered) = store.path_info(&new.path)? else { continue };
                 if registered.nar_hash != new.nar_hash.sha256 {
                     let (staging, path) = (new.staging, new.path);
                     let kept = store.real_store_dir().join(format!("{}.check", path.to_basename()));

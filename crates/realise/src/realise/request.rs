@@ -10,7 +10,7 @@ use drv_formats::{Derivation, StorePath};
 use drv_sandbox::{BuildDirFs, Input, Isolation, SandboxSpec};
 use drv_store::StoreLayout;
 
-use super::{or_cores, BuildError, BuildSettings};
+use super::{BuildError, BuildSettings};
 use crate::builtins::TOOLCHAIN_ENV;
 use crate::vary::Circumstances;
 
@@ -56,7 +56,9 @@ fn fixed_env(layout: &StoreLayout, cores: usize, build_dir: &str) -> [(&'static 
 
 /// The build of `drv` (at `drv_path`) that sees `closure` (its inputs'
 /// closure, valid in the store at `layout`), in `dirs`, under `settings`
-/// and `circumstances`.
+/// and `circumstances`. `settings.cores` is the builder's
+/// `NIX_BUILD_CORES` as given: the caller resolves "all cores" (0) first,
+/// so that this function reads nothing of the machine.
 ///
 /// # Errors
 /// [`BuildError::Unsupported`] for a derivation with a pinned toolchain
@@ -105,7 +107,7 @@ pub fn build_request(
     let inside_build_dir = spec.conditions.build_dir.to_string_lossy().into_owned();
 
     let mut env: Vec<(String, String)> = drv.env().iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
-    let fixed = fixed_env(layout, or_cores(settings.cores), &inside_build_dir);
+    let fixed = fixed_env(layout, settings.cores, &inside_build_dir);
     let overrides = fixed.iter().map(|(k, v)| (*k, v.as_str())).chain(circumstances.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (k, v) in overrides {
         env.retain(|(key, _)| key != k);

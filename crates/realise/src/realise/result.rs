@@ -53,16 +53,19 @@ impl std::fmt::Display for BuildStatus {
 pub struct BuildResult {
     pub drv_path: StorePath,
     pub status: BuildStatus,
-    /// The outputs that were wanted of it, by name (a target's: all).
+    /// Its outputs by name: those that were wanted of a derivation found
+    /// valid (a target's: all); all of one that was built (a build makes
+    /// every output) or failed.
     pub outputs: BTreeMap<String, StorePath>,
     /// Why it failed, for the failing statuses.
     pub error: Option<BuildError>,
 }
 
 /// What a realisation did: one [`BuildResult`] per derivation it looked
-/// at (Nix's `buildPathsWithResults` gives the same list; Nix's word
-/// "realisation" is another thing, a content-addressed output's path) (the targets and, below them, every derivation whose outputs
-/// were not valid), in the order they were decided.
+/// at (the targets and, below them, every derivation whose outputs were
+/// not valid), in the order they were decided. Nix's
+/// `buildPathsWithResults` returns the same list; Nix's word
+/// "realisation" names another thing (a content-addressed output's path).
 #[derive(Debug, Default)]
 pub struct BuildResults {
     pub results: Vec<BuildResult>,
