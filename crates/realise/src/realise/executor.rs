@@ -9,9 +9,18 @@ use std::sync::Arc;
 use drv_sandbox::SandboxError;
 
 use super::request::BuildRequest;
+use super::BuildSettings;
 
 /// Runs builds. Implementations are shared by the realiser's threads.
 pub trait Executor: Send + Sync {
+    /// Whether builds under `settings` can run here, checked once before
+    /// the first; what of the settings cannot hold, as notes to show
+    /// (rather than drop silently).
+    ///
+    /// # Errors
+    /// What keeps every build from running ([`SandboxError`]).
+    fn prepare(&self, settings: &BuildSettings) -> Result<Vec<String>, SandboxError>;
+
     /// Run `request`'s builder to its end, its standard output and error
     /// going to `log`; the builder's exit status.
     ///
@@ -26,6 +35,15 @@ pub trait Executor: Send + Sync {
 pub struct LocalSandbox;
 
 impl Executor for LocalSandbox {
+    /// The kernel must allow the namespaces (unless `--no-sandbox`); limits
+    /// this host cannot enforce are noted.
+    fn prepare(&self, settings: &BuildSettings) -> Result<Vec<String>, SandboxError> {
+        if settings.sandbox {
+            drv_sandbox::check_namespaces()?;
+        }
+        Ok(drv_sandbox::limit_notes(&settings.limits))
+    }
+
     fn execute(&self, request: &BuildRequest, log: OwnedFd) -> Result<ExitStatus, SandboxError> {
         drv_sandbox::run(&request.spec, log)
     }

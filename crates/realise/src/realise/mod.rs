@@ -413,12 +413,8 @@ impl Realiser {
         // Refuse to build unsandboxed unless asked: checked once, and only
         // when something is to be built.
         let sandboxed = jobs.values().any(|j| !j.drv.builder_path().starts_with("builtin:"));
-        if self.settings.sandbox && sandboxed {
-            drv_sandbox::check_namespaces()?;
-        }
-        // A limit that cannot hold here is said once, not silently dropped.
         if sandboxed {
-            for note in drv_sandbox::limit_notes(&self.settings.limits) {
+            for note in self.executor.prepare(&self.settings)? {
                 self.reporter.message(&format!("note: {note}"));
             }
         }
