@@ -145,7 +145,7 @@ fn removing_a_result_link_makes_its_closure_collectable() {
     let v = gc_json(&s, &[]);
     assert_eq!(deleted(&v), display_all(&store, &third));
     assert!(valid(&store).is_empty());
-    assert_eq!(fs::read_dir(store.gc_roots_dir().join("auto")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(store.layout().auto_roots_dir()).unwrap().count(), 0);
 }
 
 #[test]

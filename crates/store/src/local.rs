@@ -365,7 +365,7 @@ impl LocalStore {
     /// does): a path deleted by a collection between reading the database
     /// and looking at the files would otherwise be reported missing.
     pub fn verify(&self, check_contents: bool) -> Result<Vec<VerifyProblem>, StoreError> {
-        let _no_collection = self.pause_collection()?;
+        let _no_collection = self.collection_guard()?;
         let mut problems = Vec::new();
         let graph = self.db.reference_graph()?;
         let mut missing = BTreeSet::new();

@@ -115,21 +115,16 @@ fn temp_roots_of<'a>(all: &'a mut Vec<(PathBuf, TempRoots)>, key: &Path) -> &'a 
     &mut all[index].1
 }
 
-
 impl LocalStore {
-    /// `ROOT/var/drv/gcroots` ([`StoreLayout::gc_roots_dir`](crate::StoreLayout::gc_roots_dir)).
-    pub fn gc_roots_dir(&self) -> PathBuf {
-        self.layout().gc_roots_dir()
-    }
-
-    /// Hold garbage collection off until the returned lock is dropped: a
-    /// collection waits for it, and paths found valid meanwhile stay.
-    /// For a reader that cannot take temporary roots (a long-running
-    /// server, whose roots would only go when it exits).
+    /// Hold garbage collection off until the returned guard (`gc.lock`,
+    /// shared) is dropped: a collection waits for it, and paths found valid
+    /// meanwhile stay. What [`Self::pause_collections`] holds for this
+    /// process; taken alone by a reader that cannot take temporary roots
+    /// (a long-running server, whose roots would only go when it exits).
     ///
     /// # Errors
     /// [`StoreError::Io`] if the lock file cannot be opened.
-    pub fn pause_collection(&self) -> Result<FileLock, StoreError> {
+    pub fn collection_guard(&self) -> Result<FileLock, StoreError> {
         FileLock::shared(&self.layout().gc_lock_file())
     }
 
@@ -153,7 +148,7 @@ impl LocalStore {
             // No collection can start before we write it or exit.
             roots.unwritten.push(path.clone());
         } else {
-            let _gc = FileLock::shared(&self.layout().gc_lock_file())?;
+            let _gc = self.collection_guard()?;
             self.write_temp_roots(roots, std::slice::from_ref(path))?;
         }
         roots.rooted.insert(path.clone());
@@ -169,7 +164,7 @@ impl LocalStore {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
         let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if roots.pause.is_none() {
-            roots.pause = Some(FileLock::shared(&self.layout().gc_lock_file())?);
+            roots.pause = Some(self.collection_guard()?);
         }
         Ok(())
     }
@@ -240,7 +235,7 @@ impl LocalStore {
         let mut all = TEMP_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
         let roots = temp_roots_of(&mut all, self.layout().state_dir());
         if let Some(lock) = &roots.file {
-            let _gc = FileLock::shared(&self.layout().gc_lock_file())?;
+            let _gc = self.collection_guard()?;
             lock.file().set_len(0).map_err(|e| StoreError::io(lock.path(), e))?;
         }
         roots.rooted.clear();
@@ -258,7 +253,7 @@ impl LocalStore {
         if !self.is_valid(path)? {
             return Err(StoreError::NotValid(self.display(path)).into());
         }
-        let link = self.gc_roots_dir().join(name);
+        let link = self.layout().gc_roots_dir().join(name);
         replace_symlink(Path::new(&self.display(path)), &link)?;
         Ok(link)
     }
@@ -266,7 +261,7 @@ impl LocalStore {
     /// Remove the explicit root `name`.
     pub fn remove_root(&self, name: &str) -> Result<(), RootError> {
         validate_root_name(name)?;
-        let link = self.gc_roots_dir().join(name);
+        let link = self.layout().gc_roots_dir().join(name);
         match fs::remove_file(&link) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RootError::NoSuchRoot { name: name.to_owned() }),
@@ -303,7 +298,7 @@ impl LocalStore {
     /// whose link is gone or no longer points into the store.
     pub(crate) fn find_roots(&self, prune: bool) -> Result<Vec<GcRoot>, StoreError> {
         let mut roots = Vec::new();
-        let dir = self.gc_roots_dir();
+        let dir = self.layout().gc_roots_dir();
         self.find_roots_in(&dir, "", &mut roots)?;
         let auto = dir.join(AUTO_ROOTS);
         for entry in fs::read_dir(&auto).map_err(|e| StoreError::io(&auto, e))? {

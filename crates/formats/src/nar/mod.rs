@@ -317,12 +317,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
         sample_tree(&src);
-        let mut nar = Vec::new();
-        dump_path(&src, &mut nar).unwrap();
         let dst = t.path().join("dst");
-        restore(&mut &nar[..], &dst).unwrap();
-        let mut again = Vec::new();
-        dump_path(&dst, &mut again).unwrap();
+        let (nar, again) = super::proptests::dump_restore_dump(&src, &dst);
         assert_eq!(nar, again);
         assert_eq!(hash_path(&dst).unwrap().size, nar.len() as u64);
         assert!(dst.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1")).exists());
@@ -445,6 +441,17 @@ pub(crate) mod proptests {
         }
     }
 
+    /// The NAR of `src`, restored at `dst`, and the NAR of `dst`: equal
+    /// when the round trip keeps everything a NAR holds.
+    pub(crate) fn dump_restore_dump(src: &Path, dst: &Path) -> (Vec<u8>, Vec<u8>) {
+        let mut nar = Vec::new();
+        dump_path(src, &mut nar).unwrap();
+        restore(&mut &nar[..], dst).unwrap();
+        let mut again = Vec::new();
+        dump_path(dst, &mut again).unwrap();
+        (nar, again)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// Any tree: dump → restore → dump is the identity, and the
@@ -454,12 +461,7 @@ pub(crate) mod proptests {
             let t = tempfile::tempdir().unwrap();
             let src = t.path().join("src");
             write(&src, &tree);
-            let mut nar = Vec::new();
-            dump_path(&src, &mut nar).unwrap();
-            let dst = t.path().join("dst");
-            restore(&mut &nar[..], &dst).unwrap();
-            let mut again = Vec::new();
-            dump_path(&dst, &mut again).unwrap();
+            let (nar, again) = dump_restore_dump(&src, &t.path().join("dst"));
             prop_assert_eq!(&nar, &again);
             let h = hash_path(&src).unwrap();
             prop_assert_eq!(h.size, nar.len() as u64);

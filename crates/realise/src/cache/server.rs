@@ -310,7 +310,7 @@ async fn get_nar(State(state): State<AppState>, UrlPath(file): UrlPath<String>) 
             // under a client mid-transfer. A long-running server cannot
             // hold temporary roots per request instead: they would only go
             // when it exits.
-            let hold = store.pause_collection()
+            let hold = store.collection_guard()
                 .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = store.path_from_hash_part(&hash).map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let path = path.ok_or_else(not_found)?;
